@@ -1,0 +1,45 @@
+# pyflom: two entry points from a fresh clone.
+#   make demo  - create .venv, install pyflom, run a real command under a lock
+#   make test  - create .venv with the dev extras, lint, type-check, run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO_SOCKET := /tmp/pyflom-demo-$(shell id -u)
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q .
+	touch $@
+
+$(VENV)/.dev-installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	@echo '$$ flom -s $(DEMO_SOCKET) -d 2000 -r demo -l EX -- sh -c "echo holding the lock on demo; sleep 1"'
+	@$(BIN)/flom -s $(DEMO_SOCKET) -d 2000 -r demo -l EX -- sh -c 'echo "  holding the lock on demo (pid $$$$)"; sleep 1'
+	@echo '$$ two writers racing for the same lock (they run one after the other):'
+	@( $(BIN)/flom -s $(DEMO_SOCKET) -d 2000 -r demo -- sh -c 'echo "  writer A starts"; sleep 1; echo "  writer A ends"' & \
+	   $(BIN)/flom -s $(DEMO_SOCKET) -d 2000 -r demo -- sh -c 'echo "  writer B starts"; sleep 1; echo "  writer B ends"' & \
+	   wait )
+	@echo '$$ flom -s $(DEMO_SOCKET) -d 2000 -- sh -c "exit 7"; echo exit status $$?'
+	@$(BIN)/flom -s $(DEMO_SOCKET) -d 2000 -- sh -c 'exit 7'; echo "  exit status $$?"
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -n auto -q tests
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

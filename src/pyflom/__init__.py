@@ -1,0 +1,70 @@
+"""pyflom: Free Lock Manager for shell commands and programs (FLoM 1.7.2 compatible).
+
+The library surface::
+
+    import pyflom
+
+    with pyflom.lock("R", mode="PR", timeout=2.0) as handle:
+        ...
+
+    handle = pyflom.Handle("red.green.blue")
+    element = handle.lock()
+    handle.unlock()
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # no runtime import of ``typing``: the command imports this package
+if TYPE_CHECKING:
+    from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnectionFailed",
+    "FlomError",
+    "Handle",
+    "HandleState",
+    "InvalidResourceName",
+    "InvalidSequence",
+    "LockBusy",
+    "LockCantWait",
+    "LockImpossible",
+    "LockMode",
+    "LockTimeout",
+    "ProtocolError",
+    "__version__",
+    "lock",
+]
+
+if TYPE_CHECKING:
+    from .client import Handle, HandleState, lock
+    from .errors import (
+        ConnectionFailed,
+        FlomError,
+        InvalidResourceName,
+        InvalidSequence,
+        LockBusy,
+        LockCantWait,
+        LockImpossible,
+        LockTimeout,
+        ProtocolError,
+    )
+    from .lockmodes import LockMode
+
+_HOMES = {
+    "Handle": "client",
+    "HandleState": "client",
+    "lock": "client",
+    "LockMode": "lockmodes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``import pyflom.cli`` must not pay for what the command does not use.
+    if name in __all__ and name != "__version__":
+        from importlib import import_module
+
+        module = import_module(f".{_HOMES.get(name, 'errors')}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'pyflom' has no attribute {name!r}")

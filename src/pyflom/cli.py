@@ -1,0 +1,168 @@
+"""The ``flom`` command: lock a resource, run a command, unlock, exit with its status.
+
+A thin layer on :mod:`pyflom.client`.  Its import path is kept free of asyncio, ssl and
+other heavy modules: one interpreter starts per command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import rc as _rc
+from .cmdline import CliError, load_settings, parse_args, validate, verbose_dump
+from .errors import (
+    ConnectionFailed,
+    FlomError,
+    LockBusy,
+    LockCantWait,
+    LockImpossible,
+    LockTimeout,
+)
+from .settings import Settings
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _rc_line(function: str, error: FlomError) -> str:
+    return f"{function}: ret_cod={error.rc} ({_rc.strerror(error.rc)})"
+
+
+def _connect_failure(error: FlomError) -> int:
+    _err(_rc_line("flom_client_connect", error))
+    detail = str(error)
+    if detail != _rc.strerror(error.rc):
+        _err(f"flom: {detail}")
+    return _rc.ES_GENERIC_ERROR
+
+
+def lock_and_run(settings: Settings, command: list[str]) -> int:
+    """Lock as ``settings`` say, run ``command`` (plus the locked element), unlock."""
+    from .client import Handle
+    from .monitor import CommandNotExecutable, run_command
+
+    handle = Handle(settings=settings, daemon_lifespan=settings.daemon_lifespan)
+    try:
+        element = handle.lock()
+    except LockBusy:
+        _err("Resource already locked, the lock cannot be obtained")
+        return _rc.ES_RESOURCE_BUSY
+    except LockTimeout:
+        _err(
+            "The lock was not obtained because timeout "
+            f"({settings.resource_timeout} milliseconds) expired"
+        )
+        return _rc.ES_RESOURCE_BUSY
+    except LockCantWait:
+        _err("The resource could be available in the future, but the requester can't wait")
+        return _rc.ES_REQUESTER_CANT_WAIT
+    except LockImpossible:
+        _err("Resource will never satisfy the request, the lock cannot be obtained")
+        return _rc.ES_GENERIC_ERROR
+    except ConnectionFailed as exc:
+        return _connect_failure(exc)
+    except FlomError as exc:
+        if exc.rc == _rc.DAEMON_NOT_STARTED:
+            return _connect_failure(exc)
+        _err(_rc_line("flom_client_lock", exc))
+        return _rc.ES_GENERIC_ERROR
+    if settings.verbose and element is not None:
+        _out(f"Locked element is '{element}'")
+    argv = command + ([element] if element is not None else [])
+    try:
+        status = run_command(argv, settings.ignored_signals)
+    except CommandNotExecutable as exc:
+        _err(str(exc))
+        status = _rc.ES_UNABLE_TO_EXECUTE_COMMAND
+    try:
+        handle.unlock(rollback=status != 0)
+    except FlomError as exc:
+        _err(_rc_line("flom_client_unlock", exc))
+        return _rc.ES_GENERIC_ERROR
+    return status
+
+
+def shutdown_daemon(settings: Settings, immediate: bool) -> int:
+    """``-x``/``-X``: ask the daemon to shut down (quiesce or immediately)."""
+    from . import codec
+    from .transport import open_channel
+    from .uniqueid import peer_id
+
+    _out(f"Starting FLoM daemon {'immediate' if immediate else 'quiesce'} shutdown...")
+    try:
+        channel = open_channel(settings, may_start_daemon=False)
+    except FlomError as exc:
+        return _connect_failure(exc)
+    try:
+        channel.send(codec.ShutdownRequest(peer_id(), immediate))
+    except FlomError as exc:
+        channel.close(graceful=False)
+        _err(_rc_line("flom_client_shutdown", exc))
+        return _rc.ES_GENERIC_ERROR
+    channel.close(graceful=True, timeout=1.0)  # no answer comes: the daemon just closes
+    return _rc.ES_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flom`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(args)
+    except CliError as exc:
+        if exc.stdout:
+            _out(exc.stdout)
+        if exc.stderr:
+            _err(exc.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 128 + 2
+
+
+def _main(argv: list[str]) -> int:
+    from . import cmdline
+
+    parsed = parse_args(argv)
+    if parsed.show_help:
+        _out(cmdline.help_text())
+        return _rc.ES_OK
+    if parsed.show_version or parsed.show_signal_list:
+        if parsed.show_version:
+            _out(cmdline.version_text())
+        if parsed.show_signal_list:
+            sys.stdout.write(cmdline.signal_list_text())
+        return _rc.ES_OK
+    if parsed.show_unique_id:
+        from .uniqueid import NoUniqueId, read_unique_id
+
+        try:
+            _out(read_unique_id())
+        except NoUniqueId as exc:
+            _err(f"flom: {exc}")
+            return _rc.ES_GENERIC_ERROR
+        return _rc.ES_OK
+    settings, warnings = load_settings(parsed)
+    for warning in warnings:
+        _err(warning)
+    if settings.verbose:
+        sys.stdout.write(verbose_dump(settings))
+    settings, warnings = validate(settings)
+    for warning in warnings:
+        _err(warning)
+    if parsed.debug_feature is not None:
+        _err(f"flom: debug feature '{parsed.debug_feature}' is not available in this version")
+        return 1
+    if parsed.quiesce_exit or parsed.immediate_exit:
+        return shutdown_daemon(settings, immediate=parsed.immediate_exit)
+    if not parsed.command:
+        _err("No command to execute!")
+        return _rc.ES_UNABLE_TO_EXECUTE_COMMAND
+    return lock_and_run(settings, parsed.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""The blocking client library: :class:`Handle` (like libflom's handle) and :func:`lock`.
+
+Example::
+
+    import pyflom
+
+    with pyflom.lock("printer", mode="EX", timeout=2.0):
+        ...  # only one process at a time gets here
+
+A handle speaks FLoM's protocol to the daemon on the configured socket; by default it
+never starts a daemon (as libflom), pass ``daemon_lifespan`` (ms, non-zero) to allow it.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import IntEnum
+
+from . import codec
+from . import rc as _rc
+from .errors import (
+    FlomError,
+    InvalidResourceName,
+    InvalidSequence,
+    LockBusy,
+    LockCantWait,
+    LockImpossible,
+    ProtocolError,
+)
+from .lockmodes import LockMode, parse_lock_mode
+from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .settings import Settings
+from .transport import Channel, open_channel
+from .uniqueid import peer_id
+
+_CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
+
+
+class HandleState(IntEnum):
+    """Handle states, with libflom's numbers."""
+
+    INIT = 22
+    CONNECTED = 23
+    LOCKED = 24
+    DISCONNECTED = 25
+    CLEANED = 26
+
+
+_REFUSALS: dict[int, type[FlomError]] = {
+    _rc.LOCK_BUSY: LockBusy,
+    _rc.LOCK_CANT_WAIT: LockCantWait,
+    _rc.LOCK_IMPOSSIBLE: LockImpossible,
+    _rc.INVALID_RESOURCE_NAME: InvalidResourceName,
+}
+
+
+def _default_settings() -> Settings:
+    """Built-in defaults overlaid with the system and user config files (as libflom)."""
+    from .cmdline import load_settings, parse_args
+
+    settings, _ = load_settings(parse_args([]))
+    return settings
+
+
+class Handle:
+    """One lock at a time on one resource, with libflom's properties.
+
+    Properties may be changed between locks (not while locked).  ``lock()`` returns the
+    locked element (set, sequence and timestamp resources) or None.  Errors raise
+    :class:`pyflom.FlomError` subclasses carrying FLoM's reason code.
+
+    ``keep_connection=True`` (pyflom extension) keeps the connection to the daemon
+    between locks, so a lock/unlock pair costs two messages instead of a connection.
+    """
+
+    def __init__(
+        self,
+        resource_name: str | None = None,
+        *,
+        lock_mode: LockMode | str | None = None,
+        timeout: int | None = None,
+        quantity: int | None = None,
+        create: bool | None = None,
+        idle_lifespan: int | None = None,
+        socket_name: str | None = None,
+        daemon_lifespan: int = 0,
+        keep_connection: bool = False,
+        settings: Settings | None = None,
+    ) -> None:
+        """Arguments left at None take their value from ``settings`` (default: FLoM's
+        built-in defaults overlaid with ``flom.conf`` and ``~/.flom``, as libflom)."""
+        base = settings if settings is not None else _default_settings()
+        self._settings = base.copy(daemon_lifespan=daemon_lifespan)
+        self.state = HandleState.INIT
+        self.keep_connection = keep_connection
+        self._channel: Channel | None = None
+        self._locked_name: str | None = None
+        self.locked_element: str | None = None
+        if resource_name is not None:
+            self.resource_name = resource_name
+        if lock_mode is not None:
+            self.lock_mode = lock_mode
+        if timeout is not None:
+            self.resource_timeout = timeout
+        if quantity is not None:
+            self.resource_quantity = quantity
+        if create is not None:
+            self.resource_create = create
+        if idle_lifespan is not None:
+            self.resource_idle_lifespan = idle_lifespan
+        if socket_name is not None:
+            self.socket_name = socket_name
+
+    # -- properties ---------------------------------------------------------------------
+    def _mutable(self) -> None:
+        if self.state == HandleState.LOCKED:
+            raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
+
+    @property
+    def resource_name(self) -> str:
+        """Name of the resource to lock (its shape decides its type)."""
+        return self._settings.resource_name
+
+    @resource_name.setter
+    def resource_name(self, name: str) -> None:
+        self._mutable()
+        if resource_type(name) is None:
+            raise InvalidResourceName(f"'{name}' is not a valid name for a resource")
+        self._settings.resource_name = name
+
+    @property
+    def lock_mode(self) -> LockMode:
+        """Lock mode (simple and hierarchical resources; others always lock EX)."""
+        return self._settings.lock_mode
+
+    @lock_mode.setter
+    def lock_mode(self, mode: LockMode | str | int) -> None:
+        self._mutable()
+        self._settings.lock_mode = (
+            parse_lock_mode(mode) if isinstance(mode, str) else LockMode(mode)
+        )
+
+    @property
+    def resource_timeout(self) -> int:
+        """Milliseconds to wait for the lock: 0 don't wait, < 0 wait forever."""
+        return self._settings.resource_timeout
+
+    @resource_timeout.setter
+    def resource_timeout(self, ms: int) -> None:
+        self._mutable()
+        self._settings.resource_timeout = int(ms)
+
+    @property
+    def resource_quantity(self) -> int:
+        """Units to lock on a numeric resource."""
+        return self._settings.resource_quantity
+
+    @resource_quantity.setter
+    def resource_quantity(self, quantity: int) -> None:
+        self._mutable()
+        if quantity < 1:
+            raise ValueError(f"quantity must be a positive number, not {quantity}")
+        self._settings.resource_quantity = int(quantity)
+
+    @property
+    def resource_create(self) -> bool:
+        """May this request create the resource?  (False: wait for someone who may.)"""
+        return self._settings.resource_create
+
+    @resource_create.setter
+    def resource_create(self, create: bool) -> None:
+        self._mutable()
+        self._settings.resource_create = bool(create)
+
+    @property
+    def resource_idle_lifespan(self) -> int:
+        """Milliseconds the daemon keeps the resource's state after its last use."""
+        return self._settings.resource_idle_lifespan
+
+    @resource_idle_lifespan.setter
+    def resource_idle_lifespan(self, ms: int) -> None:
+        self._mutable()
+        self._settings.resource_idle_lifespan = abs(int(ms))
+
+    @property
+    def socket_name(self) -> str | None:
+        """UNIX socket of the daemon (default ``/tmp/flom-<login>``)."""
+        return self._settings.effective_socket_name()
+
+    @socket_name.setter
+    def socket_name(self, path: str) -> None:
+        self._mutable()
+        self._disconnect()
+        self._settings.socket_name = path
+
+    @property
+    def daemon_lifespan(self) -> int:
+        """Lifespan (ms) of a daemon this handle starts; 0 (default): never start one."""
+        return self._settings.daemon_lifespan
+
+    @daemon_lifespan.setter
+    def daemon_lifespan(self, ms: int) -> None:
+        self._settings.daemon_lifespan = int(ms)
+
+    # -- operations ---------------------------------------------------------------------
+    def lock(self) -> str | None:
+        """Lock the resource; return the locked element (or None).
+
+        Raises :class:`LockBusy`, :class:`LockTimeout`, :class:`LockCantWait`,
+        :class:`LockImpossible`, :class:`InvalidResourceName`,
+        :class:`ConnectionFailed` or another :class:`FlomError`.
+        """
+        if self.state in (HandleState.LOCKED, HandleState.CLEANED):
+            raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
+        settings = self._settings
+        timeout = settings.resource_timeout
+        deadline = time.monotonic() + timeout / 1000 if timeout > 0 else None
+        request = self._request()
+        attempt = 1
+        while True:
+            channel = self._connect()
+            try:
+                channel.send(request)
+                answer = self._first_answer(channel, deadline)
+                break
+            except (ProtocolError, FlomError) as exc:
+                self._disconnect(graceful=False)
+                # The daemon went away before answering (it was leaving as we came, or
+                # closed a kept connection): start over on a new connection.
+                if exc.rc not in (_rc.RECV_ERROR, _rc.SEND_ERROR) or attempt >= _CONNECT_ATTEMPTS:
+                    raise
+                attempt += 1
+            except BaseException:
+                self._disconnect()
+                raise
+        try:
+            element = self._wait_grant(channel, answer, deadline)
+        except BaseException:
+            self._disconnect()  # the daemon forgets the request with the connection
+            raise
+        self.state = HandleState.LOCKED
+        self._locked_name = settings.resource_name
+        self.locked_element = element
+        return element
+
+    def unlock(self, rollback: bool = False) -> None:
+        """Release the lock (``rollback=True``: give a transactional sequence value back)."""
+        if self.state != HandleState.LOCKED or self._channel is None:
+            raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
+        assert self._locked_name is not None
+        self.locked_element = None
+        self.state = HandleState.CONNECTED
+        try:
+            self._channel.send(codec.UnlockRequest(self._locked_name, rollback))
+        finally:
+            if not self.keep_connection:
+                self._disconnect()
+
+    def close(self) -> None:
+        """Unlock if locked, then disconnect; the handle cannot be used afterwards."""
+        try:
+            if self.state == HandleState.LOCKED:
+                self.unlock()
+        finally:
+            self._disconnect()
+            self.state = HandleState.CLEANED
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+    def _request(self) -> codec.LockRequest:
+        settings = self._settings
+        kind = resource_type(settings.resource_name)
+        return codec.LockRequest(
+            peer_id=peer_id(),
+            name=settings.resource_name,
+            wait=settings.resource_timeout != 0,
+            create=settings.resource_create,
+            lifespan=settings.resource_idle_lifespan,
+            mode=int(settings.lock_mode) if kind and uses_lock_mode(kind) else None,
+            quantity=settings.resource_quantity if kind is ResourceType.NUMERIC else None,
+        )
+
+    def _connect(self) -> Channel:
+        if self._channel is None:
+            self._channel = open_channel(
+                self._settings, may_start_daemon=self._settings.daemon_lifespan != 0
+            )
+            self.state = HandleState.CONNECTED
+        return self._channel
+
+    def _disconnect(self, graceful: bool = True) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            channel.close(graceful)
+            self.state = HandleState.DISCONNECTED
+
+    @staticmethod
+    def _first_answer(channel: Channel, deadline: float | None) -> codec.LockAnswer:
+        answer = channel.receive(deadline)
+        if not isinstance(answer, codec.LockAnswer) or answer.step != codec.STEP_FIRST_ANSWER:
+            raise ProtocolError(f"expected a lock answer (step 16), got {answer!r}")
+        return answer
+
+    @staticmethod
+    def _wait_grant(
+        channel: Channel, answer: codec.LockAnswer, deadline: float | None
+    ) -> str | None:
+        """Follow the answers to one request until it is granted or refused."""
+        while answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE):
+            answer_msg = channel.receive(deadline)
+            if not isinstance(answer_msg, codec.LockAnswer) or answer_msg.step not in (
+                codec.STEP_FIRST_ANSWER,
+                codec.STEP_LATER_ANSWER,
+            ):
+                raise ProtocolError(f"expected a lock answer, got {answer_msg!r}")
+            answer = answer_msg
+        if answer.rc == _rc.OK:
+            return answer.element
+        # Any other rc is the final word, even after a wait (FLoM's client would take a
+        # late refusal for a grant, quirk Q25).
+        raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)
+
+
+class lock:
+    """Hold a lock for the duration of a ``with`` block; ``as`` gives the locked
+    :class:`Handle` (its ``locked_element`` for set, sequence and timestamp resources).
+
+    ``timeout`` and ``idle_lifespan`` are in seconds (``timeout=None`` waits forever,
+    ``0`` does not wait).  An exception inside the block unlocks with rollback, so a
+    transactional sequence value is given back.
+    """
+
+    def __init__(
+        self,
+        resource: str = RESERVED_NAME,
+        mode: LockMode | str = LockMode.EX,
+        *,
+        timeout: float | None = None,
+        quantity: int = 1,
+        create: bool = True,
+        idle_lifespan: float = 0.0,
+        socket_name: str | None = None,
+        daemon_lifespan: int = 0,
+    ) -> None:
+        self.handle = Handle(
+            resource,
+            lock_mode=mode,
+            timeout=-1 if timeout is None else int(timeout * 1000),
+            quantity=quantity,
+            create=create,
+            idle_lifespan=int(idle_lifespan * 1000),
+            socket_name=socket_name,
+            daemon_lifespan=daemon_lifespan,
+        )
+
+    def __enter__(self) -> Handle:
+        self.handle.lock()
+        return self.handle
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.handle.unlock(rollback=exc_type is not None)
+        finally:
+            self.handle.close()

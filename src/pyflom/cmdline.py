@@ -1,0 +1,946 @@
+"""FLoM-compatible command line: option parsing, configuration files, validation.
+
+Steps 1, 4, 6 and 7 of FLoM's order of processing (reference 1.3): :func:`parse_args`
+reads the arguments, :func:`load_settings` layers built-in defaults, the system file(s),
+``~/.flom``, the ``-c`` file and the command line, :func:`verbose_dump` prints the
+``-V`` dump and :func:`validate` checks and completes the result.  Errors raise
+:class:`CliError` carrying FLoM's exit status and texts.
+
+This module is imported by every ``flom`` run: no ``argparse``, ``re``, ``configparser``,
+``dataclasses``, ``asyncio`` or ``ssl`` is imported here.
+
+Parsing follows GLib GOption: ``-xVALUE``, ``-x VALUE``, ``--name=VALUE``, ``--name VALUE``;
+an option that takes a value always consumes the next word, even ``--``
+(``--tls-check-peer-id -- ls`` takes ``--`` as its value); ``--`` ends the options; every
+other word is collected as the command, and options *after* the command word are still
+parsed unless ``--`` came first (quirk Q20, kept for compatibility).  Unlike FLoM,
+non-ASCII arguments are accepted.
+
+Product decisions (reference section 10):
+
+* Q5 fixed: an option present on the command line always wins over the configuration
+  files, even when it equals the built-in default (``-d 5000`` overrides a config
+  ``Lifespan=1000``; ``-i 0`` resets a configured idle lifespan).
+* Q6 fixed: a configuration file lacking a group (``[Resource]``, ``[Daemon]``,
+  ``[Network]``, ...) is fine.
+* Q7 fixed: lock modes are exact short or long names (case-insensitive); booleans are
+  exact words, case-insensitive: ``yes y true on 1`` / ``no n false off 0``.  Anything
+  else is refused with FLoM's message (``-e maybe`` fails instead of meaning yes).
+* Q8 kept: a negative ``-q`` is refused with a warning, a negative config ``Quantity`` is
+  made positive, a quantity of 0 is ignored; ``-i``/``IdleLifespan``, ports, discovery
+  timeout and keepalive values are made positive; discovery attempts and TTL are made
+  positive and 0 becomes 1; timeouts and daemon lifespans are kept as given.  (A config
+  ``IdleLifespan=0`` is ignored like FLoM's, a command line ``-i 0`` applies.)
+* Command line integers are decimal C ``int`` values (GLib would also take ``0x10``).
+* Configuration files use a small GKeyFile reader (not :mod:`configparser`, which would
+  treat indented lines as continuations, ignore GKeyFile escapes such as ``\\s`` and cost
+  an import of ``re``): ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys,
+  unknown groups/keys ignored, ``;``-separated lists, last duplicate wins.  Leading and
+  trailing blanks of a value are dropped (keep one with ``\\s``).
+* System files are :data:`SYSTEM_CONFIG_FILES`, loaded in that order.
+* ``--ignore-signal`` and ``[Monitor]/IgnoredSignals`` replace, not extend, what an
+  earlier layer set.
+* An invalid config ``Name`` prints FLoM's resource name error line before the
+  ``invalid configuration`` line; a config TLS file that does not exist reports
+  ``flom_config_init: ret_cod=-125`` (realpath failure) instead of ``-5``.
+* ``-n``/``NetworkInterface`` is stored as given (interfaces are looked up when used).
+* Extension: ``--grant-policy=flom|fifo`` / ``[Daemon]/GrantPolicy`` selects how a daemon
+  started by this command orders its grants (dumped last by ``-V``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import rc as _rc
+from .lockmodes import parse_lock_mode
+from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .settings import UNIX_PATH_MAX, GrantPolicy, Settings, default_socket_name
+
+SYSTEM_CONFIG_FILES = ("/etc/flom.conf", "/usr/local/etc/flom.conf")
+"""System-wide configuration files, loaded in this order before ``~/.flom``."""
+
+USER_CONFIG_FILE = ".flom"
+"""Name of the user's configuration file, in the home directory."""
+
+_SIGNAL_TABLE = (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+)  # fmt: skip
+SIGNAL_NAMES: dict[int, str] = dict(enumerate(_SIGNAL_TABLE, start=1))
+"""FLoM's signal table (``--signal-list``): number -> name, 1..31."""
+
+_SIGNAL_NUMBERS = {name: number for number, name in SIGNAL_NAMES.items()}
+
+_INT_MIN = -(2**31)
+_INT_MAX = 2**31 - 1
+_BLANKS = " \t\n\r\f\v"
+_TRUE_WORDS = frozenset(("yes", "y", "true", "on", "1"))
+_FALSE_WORDS = frozenset(("no", "n", "false", "off", "0"))
+_GENERIC = _rc.ES_GENERIC_ERROR
+
+
+class CliError(Exception):
+    """A command line or configuration error: exit with ``status`` after printing ``stdout``
+    and ``stderr`` (each verbatim plus a newline, when not empty)."""
+
+    def __init__(self, status: int, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(stderr or stdout)
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+# --------------------------------------------------------------------------------------
+# Step 1: option parsing (GOption semantics)
+
+_NONE = 0  # flag
+_STR = 1  # string value
+_INT = 2  # C int value
+_LIST = 3  # repeatable string value
+
+# (short, long, kind, value placeholder, help text); order = help order.
+_OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
+    ("v", "version", _NONE, "", "Print version information and exit"),
+    ("V", "verbose", _NONE, "", "Print the effective configuration and progress messages"),
+    ("c", "config-file", _STR, "FILE", "Read FILE after the system and user config files"),
+    ("r", "resource-name", _STR, "NAME", "Resource to lock (default: _RESOURCE)"),
+    ("o", "resource-timeout", _INT, "MS", "Wait at most MS ms for the lock (0 no wait, <0 ever)"),
+    ("q", "resource-quantity", _INT, "N", "Units to lock on a numeric resource (default: 1)"),
+    ("e", "resource-create", _STR, "yes|no", "May this request create the resource"),
+    ("i", "resource-idle-lifespan", _INT, "MS", "Keep the idle resource alive for MS ms"),
+    ("l", "lock-mode", _STR, "MODE", "Lock mode: NL, CR, CW, PR, PW or EX (default: EX)"),
+    ("s", "socket-name", _STR, "PATH", "UNIX socket of the daemon (default: /tmp/flom-USER)"),
+    ("d", "daemon-lifespan", _INT, "MS", "Idle life of a started daemon (0 none, <0 forever)"),
+    ("a", "unicast-address", _STR, "HOST", "Reach the daemon over TCP at HOST"),
+    ("p", "unicast-port", _INT, "PORT", "TCP port of the daemon (default: 28015)"),
+    ("A", "multicast-address", _STR, "GROUP", "Discover the daemon with UDP multicast GROUP"),
+    ("P", "multicast-port", _INT, "PORT", "UDP port of the discovery (default: 28015)"),
+    ("m", "mount-point-vfs", _STR, "DIR", "Mount the daemon's status file system on DIR"),
+    ("n", "network-interface", _STR, "IFACE", "Network interface for IPv6 link-local peers"),
+    ("D", "discovery-attempts", _INT, "N", "Multicast discovery queries (default: 2)"),
+    ("I", "discovery-timeout", _INT, "MS", "Wait per discovery query (default: 500)"),
+    ("", "discovery-ttl", _INT, "N", "Hop limit of discovery datagrams (default: 1)"),
+    ("", "tcp-keepalive-time", _INT, "S", "Idle seconds before keepalive probes (default: 60)"),
+    ("", "tcp-keepalive-intvl", _INT, "S", "Seconds between keepalive probes (default: 10)"),
+    ("", "tcp-keepalive-probes", _INT, "N", "Unanswered probes before a drop (default: 6)"),
+    ("", "tls-certificate", _STR, "FILE", "PEM certificate of this peer"),
+    ("", "tls-private-key", _STR, "FILE", "PEM private key of this peer"),
+    ("", "tls-ca-certificate", _STR, "FILE", "PEM certificate of the certification authority"),
+    ("", "tls-check-peer-id", _STR, "yes|no", "Check the peer's unique id against its cert CN"),
+    ("", "ignore-signal", _LIST, "SIGNAL", "Ignore SIGNAL while the command runs (repeatable)"),
+    ("", "signal-list", _NONE, "", "Print the signals known to --ignore-signal and exit"),
+    ("t", "daemon-trace-file", _STR, "FILE", "Trace file of a daemon started by this command"),
+    ("T", "command-trace-file", _STR, "FILE", "Trace file of this command"),
+    ("", "append-trace-file", _STR, "yes|no", "Append to trace files instead of truncating"),
+    ("x", "quiesce-exit", _NONE, "", "Ask the daemon to exit when it becomes idle"),
+    ("X", "immediate-exit", _NONE, "", "Ask the daemon to exit immediately"),
+    ("", "unique-id", _NONE, "", "Print the unique id of this host and exit"),
+    ("", "debug-feature", _STR, "NAME", "Run a diagnostic feature and exit"),
+    ("", "grant-policy", _STR, "flom|fifo", "Grant order of a started daemon (default: flom)"),
+)
+_BY_LONG = {entry[1]: entry for entry in _OPTIONS}
+_BY_SHORT = {entry[0]: entry for entry in _OPTIONS if entry[0]}
+_HELP_SHORT = "h?"
+_HELP_LONG = ("help", "help-all")
+
+
+class ParsedArgs:
+    """Result of step 1: the options present, the command and the action flags.
+
+    ``options`` maps canonical long names to the values given (``int`` for integer
+    options, a list for ``ignore-signal``, ``True`` for ``verbose``), including
+    ``config-file``; action flags have their own attributes.  A plain class (not a
+    dataclass): :mod:`dataclasses` would cost more than the whole parse.
+    """
+
+    __slots__ = (
+        "command",
+        "debug_feature",
+        "immediate_exit",
+        "options",
+        "quiesce_exit",
+        "show_help",
+        "show_signal_list",
+        "show_unique_id",
+        "show_version",
+    )
+
+    def __init__(
+        self,
+        options: dict[str, object] | None = None,
+        command: list[str] | None = None,
+        show_version: bool = False,
+        show_signal_list: bool = False,
+        show_unique_id: bool = False,
+        show_help: bool = False,
+        quiesce_exit: bool = False,
+        immediate_exit: bool = False,
+        debug_feature: str | None = None,
+    ) -> None:
+        self.options: dict[str, object] = {} if options is None else options
+        self.command: list[str] = [] if command is None else command
+        self.show_version = show_version
+        self.show_signal_list = show_signal_list
+        self.show_unique_id = show_unique_id
+        self.show_help = show_help
+        self.quiesce_exit = quiesce_exit
+        self.immediate_exit = immediate_exit
+        self.debug_feature = debug_feature
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParsedArgs):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"ParsedArgs({fields})"
+
+
+def _parse_failure(message: str) -> CliError:
+    return CliError(_GENERIC, stderr=f"option parsing failed: {message}")
+
+
+def _c_int(text: str) -> int | None:
+    """``text`` as a decimal number (C ``strtol`` syntax, nothing after), else None."""
+    body = text.lstrip(_BLANKS)
+    digits = body[1:] if body[:1] in ("+", "-") else body
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(body)
+
+
+def _store(
+    parsed: ParsedArgs, entry: tuple[str, str, int, str, str], shown: str, value: str
+) -> None:
+    long, kind = entry[1], entry[2]
+    if kind == _NONE:
+        if long == "version":
+            parsed.show_version = True
+        elif long == "signal-list":
+            parsed.show_signal_list = True
+        elif long == "unique-id":
+            parsed.show_unique_id = True
+        elif long == "quiesce-exit":
+            parsed.quiesce_exit = True
+        elif long == "immediate-exit":
+            parsed.immediate_exit = True
+        else:
+            parsed.options[long] = True
+    elif kind == _INT:
+        number = _c_int(value)
+        if number is None:
+            raise _parse_failure(f"Cannot parse integer value \u201c{value}\u201d for {shown}")
+        if not _INT_MIN <= number <= _INT_MAX:
+            raise _parse_failure(f"Integer value \u201c{value}\u201d for {shown} out of range")
+        parsed.options[long] = number
+    elif kind == _LIST:
+        items = parsed.options.setdefault(long, [])
+        assert isinstance(items, list)
+        items.append(value)
+    elif long == "debug-feature":
+        parsed.debug_feature = value
+    else:
+        parsed.options[long] = value
+
+
+def parse_args(argv: list[str]) -> ParsedArgs:
+    """Step 1: parse ``argv`` (without the program name) the way GLib GOption does.
+
+    Raises :class:`CliError` (status 99, ``option parsing failed: ...`` on stderr) for an
+    unknown option, a missing value or a bad integer.  ``-h``/``--help``/``--help-all``
+    stop parsing and set ``show_help``.
+    """
+    parsed = ParsedArgs()
+    index, count = 0, len(argv)
+    while index < count:
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            parsed.command.extend(argv[index:])
+            break
+        if arg.startswith("--"):
+            name, equal, value = arg[2:].partition("=")
+            if not equal and name in _HELP_LONG:
+                parsed.show_help = True
+                return parsed
+            entry = _BY_LONG.get(name)
+            if entry is None or (equal and entry[2] == _NONE):
+                raise _parse_failure(f"Unknown option {arg}")
+            if entry[2] != _NONE and not equal:
+                if index >= count:
+                    raise _parse_failure(f"Missing argument for --{name}")
+                value = argv[index]
+                index += 1
+            _store(parsed, entry, f"--{name}", value)
+        elif arg.startswith("-") and len(arg) > 1:
+            position = 1
+            while position < len(arg):
+                letter = arg[position]
+                position += 1
+                if letter in _HELP_SHORT:
+                    parsed.show_help = True
+                    return parsed
+                entry = _BY_SHORT.get(letter)
+                if entry is None:
+                    raise _parse_failure(f"Unknown option {arg}")
+                if entry[2] == _NONE:
+                    _store(parsed, entry, f"-{letter}", "")
+                    continue
+                if position < len(arg):  # -xVALUE
+                    value = arg[position:]
+                elif index < count:  # -x VALUE
+                    value = argv[index]
+                    index += 1
+                else:
+                    raise _parse_failure(f"Missing argument for -{letter}")
+                _store(parsed, entry, f"-{letter}", value)
+                break
+        else:
+            parsed.command.append(arg)
+    return parsed
+
+
+# --------------------------------------------------------------------------------------
+# Value rules shared by the command line and the configuration files
+
+
+def parse_bool(text: str) -> bool | None:
+    """``yes y true on 1`` -> True, ``no n false off 0`` -> False (case-insensitive),
+    anything else None."""
+    word = text.strip(_BLANKS).lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    return None
+
+
+def parse_signals(items: list[str]) -> list[int]:
+    """Signal numbers (1..31) or exact names from :data:`SIGNAL_NAMES`, sorted and
+    deduplicated; unknown items are dropped silently, as FLoM does."""
+    numbers: set[int] = set()
+    for item in items:
+        word = item.strip(_BLANKS)
+        if word.isascii() and word.isdigit():
+            if 1 <= int(word) <= len(SIGNAL_NAMES):
+                numbers.add(int(word))
+        elif word in _SIGNAL_NUMBERS:
+            numbers.add(_SIGNAL_NUMBERS[word])
+    return sorted(numbers)
+
+
+def _resource_name_error(name: str) -> str | None:
+    if name == RESERVED_NAME:
+        return f"ERROR: '{RESERVED_NAME}' is a reserved resource name and can not be set by user"
+    if resource_type(name) is None:
+        return f"ERROR: '{name}' is not a valid name for a resource"
+    return None
+
+
+def _socket_name_ok(name: str) -> bool:
+    return len(os.fsencode(name)) < UNIX_PATH_MAX
+
+
+def _openable_dir(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except (OSError, ValueError):
+        return False
+    os.close(fd)
+    return True
+
+
+def _real_file(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return os.path.realpath(path, strict=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _grant_policy(text: str) -> str | None:
+    word = text.strip(_BLANKS).lower()
+    return word if word in GrantPolicy.ALL else None
+
+
+# --------------------------------------------------------------------------------------
+# Configuration files (GKeyFile subset)
+
+
+class _BadConfig(Exception):
+    """A semantic error in a configuration file (``detail`` goes to stdout first)."""
+
+    def __init__(self, detail: str = "", rc: int = _rc.INVALID_OPTION) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.rc = rc
+
+
+def read_key_file(path: str) -> dict[str, dict[str, str]] | None:
+    """Groups of the GKeyFile at ``path`` (raw, still escaped values), or None when the
+    file cannot be read or is not a key file."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        text = data.decode("utf-8-sig")
+    except (OSError, ValueError):
+        return None
+    groups: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.split("\n"):
+        line = raw.lstrip(_BLANKS)
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            end = line.find("]")
+            name = line[1:end]
+            if end < 0 or line[end + 1 :].strip(" \t\r") or not _group_name_ok(name):
+                return None
+            current = groups.setdefault(name, {})
+            continue
+        key, equal, value = line.partition("=")
+        key = key.rstrip(_BLANKS)
+        if not equal or not _key_name_ok(key) or current is None:
+            return None
+        current[key] = value.strip(_BLANKS)
+    return groups
+
+
+def _key_name_ok(key: str) -> bool:
+    # ``Key`` or a localised ``Key[locale]`` (kept as a distinct, unused key)
+    name, bracket, locale = key.partition("[")
+    if not name or "]" in name:
+        return False
+    return not bracket or (locale.endswith("]") and "[" not in locale and "]" not in locale[:-1])
+
+
+def _group_name_ok(name: str) -> bool:
+    return bool(name) and "[" not in name and all(ch >= " " and ch != "\x7f" for ch in name)
+
+
+_ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(value: str, separator: str | None = None) -> list[str]:
+    """GKeyFile string unescaping; with ``separator`` a list split on unescaped
+    separators (a trailing separator adds no empty item)."""
+    pieces: list[str] = []
+    chars: list[str] = []
+    index = 0
+    while index < len(value):
+        char = value[index]
+        index += 1
+        if char == "\\":
+            if index >= len(value):
+                raise _BadConfig()
+            escaped = value[index]
+            index += 1
+            if escaped in _ESCAPES:
+                chars.append(_ESCAPES[escaped])
+            elif separator is not None and escaped == separator:
+                chars.append(escaped)
+            else:
+                raise _BadConfig()
+        elif char == separator:
+            pieces.append("".join(chars))
+            chars = []
+        else:
+            chars.append(char)
+    if separator is None or chars:
+        pieces.append("".join(chars))
+    return pieces
+
+
+class _KeyFile:
+    """Typed access to the groups of one configuration file."""
+
+    def __init__(self, groups: dict[str, dict[str, str]]) -> None:
+        self.groups = groups
+
+    def raw(self, group: str, key: str) -> str | None:
+        return self.groups.get(group, {}).get(key)
+
+    def string(self, group: str, key: str) -> str | None:
+        raw = self.raw(group, key)
+        return None if raw is None else _unescape(raw)[0]
+
+    def strings(self, group: str, key: str) -> list[str] | None:
+        raw = self.raw(group, key)
+        return None if raw is None else _unescape(raw, ";")
+
+    def integer(self, group: str, key: str) -> int | None:
+        raw = self.raw(group, key)
+        if raw is None:
+            return None
+        # strtol: a number, then the end or a blank (what follows a blank is ignored)
+        end = next((i for i, char in enumerate(raw) if char in _BLANKS), len(raw))
+        number = _c_int(raw[:end])
+        if number is None or not _INT_MIN <= number <= _INT_MAX:
+            raise _BadConfig(
+                f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d "
+                "which has a value that cannot be interpreted."
+            )
+        return number
+
+    def boolean(self, group: str, key: str) -> bool | None:
+        text = self.string(group, key)
+        if text is None:
+            return None
+        value = parse_bool(text)
+        if value is None:
+            raise _BadConfig()
+        return value
+
+
+def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
+    """Apply one file's keys in FLoM's order (reference 2.2); raise :class:`_BadConfig`."""
+    s = settings
+    if (text := keys.string("Trace", "DaemonTraceFile")) is not None:
+        s.daemon_trace_file = text
+    if (text := keys.string("Trace", "CommandTraceFile")) is not None:
+        s.command_trace_file = text
+    if (flag := keys.boolean("Trace", "AppendTraceFile")) is not None:
+        s.append_trace_file = flag
+    if (flag := keys.boolean("Trace", "Verbose")) is not None:
+        s.verbose = flag
+    if (text := keys.string("Resource", "Name")) is not None:
+        error = _resource_name_error(text)
+        if error is not None:
+            raise _BadConfig(error)
+        s.resource_name = text
+    if (number := keys.integer("Resource", "Timeout")) is not None:
+        s.resource_timeout = number
+    if (number := keys.integer("Resource", "Quantity")) is not None and number != 0:
+        s.resource_quantity = abs(number)
+    if (text := keys.string("Resource", "LockMode")) is not None:
+        try:
+            s.lock_mode = parse_lock_mode(text)
+        except ValueError:
+            raise _BadConfig() from None
+    if (flag := keys.boolean("Resource", "Create")) is not None:
+        s.resource_create = flag
+    if (number := keys.integer("Resource", "IdleLifespan")) is not None and number != 0:
+        s.resource_idle_lifespan = abs(number)
+    if (text := keys.string("Daemon", "SocketName")) is not None:
+        if not _socket_name_ok(text):
+            raise _BadConfig()
+        s.socket_name = text
+    if (number := keys.integer("Daemon", "Lifespan")) is not None:
+        s.daemon_lifespan = number
+    if (text := keys.string("Daemon", "UnicastAddress")) is not None:
+        s.unicast_address = text
+    if (number := keys.integer("Daemon", "UnicastPort")) is not None:
+        s.unicast_port = abs(number)
+    if (text := keys.string("Daemon", "MulticastAddress")) is not None:
+        s.multicast_address = text
+    if (number := keys.integer("Daemon", "MulticastPort")) is not None:
+        s.multicast_port = abs(number)
+    if (text := keys.string("Daemon", "MountPointVFS")) is not None:
+        if not _openable_dir(text):
+            raise _BadConfig()
+        s.mount_point_vfs = text
+    if (text := keys.string("Daemon", "GrantPolicy")) is not None:
+        policy = _grant_policy(text)
+        if policy is None:
+            raise _BadConfig()
+        s.grant_policy = policy
+    if (items := keys.strings("Monitor", "IgnoredSignals")) is not None:
+        s.ignored_signals = parse_signals(items)
+    if (text := keys.string("Network", "NetworkInterface")) is not None:
+        s.network_interface = text
+    if (number := keys.integer("Network", "DiscoveryAttempts")) is not None:
+        s.discovery_attempts = abs(number) or 1
+    if (number := keys.integer("Network", "DiscoveryTimeout")) is not None:
+        s.discovery_timeout = abs(number)
+    if (number := keys.integer("Network", "DiscoveryTTL")) is not None:
+        s.discovery_ttl = abs(number) or 1
+    if (number := keys.integer("Network", "TcpKeepaliveTime")) is not None:
+        s.tcp_keepalive_time = abs(number)
+    if (number := keys.integer("Network", "TcpKeepaliveIntvl")) is not None:
+        s.tcp_keepalive_intvl = abs(number)
+    if (number := keys.integer("Network", "TcpKeepaliveProbes")) is not None:
+        s.tcp_keepalive_probes = abs(number)
+    realpath_error = _rc.SYSCALL_ERRORS["realpath"]
+    if (text := keys.string("TLS", "TlsCertificate")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_certificate = path
+    if (text := keys.string("TLS", "TlsPrivateKey")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_private_key = path
+    if (text := keys.string("TLS", "TlsCaCertificate")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_ca_certificate = path
+    if (flag := keys.boolean("TLS", "TlsCheckPeerId")) is not None:
+        s.tls_check_peer_id = flag
+
+
+def _load_file(settings: Settings, path: str, required: bool) -> None:
+    groups = read_key_file(path)
+    if groups is None:
+        if required:
+            raise CliError(
+                _GENERIC,
+                stdout=f"ERROR: error while loading file '{path}'",
+                stderr=f"flom_config_init: ret_cod={_rc.G_KEY_FILE_LOAD_FROM_FILE_ERROR}",
+            )
+        return
+    try:
+        _apply_key_file(settings, _KeyFile(groups))
+    except _BadConfig as exc:
+        lines = [exc.detail] if exc.detail else []
+        lines.append(f"ERROR: invalid configuration found in file '{path}'")
+        raise CliError(
+            _GENERIC, stdout="\n".join(lines), stderr=f"flom_config_init: ret_cod={exc.rc}"
+        ) from None
+
+
+def _home_dir() -> str | None:
+    home = os.environ.get("HOME")
+    if home:
+        return home
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Step 4: configuration layers
+
+
+def _invalid_value(name: str, value: str) -> str:
+    return f"{name}: '{value}' is an invalid value"
+
+
+def _apply_options(s: Settings, options: dict[str, object], warnings: list[str]) -> None:
+    """Apply the command line values in FLoM's order, validating each (reference 1.3)."""
+
+    def text(name: str) -> str | None:
+        value = options.get(name)
+        return value if isinstance(value, str) else None
+
+    def number(name: str) -> int | None:
+        value = options.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def boolean(name: str, on_stdout: bool) -> bool | None:
+        value = text(name)
+        if value is None:
+            return None
+        flag = parse_bool(value)
+        if flag is None:
+            message = _invalid_value(name, value)
+            if on_stdout:
+                raise CliError(_GENERIC, stdout=message)
+            raise CliError(_GENERIC, stderr=message)
+        return flag
+
+    def existing_file(name: str) -> str | None:
+        value = text(name)
+        if value is None:
+            return None
+        path = _real_file(value)
+        if path is None:
+            raise CliError(_GENERIC, stderr=f"{name}: '{value}' is not a valid value")
+        return path
+
+    if (value := text("daemon-trace-file")) is not None:
+        s.daemon_trace_file = value
+    if (value := text("command-trace-file")) is not None:
+        s.command_trace_file = value
+    if options.get("verbose"):
+        s.verbose = True
+    if (value := text("resource-name")) is not None:
+        error = _resource_name_error(value)
+        if error is not None:
+            raise CliError(
+                _GENERIC,
+                stdout=error,
+                stderr=f"flom_config_set_resource_name: ret_cod={_rc.INVALID_RESOURCE_NAME}",
+            )
+        s.resource_name = value
+    if (count := number("resource-quantity")) is not None:
+        if count < 0:
+            warnings.append(
+                f"Resource quantity ignored because negative values ({count}) are meaningless"
+            )
+        elif count > 0:
+            s.resource_quantity = count
+    if (count := number("resource-timeout")) is not None:
+        s.resource_timeout = count
+    if (value := text("lock-mode")) is not None:
+        try:
+            s.lock_mode = parse_lock_mode(value)
+        except ValueError:
+            raise CliError(_GENERIC, stderr=_invalid_value("lock-mode", value)) from None
+    if (flag := boolean("resource-create", on_stdout=True)) is not None:
+        s.resource_create = flag
+    if (count := number("resource-idle-lifespan")) is not None:
+        s.resource_idle_lifespan = abs(count)
+    if (value := text("socket-name")) is not None:
+        if not _socket_name_ok(value):
+            raise CliError(
+                _GENERIC,
+                stderr=_invalid_value("socket-name", value)
+                + f"\nflom_client_connect: ret_cod={_rc.BUFFER_OVERFLOW} "
+                f"({_rc.strerror(_rc.BUFFER_OVERFLOW)})",
+            )
+        s.socket_name = value
+    if (count := number("daemon-lifespan")) is not None:
+        s.daemon_lifespan = count
+    if (value := text("unicast-address")) is not None:
+        s.unicast_address = value
+    if (count := number("unicast-port")) is not None:
+        s.unicast_port = abs(count)
+    if (value := text("multicast-address")) is not None:
+        s.multicast_address = value
+    if (count := number("multicast-port")) is not None:
+        s.multicast_port = abs(count)
+    if (value := text("mount-point-vfs")) is not None:
+        if not _openable_dir(value):
+            opendir_error = _rc.SYSCALL_ERRORS["opendir"]
+            raise CliError(
+                _GENERIC,
+                stderr=_invalid_value("mount-point-vfs", value)
+                + f"\nflom_client_connect: ret_cod={opendir_error} "
+                f"({_rc.strerror(opendir_error)})",
+            )
+        s.mount_point_vfs = value
+    if (value := text("network-interface")) is not None:
+        s.network_interface = value
+    if (count := number("discovery-attempts")) is not None:
+        s.discovery_attempts = abs(count) or 1
+    if (count := number("discovery-timeout")) is not None:
+        s.discovery_timeout = abs(count)
+    if (count := number("discovery-ttl")) is not None:
+        s.discovery_ttl = abs(count) or 1
+    if (count := number("tcp-keepalive-time")) is not None:
+        s.tcp_keepalive_time = abs(count)
+    if (count := number("tcp-keepalive-intvl")) is not None:
+        s.tcp_keepalive_intvl = abs(count)
+    if (count := number("tcp-keepalive-probes")) is not None:
+        s.tcp_keepalive_probes = abs(count)
+    signals = options.get("ignore-signal")
+    if isinstance(signals, list):
+        s.ignored_signals = parse_signals([str(item) for item in signals])
+    if (path := existing_file("tls-certificate")) is not None:
+        s.tls_certificate = path
+    if (path := existing_file("tls-private-key")) is not None:
+        s.tls_private_key = path
+    if (path := existing_file("tls-ca-certificate")) is not None:
+        s.tls_ca_certificate = path
+    if (flag := boolean("tls-check-peer-id", on_stdout=True)) is not None:
+        s.tls_check_peer_id = flag
+    if (flag := boolean("append-trace-file", on_stdout=False)) is not None:
+        s.append_trace_file = flag
+    if (value := text("grant-policy")) is not None:
+        policy = _grant_policy(value)
+        if policy is None:
+            raise CliError(_GENERIC, stderr=_invalid_value("grant-policy", value))
+        s.grant_policy = policy
+
+
+def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
+    """Keep the warnings printed before an error (FLoM prints them as it goes)."""
+    if warnings:
+        error.stderr = "\n".join([*warnings, error.stderr] if error.stderr else warnings)
+    return error
+
+
+def load_settings(
+    parsed: ParsedArgs,
+    *,
+    system_files: tuple[str, ...] = SYSTEM_CONFIG_FILES,
+    home: str | None = None,
+) -> tuple[Settings, list[str]]:
+    """Step 4: defaults, then ``system_files``, ``~/.flom``, the ``-c`` file, the options.
+
+    ``home`` replaces the home directory (default ``$HOME``, else the passwd entry).
+    Returns the settings and the warnings to print on stderr; raises :class:`CliError`.
+    """
+    settings = Settings()
+    for path in system_files:
+        _load_file(settings, path, required=False)
+    user_home = _home_dir() if home is None else home
+    if user_home:
+        _load_file(settings, os.path.join(user_home, USER_CONFIG_FILE), required=False)
+    config_file = parsed.options.get("config-file")
+    if isinstance(config_file, str):
+        _load_file(settings, config_file, required=True)
+    warnings: list[str] = []
+    try:
+        _apply_options(settings, parsed.options, warnings)
+    except CliError as exc:
+        raise _with_warnings(exc, warnings) from None
+    return settings, warnings
+
+
+# --------------------------------------------------------------------------------------
+# Steps 6 and 7: verbose dump, validation
+
+
+def verbose_dump(settings: Settings) -> str:
+    """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
+    setting, plus ``[Daemon]/GrantPolicy`` last."""
+    s = settings
+
+    def q(value: str | None) -> str:
+        return f"'{'' if value is None else value}'"
+
+    signals = ";".join(SIGNAL_NAMES[n] for n in s.ignored_signals if n in SIGNAL_NAMES)
+    lines = (
+        f"[Trace]/DaemonTraceFile={q(s.daemon_trace_file)}",
+        f"[Trace]/CommandTraceFile={q(s.command_trace_file)}",
+        f"[Trace]/AppendTraceFile={int(s.append_trace_file)}",
+        f"[Trace]/Verbose={int(s.verbose)}",
+        f"[Resource]/Name={q(s.resource_name)}",
+        f"[Resource]/Timeout={s.resource_timeout}",
+        f"[Resource]/Quantity={s.resource_quantity}",
+        f"[Resource]/LockMode={int(s.lock_mode)}",
+        f"[Resource]/Create={int(s.resource_create)}",
+        f"[Resource]/IdleLifespan={s.resource_idle_lifespan}",
+        f"[Daemon]/SocketName={q(s.socket_name)}",
+        f"[Daemon]/Lifespan={s.daemon_lifespan}",
+        f"[Daemon]/UnicastAddress={q(s.unicast_address)}",
+        f"[Daemon]/UnicastPort={s.unicast_port}",
+        f"[Daemon]/MulticastAddress={q(s.multicast_address)}",
+        f"[Daemon]/MulticastPort={s.multicast_port}",
+        f"[Daemon]/MountPointVFS={q(s.mount_point_vfs)}",
+        f"[Monitor]/IgnoredSignals={q(signals)}",
+        f"[Network]/NetworkInterface={q(s.network_interface)}",
+        f"[Network]/DiscoveryAttempts={s.discovery_attempts}",
+        f"[Network]/DiscoveryTimeout={s.discovery_timeout}",
+        f"[Network]/DiscoveryTTL={s.discovery_ttl}",
+        f"[Network]/TcpKeepaliveTime={s.tcp_keepalive_time}",
+        f"[Network]/TcpKeepaliveIntvl={s.tcp_keepalive_intvl}",
+        f"[Network]/TcpKeepaliveProbes={s.tcp_keepalive_probes}",
+        f"[TLS]/TlsCertificate={q(s.tls_certificate)}",
+        f"[TLS]/TlsPrivateKey={q(s.tls_private_key)}",
+        f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
+        f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
+        f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
+    )
+    return "\n".join(lines) + "\n"
+
+
+_NOT_VALID = "Configuration is not valid, cannot go on!"
+
+
+def validate(settings: Settings) -> tuple[Settings, list[str]]:
+    """Step 7: check and complete ``settings`` (a new object is returned).
+
+    Refuses a UNIX socket together with a network address and peer-id checking without
+    the three TLS files (:class:`CliError`); fills in the default socket name; forces the
+    lock mode to EX and the quantity to 1 where the resource type has no use for them
+    (with a warning, returned for stderr, only when verbose).
+    """
+    s = settings.copy()
+    if s.socket_name and (s.unicast_address or s.multicast_address):
+        raise CliError(
+            _GENERIC,
+            stdout="ERROR: flom can not be configured for local (UNIX socket) and network "
+            "(TCP-UDP/IP) communication at the same time.",
+            stderr=_NOT_VALID,
+        )
+    if not (s.socket_name or s.unicast_address or s.multicast_address):
+        s.socket_name = default_socket_name()
+    warnings: list[str] = []
+    kind = resource_type(s.resource_name) or ResourceType.SIMPLE
+    if not uses_lock_mode(kind) and s.lock_mode != Settings.lock_mode:
+        if s.verbose:
+            warnings.append(
+                f"WARNING: lock mode {s.lock_mode.name} is meaningless for {kind.value} "
+                f"resource '{s.resource_name}': exclusive mode (EX) used"
+            )
+        s.lock_mode = Settings.lock_mode
+    if kind is not ResourceType.NUMERIC and s.resource_quantity != 1:
+        if s.verbose:
+            warnings.append(
+                f"WARNING: quantity {s.resource_quantity} is meaningless for {kind.value} "
+                f"resource '{s.resource_name}': quantity 1 used"
+            )
+        s.resource_quantity = 1
+    if s.tls_check_peer_id and not (
+        s.tls_certificate and s.tls_private_key and s.tls_ca_certificate
+    ):
+        raise _with_warnings(
+            CliError(
+                _GENERIC,
+                stdout="ERROR: TLS check peer id can not be specified without full TLS "
+                "configuration.",
+                stderr=_NOT_VALID,
+            ),
+            warnings,
+        )
+    return s, warnings
+
+
+# --------------------------------------------------------------------------------------
+# Texts: help, version, signal list
+
+
+def help_text() -> str:
+    """The GLib-style ``--help`` text (usage line, help options, application options)."""
+    rows: list[tuple[str, str]] = [("-h, --help", "Show help options")]
+    for short, long, kind, placeholder, description in _OPTIONS:
+        left = f"-{short}, --{long}" if short else f"    --{long}"
+        if kind != _NONE:
+            left += f"={placeholder}"
+        rows.append((left, description))
+    width = max(len(left) for left, _ in rows) + 4
+    lines = [
+        "Usage:",
+        "  flom [OPTION\u2026] [-- command to execute]",
+        "",
+        "Help Options:",
+        f"  {rows[0][0]:<{width}}{rows[0][1]}",
+        "",
+        "Application Options:",
+    ]
+    lines += [f"  {left:<{width}}{description}" for left, description in rows[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _version() -> str:
+    try:
+        from . import __version__ as version
+    except ImportError:
+        return "0.1.0"
+    return str(version) or "0.1.0"
+
+
+def version_text() -> str:
+    """The ``-v`` block: pyflom's name, licence and version (no trailing newline)."""
+    return "\n".join(
+        (
+            "pyflom: Free Lock Manager (FLoM 1.7.2 compatible, in Python)",
+            "Copyright (c) the pyflom team",
+            "License: GPL (GNU General Public License) version 2 or later",
+            f"Package name: pyflom; package version: {_version()}; compatible with: FLoM 1.7.2",
+            "TLS supported protocol(s): those of the Python ssl module",
+        )
+    )
+
+
+def signal_list_text() -> str:
+    """The ``--signal-list`` table: ``N) NAME<TAB>``, a newline after every fourth entry
+    and one at the end (reference 1.8)."""
+    parts: list[str] = []
+    for number, name in SIGNAL_NAMES.items():
+        parts.append(f"{number}) {name}\t")
+        if number % 4 == 0:
+            parts.append("\n")
+    parts.append("\n")
+    return "".join(parts)

@@ -1,0 +1,219 @@
+"""A live resource ("locker" in FLoM): holders, a wait queue and a grant policy.
+
+Pure state machine: requests in, grants out.  No sockets, no clocks it is not given.
+Subclasses say what a request needs (``verdict``) and record what a grant takes
+(``take``/``give_back``); this base class owns the queue and the order of grants.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
+
+from ..settings import GrantPolicy
+
+ConnId = Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a client asks of a resource (already checked against the name grammar)."""
+
+    name: str
+    mode: int = 5
+    quantity: int = 1
+    wait: bool = True
+    create: bool = True
+    idle_lifespan_ms: int = 0
+
+
+class Verdict(Enum):
+    """Whether a request can be granted against the current holders."""
+
+    GRANTABLE = "grantable"
+    NOT_NOW = "not now"
+    NEVER = "never"
+
+
+@dataclass(slots=True)
+class Waiter:
+    """A queued request.  ``seq`` orders waiters; cancelled ones are skipped lazily."""
+
+    conn: ConnId
+    request: Request
+    seq: int
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class Holding:
+    """A granted request and what it was given."""
+
+    request: Request
+    element: str | None
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A waiter that has just been granted."""
+
+    conn: ConnId
+    element: str | None
+    generation: int
+
+
+class WaitQueue:
+    """Waiters partitioned into classes of interchangeable requests.
+
+    All waiters of one class (same ``class_key``) are equally grantable, so only the
+    head of each class needs checking: a grant costs O(number of classes), never
+    O(queue length).  Cancellation is O(1): the waiter is flagged and skipped later.
+    """
+
+    def __init__(self) -> None:
+        self._classes: dict[Hashable, deque[Waiter]] = {}
+        self._live = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def push(self, waiter: Waiter, key: Hashable) -> None:
+        self._classes.setdefault(key, deque()).append(waiter)
+        self._live += 1
+
+    def cancel(self, waiter: Waiter) -> None:
+        if not waiter.cancelled:
+            waiter.cancelled = True
+            self._live -= 1
+
+    def heads(self) -> Iterator[tuple[Hashable, Waiter]]:
+        """The first live waiter of every class, dropping dead entries on the way."""
+        empty = []
+        for key, waiters in self._classes.items():
+            while waiters and waiters[0].cancelled:
+                waiters.popleft()
+            if waiters:
+                yield key, waiters[0]
+            else:
+                empty.append(key)
+        for key in empty:
+            del self._classes[key]
+
+    def pop(self, key: Hashable) -> Waiter:
+        waiter = self._classes[key].popleft()
+        self._live -= 1
+        return waiter
+
+    def live_waiters(self) -> Iterator[Waiter]:
+        for waiters in self._classes.values():
+            yield from (w for w in waiters if not w.cancelled)
+
+
+@dataclass
+class Resource:
+    """Base class of every resource type.
+
+    ``policy`` is :class:`GrantPolicy` ``FLOM`` (a newcomer is checked against the
+    holders only, so compatible newcomers overtake queued requests; every release
+    grants each queued request that has become compatible, in queue order) or ``FIFO``
+    (strict arrival order: nobody is granted while an older request waits).
+    """
+
+    name: str
+    key: str = ""  # the lock table's key (hierarchical names share their first level)
+    idle_lifespan_ms: int = 0
+    policy: str = GrantPolicy.FLOM
+    holders: dict[ConnId, Holding] = field(default_factory=dict)
+    queue: WaitQueue = field(default_factory=WaitQueue)
+    waiting: dict[ConnId, Waiter] = field(default_factory=dict)
+    generation: int = 0
+    _seq: int = 0
+    timed: ClassVar[bool] = False  # True for types whose grants depend on time
+
+    # -- what subclasses define -------------------------------------------------------
+    def verdict(self, request: Request) -> Verdict:
+        """Can ``request`` be granted next to the current holders?"""
+        raise NotImplementedError
+
+    def take(self, request: Request) -> str | None:
+        """Record a grant; return the element handed out (None for element-less types)."""
+        raise NotImplementedError
+
+    def give_back(self, holding: Holding, rollback: bool) -> None:
+        """Undo what ``take`` recorded."""
+        raise NotImplementedError
+
+    def class_key(self, request: Request) -> Hashable:
+        """Requests with equal keys are interchangeable for ``verdict``."""
+        return None
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` should next be called for time-based grants (None: never)."""
+        return None
+
+    # -- the protocol ---------------------------------------------------------------
+    @property
+    def in_use(self) -> bool:
+        """True while any connection holds or waits for this resource."""
+        return bool(self.holders) or bool(self.waiting)
+
+    def acquire(self, conn: ConnId, request: Request) -> tuple[Verdict, Grant | None]:
+        """Handle a new request: grant it, queue it (if it may wait) or refuse it.
+
+        Returns ``(GRANTABLE, grant)``, ``(NOT_NOW, None)`` when queued or busy (queued
+        iff ``request.wait``), or ``(NEVER, None)``.
+        """
+        verdict = self.verdict(request)
+        if verdict is Verdict.GRANTABLE and self.policy == GrantPolicy.FIFO and self.queue:
+            verdict = Verdict.NOT_NOW
+        if verdict is Verdict.GRANTABLE:
+            return verdict, self._grant(conn, request)
+        if verdict is Verdict.NOT_NOW and request.wait:
+            self._seq += 1
+            waiter = Waiter(conn, request, self._seq)
+            self.waiting[conn] = waiter
+            self.queue.push(waiter, self.class_key(request))
+        return verdict, None
+
+    def release(self, conn: ConnId, rollback: bool = False) -> list[Grant]:
+        """The holder ``conn`` unlocks (or vanishes); grant whatever that allows."""
+        holding = self.holders.pop(conn)
+        self.give_back(holding, rollback)
+        return self.grant_waiters()
+
+    def cancel(self, conn: ConnId) -> list[Grant]:
+        """The waiter ``conn`` gives up (timeout, disconnect)."""
+        self.queue.cancel(self.waiting.pop(conn))
+        return self.grant_waiters() if self.policy == GrantPolicy.FIFO else []
+
+    def tick(self) -> list[Grant]:
+        """Time has passed: grant what became grantable (time-based resources)."""
+        return self.grant_waiters()
+
+    def grant_waiters(self) -> list[Grant]:
+        """Grant queued requests in queue order, as the policy allows."""
+        grants: list[Grant] = []
+        fifo = self.policy == GrantPolicy.FIFO
+        while self.queue:
+            best: tuple[Hashable, Waiter] | None = None
+            for key, head in self.queue.heads():
+                if best is not None and head.seq > best[1].seq:
+                    continue
+                if fifo or self.verdict(head.request) is Verdict.GRANTABLE:
+                    best = (key, head)
+            if best is None or (fifo and self.verdict(best[1].request) is not Verdict.GRANTABLE):
+                break
+            waiter = self.queue.pop(best[0])
+            del self.waiting[waiter.conn]
+            grants.append(self._grant(waiter.conn, waiter.request))
+        return grants
+
+    def _grant(self, conn: ConnId, request: Request) -> Grant:
+        element = self.take(request)
+        self.generation += 1
+        self.holders[conn] = Holding(request, element, self.generation)
+        return Grant(conn, element, self.generation)

@@ -1,0 +1,229 @@
+"""The daemon's lock table: every live resource, the incubator and each connection's state.
+
+Sans-IO: the daemon feeds it events (lock, unlock, disconnect, time) with the current
+time, and sends the :class:`Answer` values it returns.  Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from .. import rc
+from ..lockmodes import LockMode
+from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
+from ..settings import GrantPolicy
+from .resource import ConnId, Grant, Request, Resource, Verdict
+from .simple import SimpleResource
+
+IDLE_GRACE_MS = 1000  # FLoM keeps an unused resource (idle lifespan or 1 s) + 1 s
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Tell connection ``conn`` the outcome ``rc`` (a FLOM_RC code) of its lock request."""
+
+    conn: ConnId
+    rc: int
+    element: str | None = None
+    generation: int | None = None
+
+
+class ProtocolViolation(Exception):
+    """A client broke the protocol; the daemon must close that connection."""
+
+
+class _Status(Enum):
+    HOLDING = "holding"
+    WAITING = "waiting"
+    INCUBATING = "incubating"
+
+
+@dataclass(slots=True)
+class _ConnState:
+    key: str
+    status: _Status
+
+
+_RESOURCE_CLASSES: dict[ResourceType, type[Resource]] = {ResourceType.SIMPLE: SimpleResource}
+
+
+class UnsupportedResource(Exception):
+    """The resource type has no implementation in this daemon."""
+
+
+def register_resource_class(kind: ResourceType, cls: type[Resource]) -> None:
+    """Make the lock table serve resources of ``kind`` with ``cls``."""
+    _RESOURCE_CLASSES[kind] = cls
+
+
+class LockTable:
+    """All resources of one daemon.  One lock (held, queued or incubated) per connection."""
+
+    def __init__(self, policy: str = GrantPolicy.FLOM) -> None:
+        self.policy = policy
+        self.resources: dict[str, Resource] = {}
+        self._incubator: dict[str, dict[ConnId, Request]] = {}
+        self._conns: dict[ConnId, _ConnState] = {}
+        self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
+        self._deadlines: list[tuple[float, str]] = []  # heap, lazily cleaned
+        self._any_timed = False  # has any resource with time-based grants been created?
+
+    # -- queries ------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """True when no resource is alive and no connection holds, waits or incubates."""
+        return not self.resources and not self._conns
+
+    def involves(self, conn: ConnId) -> bool:
+        """True while ``conn`` holds, waits for or incubates a lock."""
+        return conn in self._conns
+
+    def incubating(self) -> int:
+        """Number of connections waiting for a resource to be created."""
+        return sum(len(waiting) for waiting in self._incubator.values())
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`tick` has work to do."""
+        heap = self._deadlines
+        while heap and self._expiry.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        soonest = heap[0][0] if heap else None
+        for resource in self._timed_resources():
+            due = resource.next_deadline()
+            if due is not None and (soonest is None or due < soonest):
+                soonest = due
+        return soonest
+
+    # -- events -------------------------------------------------------------------------
+    def lock(self, conn: ConnId, request: Request, now: float) -> list[Answer]:
+        """A lock request arrived on ``conn``."""
+        if conn in self._conns:
+            raise ProtocolViolation("a second lock request on a connection that already has one")
+        kind = resource_type(request.name)
+        if kind is None:
+            return [Answer(conn, rc.INVALID_RESOURCE_NAME)]
+        if not uses_lock_mode(kind) and request.mode != LockMode.EX:
+            request = replace(request, mode=LockMode.EX)
+        if kind is not ResourceType.NUMERIC and request.quantity != 1:
+            request = replace(request, quantity=1)
+        key = locker_key(request.name, kind)
+        resource = self._live(key, now)
+        if resource is not None:
+            return self._acquire(conn, resource, request, now)
+        if not request.create:
+            if not request.wait:
+                return [Answer(conn, rc.LOCK_CANT_WAIT)]
+            self._incubator.setdefault(key, {})[conn] = request
+            self._conns[conn] = _ConnState(key, _Status.INCUBATING)
+            return [Answer(conn, rc.LOCK_WAIT_RESOURCE)]
+        cls = _RESOURCE_CLASSES.get(kind)
+        if cls is None:
+            raise UnsupportedResource(f"{kind.value} resources are not supported yet")
+        resource = cls(
+            name=request.name,
+            key=key,
+            idle_lifespan_ms=request.idle_lifespan_ms,
+            policy=self.policy,
+        )
+        self.resources[key] = resource
+        self._any_timed = self._any_timed or resource.timed
+        answers = self._acquire(conn, resource, request, now)
+        for waiting_conn, waiting_request in self._incubator.pop(key, {}).items():
+            del self._conns[waiting_conn]
+            answers += self._acquire(waiting_conn, resource, waiting_request, now)
+        return answers
+
+    def unlock(self, conn: ConnId, name: str, rollback: bool, now: float) -> list[Answer]:
+        """``conn`` unlocks ``name``; returns the grants this release allows."""
+        state = self._conns.get(conn)
+        if state is None or state.status is not _Status.HOLDING:
+            raise ProtocolViolation("unlock request without a granted lock")
+        kind = resource_type(name)
+        if kind is None or locker_key(name, kind) != state.key:
+            raise ProtocolViolation(
+                f"unlock of resource '{name}' but the connection locked '{state.key}'"
+            )
+        del self._conns[conn]
+        resource = self.resources[state.key]
+        return self._answers(resource.release(conn, rollback), resource, now)
+
+    def disconnect(self, conn: ConnId, now: float) -> list[Answer]:
+        """``conn`` went away: release what it held, drop what it waited for."""
+        state = self._conns.pop(conn, None)
+        if state is None:
+            return []
+        if state.status is _Status.INCUBATING:
+            waiting = self._incubator[state.key]
+            del waiting[conn]
+            if not waiting:
+                del self._incubator[state.key]
+            return []
+        resource = self.resources[state.key]
+        if state.status is _Status.HOLDING:
+            grants = resource.release(conn, rollback=True)
+        else:
+            grants = resource.cancel(conn)
+        return self._answers(grants, resource, now)
+
+    def tick(self, now: float) -> list[Answer]:
+        """Time passed: drop expired unused resources, serve time-based grants."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            due, key = heapq.heappop(self._deadlines)
+            if self._expiry.get(key) == due:
+                del self._expiry[key]
+                del self.resources[key]
+        answers: list[Answer] = []
+        for resource in self._timed_resources():
+            due_at = resource.next_deadline()
+            if due_at is not None and due_at <= now:
+                answers += self._answers(resource.tick(), resource, now)
+        return answers
+
+    # -- internals ----------------------------------------------------------------------
+    def _timed_resources(self) -> list[Resource]:
+        return [r for r in self.resources.values() if r.timed] if self._any_timed else []
+
+    def _live(self, key: str, now: float) -> Resource | None:
+        """The resource for ``key`` unless it is absent or already past its expiry."""
+        resource = self.resources.get(key)
+        if resource is not None:
+            due = self._expiry.get(key)
+            if due is not None and due <= now:
+                del self._expiry[key]
+                del self.resources[key]
+                return None
+        return resource
+
+    def _acquire(
+        self, conn: ConnId, resource: Resource, request: Request, now: float
+    ) -> list[Answer]:
+        verdict, grant = resource.acquire(conn, request)
+        self._touch(resource, now)
+        if grant is not None:
+            self._conns[conn] = _ConnState(resource.key, _Status.HOLDING)
+            return [Answer(conn, rc.OK, grant.element, grant.generation)]
+        if verdict is Verdict.NEVER:
+            return [Answer(conn, rc.LOCK_IMPOSSIBLE)]
+        if request.wait:
+            self._conns[conn] = _ConnState(resource.key, _Status.WAITING)
+            return [Answer(conn, rc.LOCK_ENQUEUED)]
+        return [Answer(conn, rc.LOCK_BUSY)]
+
+    def _answers(self, grants: list[Grant], resource: Resource, now: float) -> list[Answer]:
+        for grant in grants:
+            self._conns[grant.conn].status = _Status.HOLDING
+        self._touch(resource, now)
+        return [Answer(g.conn, rc.OK, g.element, g.generation) for g in grants]
+
+    def _touch(self, resource: Resource, now: float) -> None:
+        """Restart the idle clock of ``resource`` if nobody uses it, else stop it."""
+        key = resource.key
+        if resource.in_use:
+            self._expiry.pop(key, None)
+            return
+        keep_ms = (resource.idle_lifespan_ms or IDLE_GRACE_MS) + IDLE_GRACE_MS
+        due = now + keep_ms / 1000.0
+        self._expiry[key] = due
+        heapq.heappush(self._deadlines, (due, key))

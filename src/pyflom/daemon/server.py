@@ -1,0 +1,353 @@
+"""The asyncio lock daemon: listens, frames and decodes messages, feeds the lock table.
+
+All lock logic lives in :mod:`pyflom.core`; this module only adapts I/O.  Every
+misbehaving connection (malformed, unknown, oversized or out-of-order message, a stall
+in the middle of a message) is closed and logged on its own: other clients keep their
+locks and their service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import itertools
+import os
+import resource
+import signal
+import socket
+import struct
+from dataclasses import dataclass
+
+from .. import codec
+from .. import rc as _rc
+from ..core import Answer, LockTable, ProtocolViolation, Request
+from ..core.table import UnsupportedResource
+from ..lockmodes import LockMode
+from ..settings import GrantPolicy
+from ..uniqueid import peer_id
+from .log import DaemonLog
+
+LISTEN_BACKLOG = 4096
+QUIESCE_LIFESPAN_MS = 100
+
+
+@dataclass
+class DaemonOptions:
+    """How one daemon runs (given by the client that starts it)."""
+
+    socket_name: str
+    lifespan_ms: int = 5000
+    grant_policy: str = GrantPolicy.FLOM
+    trace_file: str | None = None
+    append_trace_file: bool = False
+    stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's stream: frames bytes into messages for the daemon."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, daemon: LockDaemon) -> None:
+        self.daemon = daemon
+        self.id = next(self._ids)
+        self.transport: asyncio.Transport | None = None
+        self.framer = codec.Framer()
+        self.answers_sent = 0  # answers to the current request: the first is step 16
+        self.last_activity = daemon.loop.time()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.daemon.connections[self.id] = self
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.daemon.loop.time()
+        try:
+            frames = self.framer.feed(data)
+        except codec.CodecError as exc:
+            self.daemon.reject(self, str(exc))
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            try:
+                message = codec.decode(frame)
+            except codec.CodecError as exc:
+                self.daemon.reject(self, str(exc))
+                return
+            self.daemon.handle(self, message)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close, which releases what it held
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.daemon.lost(self)
+
+    def send_answer(self, answer: Answer) -> None:
+        """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
+        if self.closed or self.transport is None:
+            return
+        first = self.answers_sent == 0
+        self.answers_sent += 1
+        self.transport.write(
+            codec.encode(
+                codec.LockAnswer(
+                    step=codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
+                    rc=answer.rc,
+                    element=answer.element,
+                    peer_id=self.daemon.peer_id if first else None,
+                )
+            )
+        )
+        if answer.rc in (_rc.LOCK_CANT_WAIT, _rc.INVALID_RESOURCE_NAME):
+            self.transport.write_eof()  # as FLoM: nothing more will come on this request
+
+    def close(self) -> None:
+        """Close this connection (what it held is released once it is gone)."""
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+class LockDaemon:
+    """Owns the lock table and the connections; decides when to exit."""
+
+    def __init__(self, options: DaemonOptions, log: DaemonLog) -> None:
+        self.options = options
+        self.log = log
+        self.loop = asyncio.get_running_loop()
+        self.table = LockTable(options.grant_policy)
+        self.connections: dict[int, ClientConnection] = {}
+        self.peer_id = peer_id()
+        self.lifespan_ms = options.lifespan_ms
+        self._idle_since: float | None = self.loop.time()
+        self._done: asyncio.Future[None] = self.loop.create_future()
+        self._last_sweep = self.loop.time()
+        self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
+
+    # -- messages -----------------------------------------------------------------------
+    def handle(self, conn: ClientConnection, message: codec.Message) -> None:
+        """Act on one decoded message from ``conn``."""
+        now = self.loop.time()
+        self._idle_since = None
+        try:
+            if isinstance(message, codec.LockRequest):
+                self._lock(conn, message, now)
+            elif isinstance(message, codec.UnlockRequest):
+                self.dispatch(self.table.unlock(conn.id, message.name, message.rollback, now))
+            elif isinstance(message, codec.ShutdownRequest):
+                self._shutdown(conn, message)
+            else:
+                self.reject(conn, f"unexpected {type(message).__name__} on a stream connection")
+        except ProtocolViolation as exc:
+            self.log.warning(f"FLM009W closing connection {conn.id}: {exc}")
+            conn.close()
+
+    def _lock(self, conn: ClientConnection, message: codec.LockRequest, now: float) -> None:
+        mode = LockMode.NL if message.mode is None else message.mode
+        if not 0 <= mode <= LockMode.EX:
+            self.reject(conn, f"lock mode {mode} out of range")
+            return
+        if message.quantity is not None and message.quantity < 1:
+            self.reject(conn, f"quantity {message.quantity} is not a positive number")
+            return
+        conn.answers_sent = 0
+        request = Request(
+            name=message.name,
+            mode=mode,
+            quantity=message.quantity or 1,
+            wait=message.wait,
+            create=message.create,
+            idle_lifespan_ms=max(message.lifespan, 0),
+        )
+        try:
+            answers = self.table.lock(conn.id, request, now)
+        except UnsupportedResource as exc:
+            self.log.error(f"cannot serve resource '{message.name}': {exc}")
+            conn.close()
+            return
+        self.dispatch(answers)
+
+    def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
+        conn.close()  # the management request gets no answer
+        if message.immediate:
+            self.log.notice("FLM007N immediate shutdown requested: exiting now")
+            self.stop()
+        else:
+            self.log.notice("FLM008N quiesce shutdown requested: exiting once idle")
+            self.lifespan_ms = QUIESCE_LIFESPAN_MS
+
+    def dispatch(self, answers: list[Answer]) -> None:
+        """Send each answer to its connection (if it is still there)."""
+        for answer in answers:
+            conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
+            if conn is not None:
+                conn.send_answer(answer)
+
+    def reject(self, conn: ClientConnection, reason: str) -> None:
+        """Close a connection that broke the protocol, and say why in the log."""
+        self.log.warning(f"FLM006W closing connection {conn.id}: {reason}")
+        conn.close()
+
+    def lost(self, conn: ClientConnection) -> None:
+        """A connection ended: release its lock or drop its wait."""
+        self.connections.pop(conn.id, None)
+        self.dispatch(self.table.disconnect(conn.id, self.loop.time()))
+
+    # -- time ----------------------------------------------------------------------------
+    async def housekeeping(self) -> None:
+        """Expire idle resources, close stalled connections, exit when idle long enough."""
+        while not self._done.done():
+            period = 1.0 if self.lifespan_ms <= 0 else min(1.0, max(self.lifespan_ms / 3e3, 0.02))
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            self.dispatch(self.table.tick(now))
+            if now - self._last_sweep >= 0.5:
+                self._last_sweep = now
+                self._close_stalled(now)
+            if self.connections or not self.table.idle:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = now
+            elif self.lifespan_ms > 0 and now - self._idle_since >= self.lifespan_ms / 1e3:
+                self.log.notice("FLM004N idle for the whole lifespan: exiting")
+                self.stop()
+
+    def _close_stalled(self, now: float) -> None:
+        limit = self.options.stall_timeout_s
+        for conn in list(self.connections.values()):
+            if now - conn.last_activity < limit:
+                continue
+            if conn.framer.pending:
+                self.reject(conn, f"no complete message within {limit:g} s")
+            elif not self.table.involves(conn.id):
+                self.reject(conn, f"silent for {limit:g} s without holding or waiting")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop serving: every connection is closed, ``serve`` returns."""
+        if not self._done.done():
+            self._done.set_result(None)
+
+    async def serve(self, listener: socket.socket) -> None:
+        """Serve ``listener`` until :meth:`stop`."""
+        server = await self.loop.create_unix_server(
+            lambda: ClientConnection(self), sock=listener, backlog=LISTEN_BACKLOG
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.stop)
+        keeper = asyncio.ensure_future(self.housekeeping())
+        try:
+            await self._done
+        finally:
+            keeper.cancel()
+            _unlink_if_ours(self.options.socket_name, self.socket_file)
+            server.close()
+            for conn in list(self.connections.values()):
+                conn.close()
+            await asyncio.sleep(0)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _unlink_if_ours(path: str, file_id: tuple[int, int] | None) -> None:
+    """Remove the socket file unless another daemon has already replaced it."""
+    if file_id is not None and _file_id(path) == file_id:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _listen(path: str) -> tuple[int, socket.socket | None, int]:
+    """Own ``path`` (through ``path.lock``) and listen on it.  Returns (rc, socket, lock fd)."""
+    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        return _rc.FLOCK_ERROR, None, -1
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError:
+        listener.close()
+        os.close(lock_fd)
+        return _rc.SYSCALL_ERRORS["bind"], None, -1
+    return _rc.OK, listener, lock_fd
+
+
+def _report(ready_fd: int | None, status: int) -> None:
+    if ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, struct.pack("=i", status))
+            os.close(ready_fd)
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _event_loop_factory() -> type[asyncio.AbstractEventLoop] | None:
+    if os.environ.get("PYFLOM_NO_UVLOOP"):
+        return None
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    return uvloop.Loop  # type: ignore[no-any-return]
+
+
+def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
+    """Run a daemon in this process until it is shut down or idle; return its exit status."""
+    os.umask(0)  # as FLoM: the socket may be shared among users with -s
+    os.chdir("/")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _raise_fd_limit()
+    with contextlib.suppress(ValueError):
+        options.stall_timeout_s = float(
+            os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
+        )
+    log = DaemonLog(options.trace_file, options.append_trace_file)
+    status, listener, lock_fd = _listen(options.socket_name)
+    if listener is None:
+        log.error(f"FLM019E cannot listen on '{options.socket_name}': rc={status}")
+        _report(ready_fd, status)
+        return 1
+    socket_file = _file_id(options.socket_name)
+    log.notice(f"FLM000I activating a local daemon on UNIX socket '{options.socket_name}'")
+
+    async def main() -> None:
+        daemon = LockDaemon(options, log)
+        daemon.socket_file = socket_file
+        _report(ready_fd, _rc.OK)
+        log.notice("FLM003N ready to serve requests")
+        await daemon.serve(listener)
+
+    factory = _event_loop_factory()
+    try:
+        if factory is None:
+            asyncio.run(main())
+        else:
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(main())
+    finally:
+        _unlink_if_ours(options.socket_name, socket_file)
+        listener.close()
+        os.close(lock_fd)
+        log.close()
+    return 0

@@ -1,0 +1,64 @@
+"""Exceptions raised by the client library.  Each carries a FLoM reason code (``rc``)."""
+
+from __future__ import annotations
+
+from . import rc as _rc
+
+
+class FlomError(Exception):
+    """A lock operation failed; ``rc`` is the FLoM reason code (see :mod:`pyflom.rc`)."""
+
+    rc: int = _rc.INTERNAL_ERROR
+
+    def __init__(self, message: str | None = None, *, rc: int | None = None) -> None:
+        if rc is not None:
+            self.rc = rc
+        super().__init__(message or _rc.strerror(self.rc))
+
+
+class LockBusy(FlomError):
+    """The resource is locked by someone else and the request may not wait."""
+
+    rc = _rc.LOCK_BUSY
+
+
+class LockTimeout(FlomError):
+    """The lock was not granted before the timeout expired."""
+
+    rc = _rc.NETWORK_TIMEOUT
+
+
+class LockCantWait(FlomError):
+    """The resource does not exist, may not be created and the request may not wait."""
+
+    rc = _rc.LOCK_CANT_WAIT
+
+
+class LockImpossible(FlomError):
+    """The resource can never satisfy the request (e.g. more units than it has)."""
+
+    rc = _rc.LOCK_IMPOSSIBLE
+
+
+class InvalidResourceName(FlomError):
+    """The name is not a valid resource name."""
+
+    rc = _rc.INVALID_RESOURCE_NAME
+
+
+class ConnectionFailed(FlomError):
+    """No daemon could be reached (and none could be started)."""
+
+    rc = _rc.CONNECT_ERROR
+
+
+class ProtocolError(FlomError):
+    """The daemon closed the connection or sent something unexpected."""
+
+    rc = _rc.PROTOCOL_ERROR
+
+
+class InvalidSequence(FlomError):
+    """The handle is not in a state where this call is allowed (e.g. unlock before lock)."""
+
+    rc = _rc.API_INVALID_SEQUENCE

@@ -1,0 +1,57 @@
+"""Resource name grammar: which kind of resource a name denotes, as FLoM decides it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+RESERVED_NAME = "_RESOURCE"
+
+
+class ResourceType(Enum):
+    """Kinds of resource, told apart by the shape of their name."""
+
+    SIMPLE = "simple"
+    NUMERIC = "numeric"
+    SET = "set"
+    HIERARCHICAL = "hierarchical"
+    SEQUENCE = "sequence"
+    TIMESTAMP = "timestamp"
+
+
+_ALNUM = r"[A-Za-z][A-Za-z0-9]*"
+_PATTERNS = (
+    (ResourceType.NUMERIC, _ALNUM + r"\[[0-9]+\]"),
+    (ResourceType.SET, _ALNUM + r"(\." + _ALNUM + r")+"),
+    (ResourceType.HIERARCHICAL, r"/[^/\n]+(/[^/\n]+)*"),
+    (ResourceType.SEQUENCE, r"_[sS]_" + _ALNUM + r"\[[0-9]+\]"),
+    (ResourceType.TIMESTAMP, r"_t_[%#A-Za-z][%#.:\\A-Za-z0-9]*\[[0-9]+\]"),
+)
+
+
+def _is_simple(name: str) -> bool:
+    # str methods instead of a regex: the CLI's hot path never needs to import ``re``.
+    return name == RESERVED_NAME or (name.isascii() and name.isalnum() and name[:1].isalpha())
+
+
+def resource_type(name: str) -> ResourceType | None:
+    """Return the type of resource ``name`` denotes, or None if it is not a valid name."""
+    if _is_simple(name):
+        return ResourceType.SIMPLE
+    import re  # only for the less common kinds of name
+
+    for kind, pattern in _PATTERNS:
+        if re.fullmatch(pattern, name):
+            return kind
+    return None
+
+
+def uses_lock_mode(kind: ResourceType) -> bool:
+    """Lock modes apply to simple and hierarchical resources only (others are EX)."""
+    return kind in (ResourceType.SIMPLE, ResourceType.HIERARCHICAL)
+
+
+def locker_key(name: str, kind: ResourceType) -> str:
+    """Name of the locker serving ``name``: hierarchical names share their first level."""
+    if kind is ResourceType.HIERARCHICAL:
+        return "/" + name.split("/", 2)[1]
+    return name

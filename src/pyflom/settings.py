@@ -1,0 +1,122 @@
+"""The effective settings of one ``flom`` run or one library handle (FLoM's configuration)."""
+
+from __future__ import annotations
+
+import os
+
+from .lockmodes import LockMode
+from .names import RESERVED_NAME
+
+DEFAULT_UNICAST_PORT = 28015
+DEFAULT_MULTICAST_PORT = 28015
+DEFAULT_DAEMON_LIFESPAN_MS = 5000
+UNIX_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path); a name must be shorter
+
+
+class GrantPolicy:
+    """How a daemon orders grants: FLoM's (compatible newcomers overtake) or strict FIFO."""
+
+    FLOM = "flom"
+    FIFO = "fifo"
+    ALL = (FLOM, FIFO)
+
+
+def login_name() -> str:
+    """Login of the current user, as FLoM uses it in the default socket name."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "nobody"
+
+
+def default_socket_name() -> str:
+    """``/tmp/flom-<login>``: one daemon per user by default."""
+    return f"/tmp/flom-{login_name()}"
+
+
+class Settings:
+    """Every setting FLoM knows, with FLoM's built-in defaults (reference table 1.2).
+
+    ``None`` means "not set" for strings.  Times are milliseconds unless the name says
+    otherwise.  pyflom's own extensions are at the end.  Defaults are class attributes;
+    an instance stores only what differs (a plain class, not a dataclass: the command
+    imports this module on every run and ``dataclasses`` costs more than a lock).
+    """
+
+    # [Trace]
+    daemon_trace_file: str | None = None
+    command_trace_file: str | None = None
+    append_trace_file: bool = False
+    verbose: bool = False
+    # [Resource]
+    resource_name: str = RESERVED_NAME
+    resource_timeout: int = -1
+    resource_quantity: int = 1
+    lock_mode: LockMode = LockMode.EX
+    resource_create: bool = True
+    resource_idle_lifespan: int = 0
+    # [Daemon]
+    socket_name: str | None = None
+    daemon_lifespan: int = DEFAULT_DAEMON_LIFESPAN_MS
+    unicast_address: str | None = None
+    unicast_port: int = DEFAULT_UNICAST_PORT
+    multicast_address: str | None = None
+    multicast_port: int = DEFAULT_MULTICAST_PORT
+    mount_point_vfs: str | None = None
+    # [Monitor]
+    ignored_signals: list[int] = []
+    # [Network]
+    network_interface: str | None = None
+    discovery_attempts: int = 2
+    discovery_timeout: int = 500
+    discovery_ttl: int = 1
+    tcp_keepalive_time: int = 60
+    tcp_keepalive_intvl: int = 10
+    tcp_keepalive_probes: int = 6
+    # [TLS]
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    tls_ca_certificate: str | None = None
+    tls_check_peer_id: bool = False
+    # pyflom extensions: [Daemon]/GrantPolicy
+    grant_policy: str = GrantPolicy.FLOM
+
+    def __init__(self, **values: object) -> None:
+        self.ignored_signals = []
+        for name, value in values.items():
+            if name not in Settings.__annotations__:
+                raise TypeError(f"unknown setting {name!r}")
+            setattr(self, name, value)
+
+    def copy(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied (lists are copied, never shared)."""
+        values: dict[str, object] = dict(vars(self))
+        values["ignored_signals"] = list(self.ignored_signals)
+        values.update(changes)
+        return Settings(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in Settings.__annotations__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        changed = ", ".join(
+            f"{n}={getattr(self, n)!r}"
+            for n in Settings.__annotations__
+            if getattr(self, n) != getattr(Settings, n)
+        )
+        return f"Settings({changed})"
+
+    def effective_socket_name(self) -> str | None:
+        """The UNIX socket to use: the configured one, or the per-user default when no
+        network address is configured either (FLoM's validation step)."""
+        if self.socket_name:
+            return self.socket_name
+        if self.unicast_address or self.multicast_address:
+            return None
+        return default_socket_name()

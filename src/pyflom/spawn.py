@@ -1,0 +1,76 @@
+"""Start a daemon on demand: a fresh, detached interpreter that reports when it is ready.
+
+The starter spawns ``python -m pyflom.daemon`` in a new session with stdio on
+/dev/null (so ``out=$(flom -- cmd)`` never waits for the daemon), waits for that
+process to fork the real daemon and exit, then reads a 4-byte status from a pipe: 0
+once the daemon listens, ``rc.FLOCK_ERROR`` when another daemon owns the socket.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import sys
+
+from . import rc as _rc
+from .settings import Settings
+
+READY_TIMEOUT_S = 10.0
+
+
+def daemon_argv(settings: Settings, socket_name: str, ready_fd: int) -> list[str]:
+    """The command line that starts a daemon serving ``socket_name`` for ``settings``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pyflom.daemon",
+        "--socket-name",
+        socket_name,
+        "--lifespan",
+        str(settings.daemon_lifespan),
+        "--grant-policy",
+        settings.grant_policy,
+        "--ready-fd",
+        str(ready_fd),
+    ]
+    if settings.daemon_trace_file:
+        argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
+        if settings.append_trace_file:
+            argv.append("--append-trace-file")
+    return argv
+
+
+def start_daemon(settings: Settings, socket_name: str) -> int:
+    """Start a daemon for ``socket_name``; return its start status (a FLoM rc)."""
+    read_end, write_end = os.pipe()
+    try:
+        os.set_inheritable(write_end, True)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                daemon_argv(settings, socket_name, write_end),
+                os.environ,
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
+                setsid=True,
+            )
+        finally:
+            os.close(devnull)
+        os.close(write_end)
+        write_end = -1
+        os.waitpid(pid, 0)
+        status = b""
+        while len(status) < 4:
+            ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
+            chunk = os.read(read_end, 4 - len(status)) if ready else b""
+            if not chunk:
+                return _rc.DAEMON_NOT_STARTED
+            status += chunk
+        return int(struct.unpack("=i", status)[0])
+    except OSError:
+        return _rc.DAEMON_NOT_STARTED
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)

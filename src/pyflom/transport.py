@@ -1,0 +1,131 @@
+"""Blocking, message-framed connections from a client to a daemon.
+
+Imported by the CLI on every run: only ``socket``, ``os``, ``time`` and the codec.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from . import codec
+from . import rc as _rc
+from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
+from .settings import Settings
+
+START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
+
+
+class Channel:
+    """One connection to a daemon, sending and receiving whole FLoM messages."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._framer = codec.Framer()
+        self._ready: list[bytes] = []
+
+    def send(self, message: codec.Message) -> None:
+        """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
+        try:
+            self.sock.sendall(codec.encode(message))
+        except OSError as exc:
+            raise FlomError(f"send failed: {exc}", rc=_rc.SEND_ERROR) from exc
+
+    def receive(self, deadline: float | None = None) -> codec.Message:
+        """Wait for the next message until ``deadline`` (``time.monotonic()``, None: forever).
+
+        Raises :class:`LockTimeout` at the deadline, :class:`ProtocolError` with rc -126
+        when the daemon closes or resets the connection, or the codec's rc for a
+        malformed message.
+        """
+        while not self._ready:
+            if deadline is None:
+                self.sock.settimeout(None)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LockTimeout()
+                self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                raise LockTimeout() from None
+            except OSError as exc:
+                raise ProtocolError(f"receive failed: {exc}", rc=_rc.RECV_ERROR) from exc
+            if not data:
+                raise ProtocolError("the daemon closed the connection", rc=_rc.RECV_ERROR)
+            try:
+                self._ready.extend(self._framer.feed(data))
+            except codec.CodecError as exc:
+                raise ProtocolError(str(exc), rc=exc.rc) from exc
+        try:
+            return codec.decode(self._ready.pop(0))
+        except codec.CodecError as exc:
+            raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+    def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
+        """Disconnect.  Gracefully: half-close and wait for the daemon to close too, so
+        everything sent before (an unlock) has been processed when this returns."""
+        sock = self.sock
+        try:
+            if graceful:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(timeout)
+                while sock.recv(4096):
+                    pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+def _connect_unix(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
+    """Connect to the daemon the settings name, starting one when allowed.
+
+    A daemon is started only when nobody listens, ``may_start_daemon`` is true and the
+    daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
+    socket's lock file and every client connects to it.
+    """
+    path = settings.effective_socket_name()
+    if path is None:
+        raise ConnectionFailed("network transports are not supported yet", rc=_rc.INVALID_OPTION)
+    deadline = None
+    pause = 0.002
+    while True:
+        try:
+            return Channel(_connect_unix(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            if not may_start_daemon or settings.daemon_lifespan == 0:
+                raise ConnectionFailed(f"cannot connect to {path}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise ConnectionFailed(f"cannot connect to {path}: {exc.strerror}") from exc
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + START_TIMEOUT_S
+        elif now > deadline:
+            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+        from .spawn import start_daemon
+
+        status = start_daemon(settings, path)
+        if status == _rc.FLOCK_ERROR:
+            # Another daemon owns the socket: it is starting, or it is leaving.
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        elif status != _rc.OK:
+            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+
+
+def socket_name_ok(path: str) -> bool:
+    """A UNIX socket path must fit in ``sun_path``."""
+    return len(os.fsencode(path)) < 108
