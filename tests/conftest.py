@@ -71,6 +71,9 @@ class FlomSandbox:
         env = dict(os.environ)
         env["HOME"] = str(self.root)  # no ~/.flom from the machine
         env.pop("FLOM_TRACE_MASK", None)
+        # Daemons run on plain asyncio, as with a bare `pip install pyflom`;
+        # test_uvloop.py covers the optional uvloop loop.
+        env.setdefault("PYFLOM_NO_UVLOOP", "1")
         return env
 
     def args(self, *args: str, socket_name: bool = True) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyflom import codec, rc
@@ -531,3 +531,50 @@ def test_framer_any_chunking(batch: list[codec.Message], data: st.DataObject) ->
     assert out == wires
     assert framer.pending == 0
     assert [decode(w) for w in out] == batch
+
+
+# -- the FLoM-shape fast path agrees with expat ---------------------------------------------
+
+
+def _outcome(fn: object, data: bytes) -> object:
+    try:
+        return fn(data)  # type: ignore[operator]
+    except codec.CodecError as exc:
+        return ("error", exc.rc)
+
+
+_SAMPLES = [
+    codec.encode(codec.LockRequest("p", "R", True, True, 0, mode=5)),
+    codec.encode(codec.LockRequest("p", "N[3]", False, True, 10, quantity=2)),
+    codec.encode(codec.LockAnswer(16, 0, "red", "id")),
+    codec.encode(codec.LockAnswer(24, 1)),
+    codec.encode(codec.UnlockRequest("R", True)),
+    codec.encode(codec.ShutdownRequest("p", False)),
+    codec.encode(codec.DiscoverAnswer("::1", 28015)),
+]
+
+
+@given(
+    sample=st.sampled_from(_SAMPLES),
+    cut=st.integers(0, 400),
+    insert=st.sampled_from(
+        ["", " ", '"', "<", ">", "/", "=", "x", "&amp;", "\t", "é", 'a="1"', "<x/>", "msg"]
+    ),
+    drop=st.integers(0, 3),
+)
+@settings(max_examples=1500, deadline=None)
+def test_flom_shape_fast_path_agrees_with_expat(
+    sample: bytes, cut: int, insert: str, drop: int
+) -> None:
+    text = sample.decode()
+    cut %= len(text) + 1
+    mutated = (text[:cut] + insert + text[cut + drop :]).encode()
+    if not mutated.endswith(b"</msg>") or mutated.count(b"</msg>") != 1:
+        return
+    assert _outcome(codec.decode, mutated) == _outcome(codec._decode_with_expat, mutated)
+
+
+@pytest.mark.parametrize("sample", _SAMPLES)
+def test_flom_messages_take_the_fast_path(sample: bytes) -> None:
+    if b'verb="1"' in sample or b'verb="2"' in sample:
+        assert codec._decode_flom_shape(sample) == codec._decode_with_expat(sample)

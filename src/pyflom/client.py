@@ -95,6 +95,7 @@ class Handle:
         self.keep_connection = keep_connection
         self._channel: Channel | None = None
         self._locked_name: str | None = None
+        self._encoded: tuple[bytes, bytes] | None = None  # (lock request, unlock request)
         self.locked_element: str | None = None
         if resource_name is not None:
             self.resource_name = resource_name
@@ -115,6 +116,7 @@ class Handle:
     def _mutable(self) -> None:
         if self.state == HandleState.LOCKED:
             raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
+        self._encoded = None  # the request changes with the property
 
     @property
     def resource_name(self) -> str:
@@ -215,12 +217,14 @@ class Handle:
         settings = self._settings
         timeout = settings.resource_timeout
         deadline = time.monotonic() + timeout / 1000 if timeout > 0 else None
-        request = self._request()
+        if self._encoded is None:
+            self._encoded = self._encode_requests()
+        request = self._encoded[0]
         attempt = 1
         while True:
             channel = self._connect()
             try:
-                channel.send(request)
+                channel.send_bytes(request)
                 answer = self._first_answer(channel, deadline)
                 break
             except (ProtocolError, FlomError) as exc:
@@ -247,11 +251,14 @@ class Handle:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
         if self.state != HandleState.LOCKED or self._channel is None:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
-        assert self._locked_name is not None
+        assert self._locked_name is not None and self._encoded is not None
         self.locked_element = None
         self.state = HandleState.CONNECTED
         try:
-            self._channel.send(codec.UnlockRequest(self._locked_name, rollback))
+            if rollback:
+                self._channel.send(codec.UnlockRequest(self._locked_name, True))
+            else:
+                self._channel.send_bytes(self._encoded[1])
         finally:
             if not self.keep_connection:
                 self._disconnect()
@@ -272,10 +279,10 @@ class Handle:
         self.close()
 
     # -- internals ----------------------------------------------------------------------
-    def _request(self) -> codec.LockRequest:
+    def _encode_requests(self) -> tuple[bytes, bytes]:
         settings = self._settings
         kind = resource_type(settings.resource_name)
-        return codec.LockRequest(
+        request = codec.LockRequest(
             peer_id=peer_id(),
             name=settings.resource_name,
             wait=settings.resource_timeout != 0,
@@ -284,6 +291,8 @@ class Handle:
             mode=int(settings.lock_mode) if kind and uses_lock_mode(kind) else None,
             quantity=settings.resource_quantity if kind is ResourceType.NUMERIC else None,
         )
+        unlock = codec.UnlockRequest(settings.resource_name, False)
+        return codec.encode(request), codec.encode(unlock)
 
     def _connect(self) -> Channel:
         if self._channel is None:

@@ -28,7 +28,15 @@ class Channel:
     def send(self, message: codec.Message) -> None:
         """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
         try:
-            self.sock.sendall(codec.encode(message))
+            payload = codec.encode(message)
+        except codec.CodecError as exc:
+            raise FlomError(str(exc), rc=exc.rc) from exc
+        self.send_bytes(payload)
+
+    def send_bytes(self, payload: bytes) -> None:
+        """Send an already encoded message."""
+        try:
+            self.sock.sendall(payload)
         except OSError as exc:
             raise FlomError(f"send failed: {exc}", rc=_rc.SEND_ERROR) from exc
 

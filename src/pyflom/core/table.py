@@ -67,7 +67,7 @@ class LockTable:
         self._incubator: dict[str, dict[ConnId, Request]] = {}
         self._conns: dict[ConnId, _ConnState] = {}
         self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
-        self._deadlines: list[tuple[float, str]] = []  # heap, lazily cleaned
+        self._deadlines: list[tuple[float, str]] = []  # heap; entries may be early
         self._any_timed = False  # has any resource with time-based grants been created?
 
     # -- queries ------------------------------------------------------------------------
@@ -86,10 +86,8 @@ class LockTable:
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`tick` has work to do."""
-        heap = self._deadlines
-        while heap and self._expiry.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        soonest = heap[0][0] if heap else None
+        # Heap entries may be early (an idle clock restarted): at worst a spurious tick.
+        soonest = self._deadlines[0][0] if self._deadlines else None
         for resource in self._timed_resources():
             due = resource.next_deadline()
             if due is not None and (soonest is None or due < soonest):
@@ -169,9 +167,15 @@ class LockTable:
 
     def tick(self, now: float) -> list[Answer]:
         """Time passed: drop expired unused resources, serve time-based grants."""
-        while self._deadlines and self._deadlines[0][0] <= now:
-            due, key = heapq.heappop(self._deadlines)
-            if self._expiry.get(key) == due:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            due = self._expiry.get(key)
+            if due is None:
+                continue  # in use again
+            if due > now:
+                heapq.heappush(heap, (due, key))  # its idle clock restarted since
+            else:
                 del self._expiry[key]
                 del self.resources[key]
         answers: list[Answer] = []
@@ -225,5 +229,6 @@ class LockTable:
             return
         keep_ms = (resource.idle_lifespan_ms or IDLE_GRACE_MS) + IDLE_GRACE_MS
         due = now + keep_ms / 1000.0
+        if key not in self._expiry:  # one heap entry per key; tick() re-pushes if later
+            heapq.heappush(self._deadlines, (due, key))
         self._expiry[key] = due
-        heapq.heappush(self._deadlines, (due, key))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import itertools
 import os
 import resource
 import signal
@@ -26,9 +25,11 @@ from ..core.table import UnsupportedResource
 from ..lockmodes import LockMode
 from ..settings import GrantPolicy
 from ..uniqueid import peer_id
+from .connection import ClientConnection
 from .log import DaemonLog
 
 LISTEN_BACKLOG = 4096
+ACCEPT_BURST = 256
 QUIESCE_LIFESPAN_MS = 100
 
 
@@ -42,75 +43,6 @@ class DaemonOptions:
     trace_file: str | None = None
     append_trace_file: bool = False
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
-
-
-class ClientConnection(asyncio.Protocol):
-    """One client's stream: frames bytes into messages for the daemon."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, daemon: LockDaemon) -> None:
-        self.daemon = daemon
-        self.id = next(self._ids)
-        self.transport: asyncio.Transport | None = None
-        self.framer = codec.Framer()
-        self.answers_sent = 0  # answers to the current request: the first is step 16
-        self.last_activity = daemon.loop.time()
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.daemon.connections[self.id] = self
-
-    def data_received(self, data: bytes) -> None:
-        self.last_activity = self.daemon.loop.time()
-        try:
-            frames = self.framer.feed(data)
-        except codec.CodecError as exc:
-            self.daemon.reject(self, str(exc))
-            return
-        for frame in frames:
-            if self.closed:
-                return
-            try:
-                message = codec.decode(frame)
-            except codec.CodecError as exc:
-                self.daemon.reject(self, str(exc))
-                return
-            self.daemon.handle(self, message)
-
-    def eof_received(self) -> bool:
-        return False  # the client is done: close, which releases what it held
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.daemon.lost(self)
-
-    def send_answer(self, answer: Answer) -> None:
-        """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
-        if self.closed or self.transport is None:
-            return
-        first = self.answers_sent == 0
-        self.answers_sent += 1
-        self.transport.write(
-            codec.encode(
-                codec.LockAnswer(
-                    step=codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
-                    rc=answer.rc,
-                    element=answer.element,
-                    peer_id=self.daemon.peer_id if first else None,
-                )
-            )
-        )
-        if answer.rc in (_rc.LOCK_CANT_WAIT, _rc.INVALID_RESOURCE_NAME):
-            self.transport.write_eof()  # as FLoM: nothing more will come on this request
-
-    def close(self) -> None:
-        """Close this connection (what it held is released once it is gone)."""
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.close()
 
 
 class LockDaemon:
@@ -128,6 +60,7 @@ class LockDaemon:
         self._done: asyncio.Future[None] = self.loop.create_future()
         self._last_sweep = self.loop.time()
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
+        self.listener = socket.socket()  # replaced by serve()
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
@@ -235,9 +168,9 @@ class LockDaemon:
 
     async def serve(self, listener: socket.socket) -> None:
         """Serve ``listener`` until :meth:`stop`."""
-        server = await self.loop.create_unix_server(
-            lambda: ClientConnection(self), sock=listener, backlog=LISTEN_BACKLOG
-        )
+        listener.setblocking(False)
+        self.listener = listener
+        self.loop.add_reader(listener.fileno(), self._accept)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         keeper = asyncio.ensure_future(self.housekeeping())
@@ -246,10 +179,25 @@ class LockDaemon:
         finally:
             keeper.cancel()
             _unlink_if_ours(self.options.socket_name, self.socket_file)
-            server.close()
+            self.loop.remove_reader(listener.fileno())
             for conn in list(self.connections.values()):
                 conn.close()
-            await asyncio.sleep(0)
+
+    def _accept(self) -> None:
+        """Take every pending connection (a bounded burst, so others get their turn)."""
+        for _ in range(ACCEPT_BURST):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: leave it in the backlog
+                self.log.error(f"FLM019E accept failed: {exc}")
+                return
+            sock.setblocking(False)
+            conn = ClientConnection(self, sock)
+            self.connections[conn.id] = conn
+            self._idle_since = None
+            conn.on_readable()  # FLoM clients send their request right after connecting
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -306,10 +254,10 @@ def _event_loop_factory() -> type[asyncio.AbstractEventLoop] | None:
     if os.environ.get("PYFLOM_NO_UVLOOP"):
         return None
     try:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
+        import uvloop
     except ImportError:
         return None
-    return uvloop.Loop  # type: ignore[no-any-return]
+    return uvloop.Loop
 
 
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:

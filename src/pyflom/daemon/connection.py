@@ -1,0 +1,160 @@
+"""One client connection of the daemon: a non-blocking socket on the asyncio loop.
+
+Plain ``loop.add_reader``/``add_writer`` callbacks rather than asyncio transports: a
+FLoM client opens a connection for every lock, and the transport machinery cost more
+than the lock itself.  Bytes are framed into messages and handed to the daemon; a
+connection that breaks the protocol is closed on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+
+from .. import codec
+from .. import rc as _rc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..core import Answer
+    from .server import LockDaemon
+
+RECV_BYTES = 65536
+MAX_PENDING_OUTPUT = 65536  # a client that does not read its answers is cut off
+
+
+class ClientConnection:
+    """A client's stream: reads and frames messages, writes answers."""
+
+    __slots__ = (
+        "_eof_pending",
+        "_out",
+        "answers_sent",
+        "closed",
+        "daemon",
+        "fd",
+        "framer",
+        "id",
+        "last_activity",
+        "sock",
+    )
+    _ids = itertools.count(1)
+
+    def __init__(self, daemon: LockDaemon, sock: socket.socket) -> None:
+        self.daemon = daemon
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.id = next(self._ids)
+        self.framer = codec.Framer()
+        self.answers_sent = 0  # answers to the current request: the first is step 16
+        self.last_activity = daemon.loop.time()
+        self.closed = False
+        self._out = bytearray()
+        self._eof_pending = False
+        daemon.loop.add_reader(self.fd, self.on_readable)
+
+    def on_readable(self) -> None:
+        """Read what arrived (until the socket is drained, so that an unlock and the end
+        of stream that follows it cost one wake-up); end of stream: the client is gone."""
+        while not self.closed:
+            try:
+                data = self.sock.recv(RECV_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if not data:
+                self.close()  # the client is done: what it held is released
+                return
+            self.last_activity = self.daemon.loop.time()
+            try:
+                frames = self.framer.feed(data)
+            except codec.CodecError as exc:
+                self.daemon.reject(self, str(exc))
+                return
+            for frame in frames:
+                if self.closed:
+                    return
+                try:
+                    message = codec.decode(frame)
+                except codec.CodecError as exc:
+                    self.daemon.reject(self, str(exc))
+                    return
+                self.daemon.handle(self, message)
+
+    def send_answer(self, answer: Answer) -> None:
+        """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
+        if self.closed:
+            return
+        first = self.answers_sent == 0
+        self.answers_sent += 1
+        self.write(
+            codec.encode(
+                codec.LockAnswer(
+                    step=codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
+                    rc=answer.rc,
+                    element=answer.element,
+                    peer_id=self.daemon.peer_id if first else None,
+                )
+            )
+        )
+        if answer.rc in (_rc.LOCK_CANT_WAIT, _rc.INVALID_RESOURCE_NAME):
+            self.write_eof()  # as FLoM: nothing more will come on this request
+
+    def write(self, payload: bytes) -> None:
+        """Send ``payload`` now, or queue what the socket does not take yet."""
+        if self.closed:
+            return
+        if self._out:
+            self._out += payload
+        else:
+            try:
+                sent = self.sock.send(payload)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent == len(payload):
+                return
+            self._out += payload[sent:]
+            self.daemon.loop.add_writer(self.fd, self._on_writable)
+        if len(self._out) > MAX_PENDING_OUTPUT:
+            self.daemon.reject(self, "the client does not read its answers")
+
+    def _on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        del self._out[:sent]
+        if not self._out:
+            self.daemon.loop.remove_writer(self.fd)
+            if self._eof_pending:
+                self.write_eof()
+
+    def write_eof(self) -> None:
+        """Half-close once everything queued has been sent."""
+        if self._out:
+            self._eof_pending = True
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the connection; the daemon then releases what it held."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.daemon.loop
+        loop.remove_reader(self.fd)
+        if self._out:
+            loop.remove_writer(self.fd)
+        self.sock.close()
+        self.daemon.lost(self)
