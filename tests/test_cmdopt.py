@@ -19,16 +19,13 @@ from pyflom.cmdline import (
     SYSTEM_CONFIG_FILES,
     CliError,
     ParsedArgs,
-    help_text,
     load_settings,
     parse_args,
-    signal_list_text,
     validate,
-    verbose_dump,
-    version_text,
 )
 from pyflom.lockmodes import LockMode
 from pyflom.settings import Settings, default_socket_name
+from pyflom.usage import help_text, signal_list_text, verbose_dump, version_text
 
 BAD_INT = "option parsing failed: Cannot parse integer value "
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from . import rc as _rc
-from .cmdline import CliError, load_settings, parse_args, validate, verbose_dump
+from .cmdline import CliError, load_settings, parse_args, validate
 from .errors import (
     ConnectionFailed,
     FlomError,
@@ -124,17 +124,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from . import cmdline
-
     parsed = parse_args(argv)
     if parsed.show_help:
-        _out(cmdline.help_text())
+        from .usage import help_text
+
+        _out(help_text())
         return _rc.ES_OK
     if parsed.show_version or parsed.show_signal_list:
+        from .usage import signal_list_text, version_text
+
         if parsed.show_version:
-            _out(cmdline.version_text())
+            _out(version_text())
         if parsed.show_signal_list:
-            sys.stdout.write(cmdline.signal_list_text())
+            sys.stdout.write(signal_list_text())
         return _rc.ES_OK
     if parsed.show_unique_id:
         from .uniqueid import NoUniqueId, read_unique_id
@@ -149,6 +151,8 @@ def _main(argv: list[str]) -> int:
     for warning in warnings:
         _err(warning)
     if settings.verbose:
+        from .usage import verbose_dump
+
         sys.stdout.write(verbose_dump(settings))
     settings, warnings = validate(settings)
     for warning in warnings:

@@ -289,7 +289,7 @@ class Handle:
             create=settings.resource_create,
             lifespan=settings.resource_idle_lifespan,
             mode=int(settings.lock_mode) if kind and uses_lock_mode(kind) else None,
-            quantity=settings.resource_quantity if kind is ResourceType.NUMERIC else None,
+            quantity=settings.resource_quantity if kind == ResourceType.NUMERIC else None,
         )
         unlock = codec.UnlockRequest(settings.resource_name, False)
         return codec.encode(request), codec.encode(unlock)

@@ -2,8 +2,8 @@
 
 Steps 1, 4, 6 and 7 of FLoM's order of processing (reference 1.3): :func:`parse_args`
 reads the arguments, :func:`load_settings` layers built-in defaults, the system file(s),
-``~/.flom``, the ``-c`` file and the command line, :func:`verbose_dump` prints the
-``-V`` dump and :func:`validate` checks and completes the result.  Errors raise
+``~/.flom``, the ``-c`` file and the command line, :func:`pyflom.usage.verbose_dump` prints
+the ``-V`` dump and :func:`validate` checks and completes the result.  Errors raise
 :class:`CliError` carrying FLoM's exit status and texts.
 
 This module is imported by every ``flom`` run: no ``argparse``, ``re``, ``configparser``,
@@ -370,240 +370,6 @@ def _grant_policy(text: str) -> str | None:
     return word if word in GrantPolicy.ALL else None
 
 
-# --------------------------------------------------------------------------------------
-# Configuration files (GKeyFile subset)
-
-
-class _BadConfig(Exception):
-    """A semantic error in a configuration file (``detail`` goes to stdout first)."""
-
-    def __init__(self, detail: str = "", rc: int = _rc.INVALID_OPTION) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.rc = rc
-
-
-def read_key_file(path: str) -> dict[str, dict[str, str]] | None:
-    """Groups of the GKeyFile at ``path`` (raw, still escaped values), or None when the
-    file cannot be read or is not a key file."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-        text = data.decode("utf-8-sig")
-    except (OSError, ValueError):
-        return None
-    groups: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.split("\n"):
-        line = raw.lstrip(_BLANKS)
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            end = line.find("]")
-            name = line[1:end]
-            if end < 0 or line[end + 1 :].strip(" \t\r") or not _group_name_ok(name):
-                return None
-            current = groups.setdefault(name, {})
-            continue
-        key, equal, value = line.partition("=")
-        key = key.rstrip(_BLANKS)
-        if not equal or not _key_name_ok(key) or current is None:
-            return None
-        current[key] = value.strip(_BLANKS)
-    return groups
-
-
-def _key_name_ok(key: str) -> bool:
-    # ``Key`` or a localised ``Key[locale]`` (kept as a distinct, unused key)
-    name, bracket, locale = key.partition("[")
-    if not name or "]" in name:
-        return False
-    return not bracket or (locale.endswith("]") and "[" not in locale and "]" not in locale[:-1])
-
-
-def _group_name_ok(name: str) -> bool:
-    return bool(name) and "[" not in name and all(ch >= " " and ch != "\x7f" for ch in name)
-
-
-_ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-
-
-def _unescape(value: str, separator: str | None = None) -> list[str]:
-    """GKeyFile string unescaping; with ``separator`` a list split on unescaped
-    separators (a trailing separator adds no empty item)."""
-    pieces: list[str] = []
-    chars: list[str] = []
-    index = 0
-    while index < len(value):
-        char = value[index]
-        index += 1
-        if char == "\\":
-            if index >= len(value):
-                raise _BadConfig()
-            escaped = value[index]
-            index += 1
-            if escaped in _ESCAPES:
-                chars.append(_ESCAPES[escaped])
-            elif separator is not None and escaped == separator:
-                chars.append(escaped)
-            else:
-                raise _BadConfig()
-        elif char == separator:
-            pieces.append("".join(chars))
-            chars = []
-        else:
-            chars.append(char)
-    if separator is None or chars:
-        pieces.append("".join(chars))
-    return pieces
-
-
-class _KeyFile:
-    """Typed access to the groups of one configuration file."""
-
-    def __init__(self, groups: dict[str, dict[str, str]]) -> None:
-        self.groups = groups
-
-    def raw(self, group: str, key: str) -> str | None:
-        return self.groups.get(group, {}).get(key)
-
-    def string(self, group: str, key: str) -> str | None:
-        raw = self.raw(group, key)
-        return None if raw is None else _unescape(raw)[0]
-
-    def strings(self, group: str, key: str) -> list[str] | None:
-        raw = self.raw(group, key)
-        return None if raw is None else _unescape(raw, ";")
-
-    def integer(self, group: str, key: str) -> int | None:
-        raw = self.raw(group, key)
-        if raw is None:
-            return None
-        # strtol: a number, then the end or a blank (what follows a blank is ignored)
-        end = next((i for i, char in enumerate(raw) if char in _BLANKS), len(raw))
-        number = _c_int(raw[:end])
-        if number is None or not _INT_MIN <= number <= _INT_MAX:
-            raise _BadConfig(
-                f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d "
-                "which has a value that cannot be interpreted."
-            )
-        return number
-
-    def boolean(self, group: str, key: str) -> bool | None:
-        text = self.string(group, key)
-        if text is None:
-            return None
-        value = parse_bool(text)
-        if value is None:
-            raise _BadConfig()
-        return value
-
-
-def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
-    """Apply one file's keys in FLoM's order (reference 2.2); raise :class:`_BadConfig`."""
-    s = settings
-    if (text := keys.string("Trace", "DaemonTraceFile")) is not None:
-        s.daemon_trace_file = text
-    if (text := keys.string("Trace", "CommandTraceFile")) is not None:
-        s.command_trace_file = text
-    if (flag := keys.boolean("Trace", "AppendTraceFile")) is not None:
-        s.append_trace_file = flag
-    if (flag := keys.boolean("Trace", "Verbose")) is not None:
-        s.verbose = flag
-    if (text := keys.string("Resource", "Name")) is not None:
-        error = _resource_name_error(text)
-        if error is not None:
-            raise _BadConfig(error)
-        s.resource_name = text
-    if (number := keys.integer("Resource", "Timeout")) is not None:
-        s.resource_timeout = number
-    if (number := keys.integer("Resource", "Quantity")) is not None and number != 0:
-        s.resource_quantity = abs(number)
-    if (text := keys.string("Resource", "LockMode")) is not None:
-        try:
-            s.lock_mode = parse_lock_mode(text)
-        except ValueError:
-            raise _BadConfig() from None
-    if (flag := keys.boolean("Resource", "Create")) is not None:
-        s.resource_create = flag
-    if (number := keys.integer("Resource", "IdleLifespan")) is not None and number != 0:
-        s.resource_idle_lifespan = abs(number)
-    if (text := keys.string("Daemon", "SocketName")) is not None:
-        if not _socket_name_ok(text):
-            raise _BadConfig()
-        s.socket_name = text
-    if (number := keys.integer("Daemon", "Lifespan")) is not None:
-        s.daemon_lifespan = number
-    if (text := keys.string("Daemon", "UnicastAddress")) is not None:
-        s.unicast_address = text
-    if (number := keys.integer("Daemon", "UnicastPort")) is not None:
-        s.unicast_port = abs(number)
-    if (text := keys.string("Daemon", "MulticastAddress")) is not None:
-        s.multicast_address = text
-    if (number := keys.integer("Daemon", "MulticastPort")) is not None:
-        s.multicast_port = abs(number)
-    if (text := keys.string("Daemon", "MountPointVFS")) is not None:
-        if not _openable_dir(text):
-            raise _BadConfig()
-        s.mount_point_vfs = text
-    if (text := keys.string("Daemon", "GrantPolicy")) is not None:
-        policy = _grant_policy(text)
-        if policy is None:
-            raise _BadConfig()
-        s.grant_policy = policy
-    if (items := keys.strings("Monitor", "IgnoredSignals")) is not None:
-        s.ignored_signals = parse_signals(items)
-    if (text := keys.string("Network", "NetworkInterface")) is not None:
-        s.network_interface = text
-    if (number := keys.integer("Network", "DiscoveryAttempts")) is not None:
-        s.discovery_attempts = abs(number) or 1
-    if (number := keys.integer("Network", "DiscoveryTimeout")) is not None:
-        s.discovery_timeout = abs(number)
-    if (number := keys.integer("Network", "DiscoveryTTL")) is not None:
-        s.discovery_ttl = abs(number) or 1
-    if (number := keys.integer("Network", "TcpKeepaliveTime")) is not None:
-        s.tcp_keepalive_time = abs(number)
-    if (number := keys.integer("Network", "TcpKeepaliveIntvl")) is not None:
-        s.tcp_keepalive_intvl = abs(number)
-    if (number := keys.integer("Network", "TcpKeepaliveProbes")) is not None:
-        s.tcp_keepalive_probes = abs(number)
-    realpath_error = _rc.SYSCALL_ERRORS["realpath"]
-    if (text := keys.string("TLS", "TlsCertificate")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
-        s.tls_certificate = path
-    if (text := keys.string("TLS", "TlsPrivateKey")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
-        s.tls_private_key = path
-    if (text := keys.string("TLS", "TlsCaCertificate")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
-        s.tls_ca_certificate = path
-    if (flag := keys.boolean("TLS", "TlsCheckPeerId")) is not None:
-        s.tls_check_peer_id = flag
-
-
-def _load_file(settings: Settings, path: str, required: bool) -> None:
-    groups = read_key_file(path)
-    if groups is None:
-        if required:
-            raise CliError(
-                _GENERIC,
-                stdout=f"ERROR: error while loading file '{path}'",
-                stderr=f"flom_config_init: ret_cod={_rc.G_KEY_FILE_LOAD_FROM_FILE_ERROR}",
-            )
-        return
-    try:
-        _apply_key_file(settings, _KeyFile(groups))
-    except _BadConfig as exc:
-        lines = [exc.detail] if exc.detail else []
-        lines.append(f"ERROR: invalid configuration found in file '{path}'")
-        raise CliError(
-            _GENERIC, stdout="\n".join(lines), stderr=f"flom_config_init: ret_cod={exc.rc}"
-        ) from None
-
-
 def _home_dir() -> str | None:
     home = os.environ.get("HOME")
     if home:
@@ -759,6 +525,14 @@ def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
     return error
 
 
+def _load_file(settings: Settings, path: str, required: bool) -> None:
+    """Apply one configuration file; the reader is imported only when a file exists."""
+    if required or os.path.exists(path):
+        from .configfile import load_file
+
+        load_file(settings, path, required)
+
+
 def load_settings(
     parsed: ParsedArgs,
     *,
@@ -788,51 +562,7 @@ def load_settings(
 
 
 # --------------------------------------------------------------------------------------
-# Steps 6 and 7: verbose dump, validation
-
-
-def verbose_dump(settings: Settings) -> str:
-    """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
-    setting, plus ``[Daemon]/GrantPolicy`` last."""
-    s = settings
-
-    def q(value: str | None) -> str:
-        return f"'{'' if value is None else value}'"
-
-    signals = ";".join(SIGNAL_NAMES[n] for n in s.ignored_signals if n in SIGNAL_NAMES)
-    lines = (
-        f"[Trace]/DaemonTraceFile={q(s.daemon_trace_file)}",
-        f"[Trace]/CommandTraceFile={q(s.command_trace_file)}",
-        f"[Trace]/AppendTraceFile={int(s.append_trace_file)}",
-        f"[Trace]/Verbose={int(s.verbose)}",
-        f"[Resource]/Name={q(s.resource_name)}",
-        f"[Resource]/Timeout={s.resource_timeout}",
-        f"[Resource]/Quantity={s.resource_quantity}",
-        f"[Resource]/LockMode={int(s.lock_mode)}",
-        f"[Resource]/Create={int(s.resource_create)}",
-        f"[Resource]/IdleLifespan={s.resource_idle_lifespan}",
-        f"[Daemon]/SocketName={q(s.socket_name)}",
-        f"[Daemon]/Lifespan={s.daemon_lifespan}",
-        f"[Daemon]/UnicastAddress={q(s.unicast_address)}",
-        f"[Daemon]/UnicastPort={s.unicast_port}",
-        f"[Daemon]/MulticastAddress={q(s.multicast_address)}",
-        f"[Daemon]/MulticastPort={s.multicast_port}",
-        f"[Daemon]/MountPointVFS={q(s.mount_point_vfs)}",
-        f"[Monitor]/IgnoredSignals={q(signals)}",
-        f"[Network]/NetworkInterface={q(s.network_interface)}",
-        f"[Network]/DiscoveryAttempts={s.discovery_attempts}",
-        f"[Network]/DiscoveryTimeout={s.discovery_timeout}",
-        f"[Network]/DiscoveryTTL={s.discovery_ttl}",
-        f"[Network]/TcpKeepaliveTime={s.tcp_keepalive_time}",
-        f"[Network]/TcpKeepaliveIntvl={s.tcp_keepalive_intvl}",
-        f"[Network]/TcpKeepaliveProbes={s.tcp_keepalive_probes}",
-        f"[TLS]/TlsCertificate={q(s.tls_certificate)}",
-        f"[TLS]/TlsPrivateKey={q(s.tls_private_key)}",
-        f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
-        f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
-        f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
-    )
-    return "\n".join(lines) + "\n"
+# Step 7: validation
 
 
 _NOT_VALID = "Configuration is not valid, cannot go on!"
@@ -861,14 +591,14 @@ def validate(settings: Settings) -> tuple[Settings, list[str]]:
     if not uses_lock_mode(kind) and s.lock_mode != Settings.lock_mode:
         if s.verbose:
             warnings.append(
-                f"WARNING: lock mode {s.lock_mode.name} is meaningless for {kind.value} "
+                f"WARNING: lock mode {s.lock_mode.name} is meaningless for {kind} "
                 f"resource '{s.resource_name}': exclusive mode (EX) used"
             )
         s.lock_mode = Settings.lock_mode
-    if kind is not ResourceType.NUMERIC and s.resource_quantity != 1:
+    if kind != ResourceType.NUMERIC and s.resource_quantity != 1:
         if s.verbose:
             warnings.append(
-                f"WARNING: quantity {s.resource_quantity} is meaningless for {kind.value} "
+                f"WARNING: quantity {s.resource_quantity} is meaningless for {kind} "
                 f"resource '{s.resource_name}': quantity 1 used"
             )
         s.resource_quantity = 1
@@ -885,62 +615,3 @@ def validate(settings: Settings) -> tuple[Settings, list[str]]:
             warnings,
         )
     return s, warnings
-
-
-# --------------------------------------------------------------------------------------
-# Texts: help, version, signal list
-
-
-def help_text() -> str:
-    """The GLib-style ``--help`` text (usage line, help options, application options)."""
-    rows: list[tuple[str, str]] = [("-h, --help", "Show help options")]
-    for short, long, kind, placeholder, description in _OPTIONS:
-        left = f"-{short}, --{long}" if short else f"    --{long}"
-        if kind != _NONE:
-            left += f"={placeholder}"
-        rows.append((left, description))
-    width = max(len(left) for left, _ in rows) + 4
-    lines = [
-        "Usage:",
-        "  flom [OPTION\u2026] [-- command to execute]",
-        "",
-        "Help Options:",
-        f"  {rows[0][0]:<{width}}{rows[0][1]}",
-        "",
-        "Application Options:",
-    ]
-    lines += [f"  {left:<{width}}{description}" for left, description in rows[1:]]
-    return "\n".join(lines) + "\n"
-
-
-def _version() -> str:
-    try:
-        from . import __version__ as version
-    except ImportError:
-        return "0.1.0"
-    return str(version) or "0.1.0"
-
-
-def version_text() -> str:
-    """The ``-v`` block: pyflom's name, licence and version (no trailing newline)."""
-    return "\n".join(
-        (
-            "pyflom: Free Lock Manager (FLoM 1.7.2 compatible, in Python)",
-            "Copyright (c) the pyflom team",
-            "License: GPL (GNU General Public License) version 2 or later",
-            f"Package name: pyflom; package version: {_version()}; compatible with: FLoM 1.7.2",
-            "TLS supported protocol(s): those of the Python ssl module",
-        )
-    )
-
-
-def signal_list_text() -> str:
-    """The ``--signal-list`` table: ``N) NAME<TAB>``, a newline after every fourth entry
-    and one at the end (reference 1.8)."""
-    parts: list[str] = []
-    for number, name in SIGNAL_NAMES.items():
-        parts.append(f"{number}) {name}\t")
-        if number % 4 == 0:
-            parts.append("\n")
-    parts.append("\n")
-    return "".join(parts)

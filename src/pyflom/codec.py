@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import binascii
 import pyexpat
-from enum import IntEnum
 
 from . import rc as _rc
 
@@ -51,8 +50,8 @@ MAX_MESSAGE_BYTES = 4096  # daemon inbound cap (FLoM: 511); larger buffered data
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8" ?>'
 
 
-class Verb(IntEnum):
-    """The ``verb`` attribute of ``<msg>``."""
+class Verb:
+    """The ``verb`` attribute of ``<msg>`` (plain ints, no Enum: a hot import path)."""
 
     LOCK = 1
     UNLOCK = 2

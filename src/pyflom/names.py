@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 RESERVED_NAME = "_RESOURCE"
 
 
-class ResourceType(Enum):
-    """Kinds of resource, told apart by the shape of their name."""
+class ResourceType:
+    """Kinds of resource, told apart by the shape of their name (plain strings: an Enum
+    class costs the command more to create than it is worth here)."""
 
     SIMPLE = "simple"
     NUMERIC = "numeric"
@@ -33,7 +32,7 @@ def _is_simple(name: str) -> bool:
     return name == RESERVED_NAME or (name.isascii() and name.isalnum() and name[:1].isalpha())
 
 
-def resource_type(name: str) -> ResourceType | None:
+def resource_type(name: str) -> str | None:
     """Return the type of resource ``name`` denotes, or None if it is not a valid name."""
     if _is_simple(name):
         return ResourceType.SIMPLE
@@ -45,13 +44,13 @@ def resource_type(name: str) -> ResourceType | None:
     return None
 
 
-def uses_lock_mode(kind: ResourceType) -> bool:
+def uses_lock_mode(kind: str) -> bool:
     """Lock modes apply to simple and hierarchical resources only (others are EX)."""
     return kind in (ResourceType.SIMPLE, ResourceType.HIERARCHICAL)
 
 
-def locker_key(name: str, kind: ResourceType) -> str:
+def locker_key(name: str, kind: str) -> str:
     """Name of the locker serving ``name``: hierarchical names share their first level."""
-    if kind is ResourceType.HIERARCHICAL:
+    if kind == ResourceType.HIERARCHICAL:
         return "/" + name.split("/", 2)[1]
     return name

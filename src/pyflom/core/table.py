@@ -46,14 +46,14 @@ class _ConnState:
     status: _Status
 
 
-_RESOURCE_CLASSES: dict[ResourceType, type[Resource]] = {ResourceType.SIMPLE: SimpleResource}
+_RESOURCE_CLASSES: dict[str, type[Resource]] = {ResourceType.SIMPLE: SimpleResource}
 
 
 class UnsupportedResource(Exception):
     """The resource type has no implementation in this daemon."""
 
 
-def register_resource_class(kind: ResourceType, cls: type[Resource]) -> None:
+def register_resource_class(kind: str, cls: type[Resource]) -> None:
     """Make the lock table serve resources of ``kind`` with ``cls``."""
     _RESOURCE_CLASSES[kind] = cls
 
@@ -104,7 +104,7 @@ class LockTable:
             return [Answer(conn, rc.INVALID_RESOURCE_NAME)]
         if not uses_lock_mode(kind) and request.mode != LockMode.EX:
             request = replace(request, mode=LockMode.EX)
-        if kind is not ResourceType.NUMERIC and request.quantity != 1:
+        if kind != ResourceType.NUMERIC and request.quantity != 1:
             request = replace(request, quantity=1)
         key = locker_key(request.name, kind)
         resource = self._live(key, now)
@@ -118,7 +118,7 @@ class LockTable:
             return [Answer(conn, rc.LOCK_WAIT_RESOURCE)]
         cls = _RESOURCE_CLASSES.get(kind)
         if cls is None:
-            raise UnsupportedResource(f"{kind.value} resources are not supported yet")
+            raise UnsupportedResource(f"{kind} resources are not supported yet")
         resource = cls(
             name=request.name,
             key=key,

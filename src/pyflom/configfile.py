@@ -1,0 +1,260 @@
+"""Configuration files: FLoM's GKeyFile subset, read into :class:`Settings`.
+
+Imported only when a configuration file exists (the command's hot path stays small).
+``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys, unknown groups/keys
+ignored, ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
+product decisions (quirks Q5, Q6, Q7, Q8).
+"""
+
+from __future__ import annotations
+
+from . import rc as _rc
+from .cmdline import (
+    _BLANKS,
+    _GENERIC,
+    _INT_MAX,
+    _INT_MIN,
+    CliError,
+    _c_int,
+    _grant_policy,
+    _openable_dir,
+    _real_file,
+    _resource_name_error,
+    _socket_name_ok,
+    parse_bool,
+    parse_signals,
+)
+from .lockmodes import parse_lock_mode
+from .settings import Settings
+
+
+class _BadConfig(Exception):
+    """A semantic error in a configuration file (``detail`` goes to stdout first)."""
+
+    def __init__(self, detail: str = "", rc: int = _rc.INVALID_OPTION) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.rc = rc
+
+
+def read_key_file(path: str) -> dict[str, dict[str, str]] | None:
+    """Groups of the GKeyFile at ``path`` (raw, still escaped values), or None when the
+    file cannot be read or is not a key file."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        text = data.decode("utf-8-sig")
+    except (OSError, ValueError):
+        return None
+    groups: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.split("\n"):
+        line = raw.lstrip(_BLANKS)
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            end = line.find("]")
+            name = line[1:end]
+            if end < 0 or line[end + 1 :].strip(" \t\r") or not _group_name_ok(name):
+                return None
+            current = groups.setdefault(name, {})
+            continue
+        key, equal, value = line.partition("=")
+        key = key.rstrip(_BLANKS)
+        if not equal or not _key_name_ok(key) or current is None:
+            return None
+        current[key] = value.strip(_BLANKS)
+    return groups
+
+
+def _key_name_ok(key: str) -> bool:
+    # ``Key`` or a localised ``Key[locale]`` (kept as a distinct, unused key)
+    name, bracket, locale = key.partition("[")
+    if not name or "]" in name:
+        return False
+    return not bracket or (locale.endswith("]") and "[" not in locale and "]" not in locale[:-1])
+
+
+def _group_name_ok(name: str) -> bool:
+    return bool(name) and "[" not in name and all(ch >= " " and ch != "\x7f" for ch in name)
+
+
+_ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(value: str, separator: str | None = None) -> list[str]:
+    """GKeyFile string unescaping; with ``separator`` a list split on unescaped
+    separators (a trailing separator adds no empty item)."""
+    pieces: list[str] = []
+    chars: list[str] = []
+    index = 0
+    while index < len(value):
+        char = value[index]
+        index += 1
+        if char == "\\":
+            if index >= len(value):
+                raise _BadConfig()
+            escaped = value[index]
+            index += 1
+            if escaped in _ESCAPES:
+                chars.append(_ESCAPES[escaped])
+            elif separator is not None and escaped == separator:
+                chars.append(escaped)
+            else:
+                raise _BadConfig()
+        elif char == separator:
+            pieces.append("".join(chars))
+            chars = []
+        else:
+            chars.append(char)
+    if separator is None or chars:
+        pieces.append("".join(chars))
+    return pieces
+
+
+class _KeyFile:
+    """Typed access to the groups of one configuration file."""
+
+    def __init__(self, groups: dict[str, dict[str, str]]) -> None:
+        self.groups = groups
+
+    def raw(self, group: str, key: str) -> str | None:
+        return self.groups.get(group, {}).get(key)
+
+    def string(self, group: str, key: str) -> str | None:
+        raw = self.raw(group, key)
+        return None if raw is None else _unescape(raw)[0]
+
+    def strings(self, group: str, key: str) -> list[str] | None:
+        raw = self.raw(group, key)
+        return None if raw is None else _unescape(raw, ";")
+
+    def integer(self, group: str, key: str) -> int | None:
+        raw = self.raw(group, key)
+        if raw is None:
+            return None
+        # strtol: a number, then the end or a blank (what follows a blank is ignored)
+        end = next((i for i, char in enumerate(raw) if char in _BLANKS), len(raw))
+        number = _c_int(raw[:end])
+        if number is None or not _INT_MIN <= number <= _INT_MAX:
+            raise _BadConfig(
+                f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d "
+                "which has a value that cannot be interpreted."
+            )
+        return number
+
+    def boolean(self, group: str, key: str) -> bool | None:
+        text = self.string(group, key)
+        if text is None:
+            return None
+        value = parse_bool(text)
+        if value is None:
+            raise _BadConfig()
+        return value
+
+
+def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
+    """Apply one file's keys in FLoM's order (reference 2.2); raise :class:`_BadConfig`."""
+    s = settings
+    if (text := keys.string("Trace", "DaemonTraceFile")) is not None:
+        s.daemon_trace_file = text
+    if (text := keys.string("Trace", "CommandTraceFile")) is not None:
+        s.command_trace_file = text
+    if (flag := keys.boolean("Trace", "AppendTraceFile")) is not None:
+        s.append_trace_file = flag
+    if (flag := keys.boolean("Trace", "Verbose")) is not None:
+        s.verbose = flag
+    if (text := keys.string("Resource", "Name")) is not None:
+        error = _resource_name_error(text)
+        if error is not None:
+            raise _BadConfig(error)
+        s.resource_name = text
+    if (number := keys.integer("Resource", "Timeout")) is not None:
+        s.resource_timeout = number
+    if (number := keys.integer("Resource", "Quantity")) is not None and number != 0:
+        s.resource_quantity = abs(number)
+    if (text := keys.string("Resource", "LockMode")) is not None:
+        try:
+            s.lock_mode = parse_lock_mode(text)
+        except ValueError:
+            raise _BadConfig() from None
+    if (flag := keys.boolean("Resource", "Create")) is not None:
+        s.resource_create = flag
+    if (number := keys.integer("Resource", "IdleLifespan")) is not None and number != 0:
+        s.resource_idle_lifespan = abs(number)
+    if (text := keys.string("Daemon", "SocketName")) is not None:
+        if not _socket_name_ok(text):
+            raise _BadConfig()
+        s.socket_name = text
+    if (number := keys.integer("Daemon", "Lifespan")) is not None:
+        s.daemon_lifespan = number
+    if (text := keys.string("Daemon", "UnicastAddress")) is not None:
+        s.unicast_address = text
+    if (number := keys.integer("Daemon", "UnicastPort")) is not None:
+        s.unicast_port = abs(number)
+    if (text := keys.string("Daemon", "MulticastAddress")) is not None:
+        s.multicast_address = text
+    if (number := keys.integer("Daemon", "MulticastPort")) is not None:
+        s.multicast_port = abs(number)
+    if (text := keys.string("Daemon", "MountPointVFS")) is not None:
+        if not _openable_dir(text):
+            raise _BadConfig()
+        s.mount_point_vfs = text
+    if (text := keys.string("Daemon", "GrantPolicy")) is not None:
+        policy = _grant_policy(text)
+        if policy is None:
+            raise _BadConfig()
+        s.grant_policy = policy
+    if (items := keys.strings("Monitor", "IgnoredSignals")) is not None:
+        s.ignored_signals = parse_signals(items)
+    if (text := keys.string("Network", "NetworkInterface")) is not None:
+        s.network_interface = text
+    if (number := keys.integer("Network", "DiscoveryAttempts")) is not None:
+        s.discovery_attempts = abs(number) or 1
+    if (number := keys.integer("Network", "DiscoveryTimeout")) is not None:
+        s.discovery_timeout = abs(number)
+    if (number := keys.integer("Network", "DiscoveryTTL")) is not None:
+        s.discovery_ttl = abs(number) or 1
+    if (number := keys.integer("Network", "TcpKeepaliveTime")) is not None:
+        s.tcp_keepalive_time = abs(number)
+    if (number := keys.integer("Network", "TcpKeepaliveIntvl")) is not None:
+        s.tcp_keepalive_intvl = abs(number)
+    if (number := keys.integer("Network", "TcpKeepaliveProbes")) is not None:
+        s.tcp_keepalive_probes = abs(number)
+    realpath_error = _rc.SYSCALL_ERRORS["realpath"]
+    if (text := keys.string("TLS", "TlsCertificate")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_certificate = path
+    if (text := keys.string("TLS", "TlsPrivateKey")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_private_key = path
+    if (text := keys.string("TLS", "TlsCaCertificate")) is not None:
+        if (path := _real_file(text)) is None:
+            raise _BadConfig(rc=realpath_error)
+        s.tls_ca_certificate = path
+    if (flag := keys.boolean("TLS", "TlsCheckPeerId")) is not None:
+        s.tls_check_peer_id = flag
+
+
+def load_file(settings: Settings, path: str, required: bool) -> None:
+    """Apply the configuration file at ``path``; a missing or unreadable file is an
+    error only when ``required`` (the ``-c`` file)."""
+    groups = read_key_file(path)
+    if groups is None:
+        if required:
+            raise CliError(
+                _GENERIC,
+                stdout=f"ERROR: error while loading file '{path}'",
+                stderr=f"flom_config_init: ret_cod={_rc.G_KEY_FILE_LOAD_FROM_FILE_ERROR}",
+            )
+        return
+    try:
+        _apply_key_file(settings, _KeyFile(groups))
+    except _BadConfig as exc:
+        lines = [exc.detail] if exc.detail else []
+        lines.append(f"ERROR: invalid configuration found in file '{path}'")
+        raise CliError(
+            _GENERIC, stdout="\n".join(lines), stderr=f"flom_config_init: ret_cod={exc.rc}"
+        ) from None
