@@ -39,6 +39,7 @@ test: lint
 	$(BIN)/python -m pytest -n auto -q tests
 
 bench: $(VENV)/.installed
+	$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python bench/run_all.py
 
 clean:

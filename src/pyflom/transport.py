@@ -105,9 +105,19 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
     socket's lock file and every client connects to it.
     """
+    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
+        # Never fall back to plain text when the user asked for TLS.
+        raise ConnectionFailed(
+            "TLS is configured but this version of pyflom does not implement it yet: "
+            "refusing to connect in plain text",
+            rc=_rc.INVALID_OPTION,
+        )
     path = settings.effective_socket_name()
     if path is None:
-        raise ConnectionFailed("network transports are not supported yet", rc=_rc.INVALID_OPTION)
+        raise ConnectionFailed(
+            "TCP and multicast transports (-a, -A) are not implemented in this version yet",
+            rc=_rc.INVALID_OPTION,
+        )
     deadline = None
     pause = 0.002
     while True:
