@@ -73,7 +73,8 @@ _INT_LIMIT = 1 << 63  # integers must fit a signed 64-bit value
 
 
 class _Record:
-    """Immutable value object with slots: equality, hash and repr from its fields.
+    """Value object with slots: equality, hash and repr from its fields.  Treat it as
+    immutable (it is hashed by value).
 
     Hand-written instead of ``@dataclass``: the command imports this module on every
     run, and dataclasses (with ``inspect``) would cost more than the lock round trip.
@@ -81,15 +82,8 @@ class _Record:
 
     __slots__: tuple[str, ...] = ()
 
-    def _set(self, **values: object) -> None:
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
     def _fields(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -132,15 +126,13 @@ class LockRequest(_Record):
         mode: int | None = None,
         quantity: int | None = None,
     ) -> None:
-        self._set(
-            peer_id=peer_id,
-            name=name,
-            wait=wait,
-            create=create,
-            lifespan=lifespan,
-            mode=mode,
-            quantity=quantity,
-        )
+        self.peer_id = peer_id
+        self.name = name
+        self.wait = wait
+        self.create = create
+        self.lifespan = lifespan
+        self.mode = mode
+        self.quantity = quantity
 
 
 class LockAnswer(_Record):
@@ -159,7 +151,10 @@ class LockAnswer(_Record):
     def __init__(
         self, step: int, rc: int, element: str | None = None, peer_id: str | None = None
     ) -> None:
-        self._set(step=step, rc=rc, element=element, peer_id=peer_id)
+        self.step = step
+        self.rc = rc
+        self.element = element
+        self.peer_id = peer_id
 
 
 class UnlockRequest(_Record):
@@ -170,7 +165,8 @@ class UnlockRequest(_Record):
     rollback: bool
 
     def __init__(self, name: str, rollback: bool) -> None:
-        self._set(name=name, rollback=rollback)
+        self.name = name
+        self.rollback = rollback
 
 
 class ShutdownRequest(_Record):
@@ -184,7 +180,8 @@ class ShutdownRequest(_Record):
     immediate: bool
 
     def __init__(self, peer_id: str, immediate: bool) -> None:
-        self._set(peer_id=peer_id, immediate=immediate)
+        self.peer_id = peer_id
+        self.immediate = immediate
 
 
 class DiscoverRequest(_Record):
@@ -201,7 +198,8 @@ class DiscoverAnswer(_Record):
     port: int
 
     def __init__(self, address: str, port: int) -> None:
-        self._set(address=address, port=port)
+        self.address = address
+        self.port = port
 
 
 class Ping(_Record):
@@ -211,7 +209,7 @@ class Ping(_Record):
     step: int
 
     def __init__(self, step: int) -> None:
-        self._set(step=step)
+        self.step = step
 
 
 Message = (

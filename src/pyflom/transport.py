@@ -24,6 +24,7 @@ class Channel:
         self.sock = sock
         self._framer = codec.Framer()
         self._ready: list[bytes] = []
+        self._timeout: float | None = None  # the socket's current timeout
 
     def send(self, message: codec.Message) -> None:
         """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
@@ -49,12 +50,15 @@ class Channel:
         """
         while not self._ready:
             if deadline is None:
-                self.sock.settimeout(None)
+                if self._timeout is not None:
+                    self.sock.settimeout(None)
+                    self._timeout = None
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise LockTimeout()
                 self.sock.settimeout(remaining)
+                self._timeout = remaining
             try:
                 data = self.sock.recv(4096)
             except TimeoutError:

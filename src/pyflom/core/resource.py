@@ -18,7 +18,7 @@ from ..settings import GrantPolicy
 ConnId = Hashable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """What a client asks of a resource (already checked against the name grammar)."""
 
@@ -57,7 +57,7 @@ class Holding:
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Grant:
     """A waiter that has just been granted."""
 

@@ -20,7 +20,7 @@ from .simple import SimpleResource
 IDLE_GRACE_MS = 1000  # FLoM keeps an unused resource (idle lifespan or 1 s) + 1 s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """Tell connection ``conn`` the outcome ``rc`` (a FLOM_RC code) of its lock request."""
 

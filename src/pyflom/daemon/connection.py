@@ -54,9 +54,11 @@ class ClientConnection:
         daemon.loop.add_reader(self.fd, self.on_readable)
 
     def on_readable(self) -> None:
-        """Read what arrived (until the socket is drained, so that an unlock and the end
-        of stream that follows it cost one wake-up); end of stream: the client is gone."""
-        while not self.closed:
+        """Read what arrived; end of stream: the client is gone.  After an unlock, read
+        once more at once: a FLoM client half-closes right after it, so the end of
+        stream is usually there already and costs no further wake-up."""
+        again = True
+        while again and not self.closed:
             try:
                 data = self.sock.recv(RECV_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -73,6 +75,7 @@ class ClientConnection:
             except codec.CodecError as exc:
                 self.daemon.reject(self, str(exc))
                 return
+            again = False
             for frame in frames:
                 if self.closed:
                     return
@@ -82,6 +85,7 @@ class ClientConnection:
                     self.daemon.reject(self, str(exc))
                     return
                 self.daemon.handle(self, message)
+                again = type(message) is codec.UnlockRequest
 
     def send_answer(self, answer: Answer) -> None:
         """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
