@@ -86,3 +86,17 @@ def test_unknown_ignored_signal_name_is_dropped(sandbox: FlomSandbox) -> None:
 def test_ignored_signal_is_default_again_in_the_child(sandbox: FlomSandbox) -> None:
     result = sandbox.run("--ignore-signal=SIGTERM", "--", "sh", "-c", "kill -TERM $$; exit 3")
     assert result.returncode == 143
+
+
+def test_command_trace_file_records_the_exchange(sandbox: FlomSandbox) -> None:
+    trace_file = sandbox.path("cmd.trc")
+    assert sandbox.run("-T", str(trace_file), "--", "true").returncode == 0
+    text = trace_file.read_text()
+    assert 'sending message b\'<?xml version="1.0"' in text
+    assert 'verb="1" step="16"' in text  # the answer
+    assert 'verb="2" step="8"' in text  # the unlock
+
+
+def test_no_trace_by_default(sandbox: FlomSandbox) -> None:
+    result = sandbox.run("--", "true")
+    assert result.stderr == ""

@@ -164,3 +164,43 @@ def test_uc6_separate_sockets_are_separate_daemons(sandbox: FlomSandbox) -> None
     sandbox.daemon_pids.add(other_pid)
     open_gate(sandbox, "1")
     assert finish(p1) == 0
+
+
+def test_create_no_without_wait_cannot_wait(sandbox: FlomSandbox) -> None:
+    result = sandbox.run("-e", "no", "-o", "0", "--", "true")
+    assert result.returncode == 96
+    assert result.stderr == (
+        "The resource could be available in the future, but the requester can't wait\n"
+    )
+
+
+def test_create_no_waits_for_a_creator(sandbox: FlomSandbox) -> None:
+    waiter = sandbox.start("-e", "no", "--", *holder(sandbox, "w"))
+    time.sleep(MARGIN)
+    assert not started(sandbox, "w")  # nobody created the resource yet
+    open_gate(sandbox, "c")
+    open_gate(sandbox, "w")
+    creator = sandbox.run("--", *holder(sandbox, "c"))
+    assert creator.returncode == 0
+    assert finish(waiter) == 0
+    assert events(sandbox) == ["c start", "c end", "w start", "w end"]
+
+
+def test_create_no_with_timeout_gives_up(sandbox: FlomSandbox) -> None:
+    result = sandbox.run("-e", "no", "-o", "300", "--", "true")
+    assert result.returncode == 98
+    assert "timeout (300 milliseconds) expired" in result.stderr
+
+
+def test_invalid_resource_name(sandbox: FlomSandbox) -> None:
+    result = sandbox.run("-r", "1abc", "--", "true")
+    assert result.returncode == 99
+    assert result.stdout == "ERROR: '1abc' is not a valid name for a resource\n"
+
+
+def test_unique_id_is_the_machine_id(sandbox: FlomSandbox) -> None:
+    from pyflom.uniqueid import read_unique_id
+
+    result = sandbox.run("--unique-id", socket_name=False)
+    assert result.returncode == 0
+    assert result.stdout == read_unique_id() + "\n"

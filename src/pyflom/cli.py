@@ -6,6 +6,7 @@ other heavy modules: one interpreter starts per command.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import rc as _rc
@@ -150,6 +151,10 @@ def _main(argv: list[str]) -> int:
     settings, warnings = load_settings(parsed)
     for warning in warnings:
         _err(warning)
+    if settings.command_trace_file or os.environ.get("FLOM_TRACE_MASK"):
+        from . import trace
+
+        trace.configure(settings.command_trace_file, settings.append_trace_file)
     if settings.verbose:
         from .usage import verbose_dump
 

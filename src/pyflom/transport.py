@@ -9,7 +9,7 @@ import os
 import socket
 import time
 
-from . import codec
+from . import codec, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings
@@ -36,6 +36,8 @@ class Channel:
 
     def send_bytes(self, payload: bytes) -> None:
         """Send an already encoded message."""
+        if trace.enabled():
+            trace.trace(f"sending message {payload!r}")
         try:
             self.sock.sendall(payload)
         except OSError as exc:
@@ -71,8 +73,11 @@ class Channel:
                 self._ready.extend(self._framer.feed(data))
             except codec.CodecError as exc:
                 raise ProtocolError(str(exc), rc=exc.rc) from exc
+        frame = self._ready.pop(0)
+        if trace.enabled():
+            trace.trace(f"received message {frame!r}")
         try:
-            return codec.decode(self._ready.pop(0))
+            return codec.decode(frame)
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
 
