@@ -37,6 +37,9 @@ def recv_message(sock: socket.socket) -> bytes:
 
 
 def test_flom_c_client_bytes_against_our_daemon(sandbox: FlomSandbox) -> None:
+    """FLoM's bytes in, FLoM's bytes out, plus pyflom's fencing token: one extra
+    attribute on granted answers, after FLoM's own (FLoM's parser ignores unknown
+    attributes, reference 4.2), so the C client reads the same rc and element."""
     assert len(FLOM_C_LOCK) == 203
     assert sandbox.run("-d", "-1", "--", "true").returncode == 0
     sandbox.remember_daemon()
@@ -44,10 +47,13 @@ def test_flom_c_client_bytes_against_our_daemon(sandbox: FlomSandbox) -> None:
     first.connect(sandbox.socket)
     first.sendall(FLOM_C_LOCK)
     our_id = uniqueid.peer_id().encode()
-    assert recv_message(first) == (
+    granted = recv_message(first)
+    prefix = (
         HEADER + b'<msg level="3" verb="1" step="16"><session peerid="' + our_id + b'"/>'
-        b'<answer rc="0"/></msg>'
+        b'<answer rc="0" generation="'
     )
+    assert granted.startswith(prefix) and granted.endswith(b'"/></msg>')
+    assert granted[len(prefix) : -len(b'"/></msg>')].isdigit()
     second = socket.socket(socket.AF_UNIX)
     second.connect(sandbox.socket)
     second.sendall(FLOM_C_LOCK)
@@ -59,11 +65,24 @@ def test_flom_c_client_bytes_against_our_daemon(sandbox: FlomSandbox) -> None:
     first.sendall(FLOM_C_UNLOCK)
     first.shutdown(socket.SHUT_WR)
     assert first.recv(1) == b""
-    assert recv_message(second) == (
-        HEADER + b'<msg level="3" verb="1" step="24"><answer rc="0"/></msg>'
+    later = recv_message(second)
+    assert later.startswith(
+        HEADER + b'<msg level="3" verb="1" step="24"><answer rc="0" generation="'
     )
     second.close()
     first.close()
+
+
+def test_fencing_token_is_invisible_to_a_flom_style_reader() -> None:
+    """What FLoM's static parser reads (known attributes only) is unchanged."""
+    from pyflom import codec
+
+    with_token = codec.encode(codec.LockAnswer(16, 0, "red", "id", 42))
+    without = codec.encode(codec.LockAnswer(16, 0, "red", "id"))
+    assert with_token.replace(b' generation="42"', b"") == without
+    decoded = codec.decode(with_token)
+    assert isinstance(decoded, codec.LockAnswer)
+    assert (decoded.rc, decoded.element, decoded.generation) == (0, "red", 42)
 
 
 class ScriptedFlomDaemon:

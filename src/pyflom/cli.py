@@ -75,8 +75,13 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     if settings.verbose and element is not None:
         _out(f"Locked element is '{element}'")
     argv = command + ([element] if element is not None else [])
+    extra_env = {"FLOM_LOCK_RESOURCE": settings.resource_name}
+    if element is not None:
+        extra_env["FLOM_LOCKED_ELEMENT"] = element
+    if handle.lock_generation is not None:
+        extra_env["FLOM_LOCK_GENERATION"] = str(handle.lock_generation)
     try:
-        status = run_command(argv, settings.ignored_signals)
+        status = run_command(argv, settings.ignored_signals, extra_env)
     except CommandNotExecutable as exc:
         _err(str(exc))
         status = _rc.ES_UNABLE_TO_EXECUTE_COMMAND

@@ -97,6 +97,7 @@ class Handle:
         self._locked_name: str | None = None
         self._encoded: tuple[bytes, bytes] | None = None  # (lock request, unlock request)
         self.locked_element: str | None = None
+        self.lock_generation: int | None = None  # fencing token of the current lock
         if resource_name is not None:
             self.resource_name = resource_name
         if lock_mode is not None:
@@ -238,14 +239,15 @@ class Handle:
                 self._disconnect()
                 raise
         try:
-            element = self._wait_grant(channel, answer, deadline)
+            granted = self._wait_grant(channel, answer, deadline)
         except BaseException:
             self._disconnect()  # the daemon forgets the request with the connection
             raise
         self.state = HandleState.LOCKED
         self._locked_name = settings.resource_name
-        self.locked_element = element
-        return element
+        self.locked_element = granted.element
+        self.lock_generation = granted.generation
+        return granted.element
 
     def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
@@ -253,6 +255,7 @@ class Handle:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
         assert self._locked_name is not None and self._encoded is not None
         self.locked_element = None
+        self.lock_generation = None
         self.state = HandleState.CONNECTED
         try:
             if rollback:
@@ -318,7 +321,7 @@ class Handle:
     @staticmethod
     def _wait_grant(
         channel: Channel, answer: codec.LockAnswer, deadline: float | None
-    ) -> str | None:
+    ) -> codec.LockAnswer:
         """Follow the answers to one request until it is granted or refused."""
         while answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE):
             answer_msg = channel.receive(deadline)
@@ -329,7 +332,7 @@ class Handle:
                 raise ProtocolError(f"expected a lock answer, got {answer_msg!r}")
             answer = answer_msg
         if answer.rc == _rc.OK:
-            return answer.element
+            return answer
         # Any other rc is the final word, even after a wait (FLoM's client would take a
         # late refusal for a grant, quirk Q25).
         raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)

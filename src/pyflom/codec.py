@@ -140,21 +140,31 @@ class LockAnswer(_Record):
 
     ``peer_id`` (the daemon's unique id) is serialised only when not None; FLoM sends it
     with every step-16 answer.  ``element`` is the locked element, when there is one.
+    ``generation`` (pyflom extension) is the grant's fencing token: an extra attribute
+    of ``<answer>`` after FLoM's, which FLoM's parser ignores as it ignores every
+    unknown attribute; a FLoM daemon never sends it.
     """
 
-    __slots__ = ("element", "peer_id", "rc", "step")
+    __slots__ = ("element", "generation", "peer_id", "rc", "step")
     step: int
     rc: int
     element: str | None
     peer_id: str | None
+    generation: int | None
 
     def __init__(
-        self, step: int, rc: int, element: str | None = None, peer_id: str | None = None
+        self,
+        step: int,
+        rc: int,
+        element: str | None = None,
+        peer_id: str | None = None,
+        generation: int | None = None,
     ) -> None:
         self.step = step
         self.rc = rc
         self.element = element
         self.peer_id = peer_id
+        self.generation = generation
 
 
 class UnlockRequest(_Record):
@@ -309,10 +319,12 @@ def encode(msg: Message) -> bytes:
         text = _head(Verb.LOCK, msg.step)
         if msg.peer_id is not None:
             text += f'<session peerid="{_attr(msg.peer_id, "peer id")}"/>'
-        if msg.element is None:
-            text += f'<answer rc="{msg.rc:d}"/></msg>'
-        else:
-            text += f'<answer rc="{msg.rc:d}" element="{_attr(msg.element, "element")}"/></msg>'
+        text += f'<answer rc="{msg.rc:d}"'
+        if msg.element is not None:
+            text += f' element="{_attr(msg.element, "element")}"'
+        if msg.generation is not None:
+            text += f' generation="{msg.generation:d}"'
+        text += "/></msg>"
     elif isinstance(msg, UnlockRequest):
         text = (
             f'{_head(Verb.UNLOCK, STEP_REQUEST)}<resource name="{_b64(msg.name)}" '
@@ -490,11 +502,13 @@ class _Collector:
                 )
             code = _int(self._required("answer", "rc"), "rc")
             session = self.children.get("session")
+            generation = self.children["answer"].get("generation")
             return LockAnswer(
                 step=step,
                 rc=code,
                 element=self.children["answer"].get("element"),
                 peer_id=None if session is None else session.get("peerid", ""),
+                generation=None if generation is None else _int(generation, "generation", 0),
             )
         if verb == Verb.UNLOCK:
             name = _unb64(self._required("resource", "name"))
@@ -532,13 +546,35 @@ def _lock_request(mode: bool, quantity: bool) -> Callable[[list[str]], Message]:
     return build
 
 
-def _answer(step: int, session: bool) -> Callable[[list[str]], Message]:
+def _answer(
+    step: int, session: bool, element: bool, generation: bool
+) -> Callable[[list[str]], Message]:
     def build(values: list[str]) -> LockAnswer:
         peer_id = values.pop(0) if session else None
-        element = values[1] if len(values) > 1 else None
-        return LockAnswer(step, _int(values[0], "rc"), element, peer_id)
+        code = _int(values.pop(0), "rc")
+        element_v = values.pop(0) if element else None
+        generation_v = _int(values.pop(0), "generation", 0) if generation else None
+        return LockAnswer(step, code, element_v, peer_id, generation_v)
 
     return build
+
+
+def _answer_shapes(
+    step: int, session: bool
+) -> dict[tuple[str, ...], Callable[[list[str]], Message]]:
+    """The literals of a lock answer, with and without element and generation."""
+    first = "/><answer rc=" if session else None
+    shapes = {}
+    for element in (False, True):
+        for generation in (False, True):
+            literals = [first] if first else []
+            if element:
+                literals.append(" element=")
+            if generation:
+                literals.append(" generation=")
+            literals.append("/></msg>")
+            shapes[tuple(literals)] = _answer(step, session, element, generation)
+    return shapes
 
 
 def _unlock(values: list[str]) -> UnlockRequest:
@@ -568,17 +604,11 @@ _FLOM_SHAPES: tuple[tuple[str, dict[tuple[str, ...], Callable[[list[str]], Messa
     ),
     (
         XML_HEADER + '<msg level="3" verb="1" step="16"><session peerid="',
-        {
-            ("/><answer rc=", "/></msg>"): _answer(16, session=True),
-            ("/><answer rc=", " element=", "/></msg>"): _answer(16, session=True),
-        },
+        _answer_shapes(16, session=True),
     ),
     (
         XML_HEADER + '<msg level="3" verb="1" step="24"><answer rc="',
-        {
-            ("/></msg>",): _answer(24, session=False),
-            (" element=", "/></msg>"): _answer(24, session=False),
-        },
+        _answer_shapes(24, session=False),
     ),
 )
 

@@ -38,8 +38,13 @@ def exit_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def run_command(argv: Sequence[str], ignored_signals: Sequence[int] = ()) -> int:
-    """Run ``argv`` (PATH search), wait for it and return its exit status.
+def run_command(
+    argv: Sequence[str],
+    ignored_signals: Sequence[int] = (),
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """Run ``argv`` (PATH search) with ``extra_env`` added to the environment, wait for
+    it and return its exit status.
 
     While it runs, ``ignored_signals`` are ignored by the monitor and the signals in
     :data:`FORWARDED_SIGNALS` are passed on to the command.
@@ -70,7 +75,8 @@ def run_command(argv: Sequence[str], ignored_signals: Sequence[int] = ()) -> int
             print(f"Warning: couldn't ignore signal {signum}", file=sys.stderr)
     try:
         try:
-            pid = os.posix_spawnp(argv[0], list(argv), os.environ, setsigdef=reset_in_child)
+            env = os.environ if not extra_env else {**os.environ, **extra_env}
+            pid = os.posix_spawnp(argv[0], list(argv), env, setsigdef=reset_in_child)
         except OSError as exc:
             raise CommandNotExecutable(
                 f"Unable to execute command '{argv[0]}': {exc.strerror}"

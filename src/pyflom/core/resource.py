@@ -7,6 +7,7 @@ Subclasses say what a request needs (``verdict``) and record what a grant takes
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ class Request:
     wait: bool = True
     create: bool = True
     idle_lifespan_ms: int = 0
+
+
+class ResourceInitError(Exception):
+    """A valid name whose resource cannot be built (e.g. a timestamp format with no
+    usable specifier).  ``rc`` is the FLoM reason code the requester gets."""
+
+    def __init__(self, message: str, rc: int) -> None:
+        super().__init__(message)
+        self.rc = rc
 
 
 class Verdict(Enum):
@@ -130,16 +140,18 @@ class Resource:
     holders: dict[ConnId, Holding] = field(default_factory=dict)
     queue: WaitQueue = field(default_factory=WaitQueue)
     waiting: dict[ConnId, Waiter] = field(default_factory=dict)
-    generation: int = 0
+    # Fencing tokens: one counter shared by every resource of a lock table, so each
+    # resource's grants carry strictly increasing numbers for the life of the daemon.
+    generations: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _seq: int = 0
     timed: ClassVar[bool] = False  # True for types whose grants depend on time
 
-    # -- what subclasses define -------------------------------------------------------
-    def verdict(self, request: Request) -> Verdict:
+    # -- what subclasses define (``now``: wall-clock seconds, given by the caller) -------
+    def verdict(self, request: Request, now: float) -> Verdict:
         """Can ``request`` be granted next to the current holders?"""
         raise NotImplementedError
 
-    def take(self, request: Request) -> str | None:
+    def take(self, request: Request, now: float) -> str | None:
         """Record a grant; return the element handed out (None for element-less types)."""
         raise NotImplementedError
 
@@ -161,17 +173,17 @@ class Resource:
         """True while any connection holds or waits for this resource."""
         return bool(self.holders) or bool(self.waiting)
 
-    def acquire(self, conn: ConnId, request: Request) -> tuple[Verdict, Grant | None]:
+    def acquire(self, conn: ConnId, request: Request, now: float) -> tuple[Verdict, Grant | None]:
         """Handle a new request: grant it, queue it (if it may wait) or refuse it.
 
         Returns ``(GRANTABLE, grant)``, ``(NOT_NOW, None)`` when queued or busy (queued
         iff ``request.wait``), or ``(NEVER, None)``.
         """
-        verdict = self.verdict(request)
+        verdict = self.verdict(request, now)
         if verdict is Verdict.GRANTABLE and self.policy == GrantPolicy.FIFO and self.queue:
             verdict = Verdict.NOT_NOW
         if verdict is Verdict.GRANTABLE:
-            return verdict, self._grant(conn, request)
+            return verdict, self._grant(conn, request, now)
         if verdict is Verdict.NOT_NOW and request.wait:
             self._seq += 1
             waiter = Waiter(conn, request, self._seq)
@@ -179,22 +191,22 @@ class Resource:
             self.queue.push(waiter, self.class_key(request))
         return verdict, None
 
-    def release(self, conn: ConnId, rollback: bool = False) -> list[Grant]:
+    def release(self, conn: ConnId, rollback: bool, now: float) -> list[Grant]:
         """The holder ``conn`` unlocks (or vanishes); grant whatever that allows."""
         holding = self.holders.pop(conn)
         self.give_back(holding, rollback)
-        return self.grant_waiters()
+        return self.grant_waiters(now)
 
-    def cancel(self, conn: ConnId) -> list[Grant]:
+    def cancel(self, conn: ConnId, now: float) -> list[Grant]:
         """The waiter ``conn`` gives up (timeout, disconnect)."""
         self.queue.cancel(self.waiting.pop(conn))
-        return self.grant_waiters() if self.policy == GrantPolicy.FIFO else []
+        return self.grant_waiters(now) if self.policy == GrantPolicy.FIFO else []
 
-    def tick(self) -> list[Grant]:
+    def tick(self, now: float) -> list[Grant]:
         """Time has passed: grant what became grantable (time-based resources)."""
-        return self.grant_waiters()
+        return self.grant_waiters(now)
 
-    def grant_waiters(self) -> list[Grant]:
+    def grant_waiters(self, now: float) -> list[Grant]:
         """Grant queued requests in queue order, as the policy allows."""
         grants: list[Grant] = []
         fifo = self.policy == GrantPolicy.FIFO
@@ -203,17 +215,19 @@ class Resource:
             for key, head in self.queue.heads():
                 if best is not None and head.seq > best[1].seq:
                     continue
-                if fifo or self.verdict(head.request) is Verdict.GRANTABLE:
+                if fifo or self.verdict(head.request, now) is Verdict.GRANTABLE:
                     best = (key, head)
-            if best is None or (fifo and self.verdict(best[1].request) is not Verdict.GRANTABLE):
+            if best is None or (
+                fifo and self.verdict(best[1].request, now) is not Verdict.GRANTABLE
+            ):
                 break
             waiter = self.queue.pop(best[0])
             del self.waiting[waiter.conn]
-            grants.append(self._grant(waiter.conn, waiter.request))
+            grants.append(self._grant(waiter.conn, waiter.request, now))
         return grants
 
-    def _grant(self, conn: ConnId, request: Request) -> Grant:
-        element = self.take(request)
-        self.generation += 1
-        self.holders[conn] = Holding(request, element, self.generation)
-        return Grant(conn, element, self.generation)
+    def _grant(self, conn: ConnId, request: Request, now: float) -> Grant:
+        element = self.take(request, now)
+        generation = next(self.generations)
+        self.holders[conn] = Holding(request, element, generation)
+        return Grant(conn, element, generation)

@@ -15,7 +15,7 @@ class SimpleResource(Resource):
 
     held: list[int] = field(default_factory=lambda: [0] * 6)  # holders per mode
 
-    def verdict(self, request: Request) -> Verdict:
+    def verdict(self, request: Request, now: float) -> Verdict:
         held = self.held
         row = request.mode
         for mode in range(6):
@@ -23,7 +23,7 @@ class SimpleResource(Resource):
                 return Verdict.NOT_NOW
         return Verdict.GRANTABLE
 
-    def take(self, request: Request) -> str | None:
+    def take(self, request: Request, now: float) -> str | None:
         self.held[request.mode] += 1
         return None
 

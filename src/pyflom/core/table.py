@@ -7,6 +7,7 @@ time, and sends the :class:`Answer` values it returns.  Nothing here reads a clo
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -14,7 +15,11 @@ from .. import rc
 from ..lockmodes import LockMode
 from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
 from ..settings import GrantPolicy
-from .resource import ConnId, Grant, Request, Resource, Verdict
+from .hierarchical import HierarchicalResource
+from .numeric import NumericResource
+from .resource import ConnId, Grant, Request, Resource, ResourceInitError, Verdict
+from .sequence import SequenceResource
+from .set import SetResource
 from .simple import SimpleResource
 
 IDLE_GRACE_MS = 1000  # FLoM keeps an unused resource (idle lifespan or 1 s) + 1 s
@@ -46,7 +51,13 @@ class _ConnState:
     status: _Status
 
 
-_RESOURCE_CLASSES: dict[str, type[Resource]] = {ResourceType.SIMPLE: SimpleResource}
+_RESOURCE_CLASSES: dict[str, type[Resource]] = {
+    ResourceType.SIMPLE: SimpleResource,
+    ResourceType.NUMERIC: NumericResource,
+    ResourceType.SET: SetResource,
+    ResourceType.HIERARCHICAL: HierarchicalResource,
+    ResourceType.SEQUENCE: SequenceResource,
+}
 
 
 class UnsupportedResource(Exception):
@@ -69,6 +80,7 @@ class LockTable:
         self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
         self._deadlines: list[tuple[float, str]] = []  # heap; entries may be early
         self._any_timed = False  # has any resource with time-based grants been created?
+        self._generations = itertools.count(1)  # fencing tokens, shared by all resources
 
     # -- queries ------------------------------------------------------------------------
     @property
@@ -119,12 +131,16 @@ class LockTable:
         cls = _RESOURCE_CLASSES.get(kind)
         if cls is None:
             raise UnsupportedResource(f"{kind} resources are not supported yet")
-        resource = cls(
-            name=request.name,
-            key=key,
-            idle_lifespan_ms=request.idle_lifespan_ms,
-            policy=self.policy,
-        )
+        try:
+            resource = cls(
+                name=request.name,
+                key=key,
+                idle_lifespan_ms=request.idle_lifespan_ms,
+                policy=self.policy,
+                generations=self._generations,
+            )
+        except ResourceInitError as exc:
+            return [Answer(conn, exc.rc)]
         self.resources[key] = resource
         self._any_timed = self._any_timed or resource.timed
         answers = self._acquire(conn, resource, request, now)
@@ -145,7 +161,7 @@ class LockTable:
             )
         del self._conns[conn]
         resource = self.resources[state.key]
-        return self._answers(resource.release(conn, rollback), resource, now)
+        return self._answers(resource.release(conn, rollback, now), resource, now)
 
     def disconnect(self, conn: ConnId, now: float) -> list[Answer]:
         """``conn`` went away: release what it held, drop what it waited for."""
@@ -160,9 +176,9 @@ class LockTable:
             return []
         resource = self.resources[state.key]
         if state.status is _Status.HOLDING:
-            grants = resource.release(conn, rollback=True)
+            grants = resource.release(conn, True, now)
         else:
-            grants = resource.cancel(conn)
+            grants = resource.cancel(conn, now)
         return self._answers(grants, resource, now)
 
     def tick(self, now: float) -> list[Answer]:
@@ -182,7 +198,7 @@ class LockTable:
         for resource in self._timed_resources():
             due_at = resource.next_deadline()
             if due_at is not None and due_at <= now:
-                answers += self._answers(resource.tick(), resource, now)
+                answers += self._answers(resource.tick(now), resource, now)
         return answers
 
     # -- internals ----------------------------------------------------------------------
@@ -203,7 +219,7 @@ class LockTable:
     def _acquire(
         self, conn: ConnId, resource: Resource, request: Request, now: float
     ) -> list[Answer]:
-        verdict, grant = resource.acquire(conn, request)
+        verdict, grant = resource.acquire(conn, request, now)
         self._touch(resource, now)
         if grant is not None:
             self._conns[conn] = _ConnState(resource.key, _Status.HOLDING)

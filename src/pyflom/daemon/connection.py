@@ -100,10 +100,11 @@ class ClientConnection:
                     rc=answer.rc,
                     element=answer.element,
                     peer_id=self.daemon.peer_id if first else None,
+                    generation=answer.generation,
                 )
             )
         )
-        if answer.rc in (_rc.LOCK_CANT_WAIT, _rc.INVALID_RESOURCE_NAME):
+        if answer.rc == _rc.LOCK_CANT_WAIT or answer.rc < 0:
             self.write_eof()  # as FLoM: nothing more will come on this request
 
     def write(self, payload: bytes) -> None:
