@@ -99,12 +99,16 @@ class LockTable:
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`tick` has work to do."""
         # Heap entries may be early (an idle clock restarted): at worst a spurious tick.
-        soonest = self._deadlines[0][0] if self._deadlines else None
-        for resource in self._timed_resources():
-            due = resource.next_deadline()
-            if due is not None and (soonest is None or due < soonest):
-                soonest = due
-        return soonest
+        expiry = self._deadlines[0][0] if self._deadlines else None
+        grant = self.next_grant_deadline()
+        if expiry is None or (grant is not None and grant < expiry):
+            return grant
+        return expiry
+
+    def next_grant_deadline(self) -> float | None:
+        """When a time-based resource (timestamps) can next grant a queued request."""
+        dues = [d for r in self._timed_resources() if (d := r.next_deadline()) is not None]
+        return min(dues, default=None)
 
     # -- events -------------------------------------------------------------------------
     def lock(self, conn: ConnId, request: Request, now: float) -> list[Answer]:

@@ -16,6 +16,7 @@ import resource
 import signal
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 from .. import codec
@@ -61,11 +62,13 @@ class LockDaemon:
         self._last_sweep = self.loop.time()
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self.listener = socket.socket()  # replaced by serve()
+        self._grant_timer: asyncio.TimerHandle | None = None
+        self._grant_due = 0.0
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
         """Act on one decoded message from ``conn``."""
-        now = self.loop.time()
+        now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
         try:
             if isinstance(message, codec.LockRequest):
@@ -120,6 +123,21 @@ class LockDaemon:
             conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
             if conn is not None:
                 conn.send_answer(answer)
+        self._arm_grant_timer()
+
+    def _arm_grant_timer(self) -> None:
+        """Wake up exactly when a time-based resource can grant a queued request."""
+        due = self.table.next_grant_deadline()
+        if due is None or (self._grant_timer is not None and self._grant_due <= due):
+            return
+        if self._grant_timer is not None:
+            self._grant_timer.cancel()
+        self._grant_due = due
+        self._grant_timer = self.loop.call_later(max(0.0, due - time.time()), self._on_grant_timer)
+
+    def _on_grant_timer(self) -> None:
+        self._grant_timer = None
+        self.dispatch(self.table.tick(time.time()))
 
     def reject(self, conn: ClientConnection, reason: str) -> None:
         """Close a connection that broke the protocol, and say why in the log."""
@@ -129,7 +147,7 @@ class LockDaemon:
     def lost(self, conn: ClientConnection) -> None:
         """A connection ended: release its lock or drop its wait."""
         self.connections.pop(conn.id, None)
-        self.dispatch(self.table.disconnect(conn.id, self.loop.time()))
+        self.dispatch(self.table.disconnect(conn.id, time.time()))
 
     # -- time ----------------------------------------------------------------------------
     async def housekeeping(self) -> None:
@@ -138,7 +156,7 @@ class LockDaemon:
             period = 1.0 if self.lifespan_ms <= 0 else min(1.0, max(self.lifespan_ms / 3e3, 0.02))
             await asyncio.sleep(period)
             now = self.loop.time()
-            self.dispatch(self.table.tick(now))
+            self.dispatch(self.table.tick(time.time()))
             if now - self._last_sweep >= 0.5:
                 self._last_sweep = now
                 self._close_stalled(now)
