@@ -42,6 +42,18 @@ def _connect_failure(error: FlomError) -> int:
     return _rc.ES_GENERIC_ERROR
 
 
+def _timestamp_problem(name: str) -> str:
+    """Why the daemon refused a timestamp resource (the same check, run here)."""
+    from .core.resource import ResourceInitError
+    from .core.timestamp import TimestampFormat
+
+    try:
+        TimestampFormat.parse(name[3 : name.rindex("[")])
+    except ResourceInitError as exc:
+        return str(exc)
+    return f"'{name}' was refused by the daemon as an invalid timestamp format"
+
+
 def lock_and_run(settings: Settings, command: list[str]) -> int:
     """Lock as ``settings`` say, run ``command`` (plus the locked element), unlock."""
     from .client import Handle
@@ -71,6 +83,8 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
         if exc.rc == _rc.DAEMON_NOT_STARTED:
             return _connect_failure(exc)
         _err(_rc_line("flom_client_lock", exc))
+        if exc.rc == _rc.INVALID_TIMESTAMP_FORMAT:
+            _err(f"flom: {_timestamp_problem(settings.resource_name)}")
         return _rc.ES_GENERIC_ERROR
     if settings.verbose and element is not None:
         _out(f"Locked element is '{element}'")

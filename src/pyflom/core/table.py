@@ -21,6 +21,7 @@ from .resource import ConnId, Grant, Request, Resource, ResourceInitError, Verdi
 from .sequence import SequenceResource
 from .set import SetResource
 from .simple import SimpleResource
+from .timestamp import TimestampResource
 
 IDLE_GRACE_MS = 1000  # FLoM keeps an unused resource (idle lifespan or 1 s) + 1 s
 
@@ -57,6 +58,7 @@ _RESOURCE_CLASSES: dict[str, type[Resource]] = {
     ResourceType.SET: SetResource,
     ResourceType.HIERARCHICAL: HierarchicalResource,
     ResourceType.SEQUENCE: SequenceResource,
+    ResourceType.TIMESTAMP: TimestampResource,
 }
 
 
