@@ -55,6 +55,7 @@ import os
 from . import rc as _rc
 from .lockmodes import parse_lock_mode
 from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .record import Record
 from .settings import UNIX_PATH_MAX, GrantPolicy, Settings, default_socket_name
 
 SYSTEM_CONFIG_FILES = ("/etc/flom.conf", "/usr/local/etc/flom.conf")
@@ -147,13 +148,13 @@ _HELP_SHORT = "h?"
 _HELP_LONG = ("help", "help-all")
 
 
-class ParsedArgs:
+class ParsedArgs(Record):
     """Result of step 1: the options present, the command and the action flags.
 
     ``options`` maps canonical long names to the values given (``int`` for integer
     options, a list for ``ignore-signal``, ``True`` for ``verbose``), including
-    ``config-file``; action flags have their own attributes.  A plain class (not a
-    dataclass): :mod:`dataclasses` would cost more than the whole parse.
+    ``config-file``; action flags have their own attributes.  A :class:`Record`, not a
+    dataclass: :mod:`dataclasses` would cost more than the whole parse.
     """
 
     __slots__ = (
@@ -190,16 +191,7 @@ class ParsedArgs:
         self.immediate_exit = immediate_exit
         self.debug_feature = debug_feature
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ParsedArgs):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"ParsedArgs({fields})"
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
 
 def _parse_failure(message: str) -> CliError:

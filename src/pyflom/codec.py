@@ -14,6 +14,7 @@ import binascii
 import pyexpat
 
 from . import rc as _rc
+from .record import Record
 
 TYPE_CHECKING = False  # no runtime import of ``typing`` on the command's path
 if TYPE_CHECKING:
@@ -72,33 +73,7 @@ _INT_LIMIT = 1 << 63  # integers must fit a signed 64-bit value
 # -- messages ---------------------------------------------------------------------------
 
 
-class _Record:
-    """Value object with slots: equality, hash and repr from its fields.  Treat it as
-    immutable (it is hashed by value).
-
-    Hand-written instead of ``@dataclass``: the command imports this module on every
-    run, and dataclasses (with ``inspect``) would cost more than the lock round trip.
-    """
-
-    __slots__: tuple[str, ...] = ()
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, *self._fields()))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({args})"
-
-
-class LockRequest(_Record):
+class LockRequest(Record):
     """Lock request, client → daemon (verb 1, step 8).
 
     ``mode`` is sent for simple/hierarchical resources, ``quantity`` for numeric ones;
@@ -135,7 +110,7 @@ class LockRequest(_Record):
         self.quantity = quantity
 
 
-class LockAnswer(_Record):
+class LockAnswer(Record):
     """Lock answer, daemon → client (verb 1, step 16, 24 or 32).
 
     ``peer_id`` (the daemon's unique id) is serialised only when not None; FLoM sends it
@@ -167,7 +142,7 @@ class LockAnswer(_Record):
         self.generation = generation
 
 
-class UnlockRequest(_Record):
+class UnlockRequest(Record):
     """Unlock, client → daemon (verb 2, step 8); ``rollback`` absent on input → False."""
 
     __slots__ = ("name", "rollback")
@@ -179,7 +154,7 @@ class UnlockRequest(_Record):
         self.rollback = rollback
 
 
-class ShutdownRequest(_Record):
+class ShutdownRequest(Record):
     """Daemon shutdown (management), client → daemon (verb 5, step 8).
 
     ``immediate`` absent on input → False; missing session/peerid → ``peer_id == ""``.
@@ -194,13 +169,13 @@ class ShutdownRequest(_Record):
         self.immediate = immediate
 
 
-class DiscoverRequest(_Record):
+class DiscoverRequest(Record):
     """Multicast discovery request, client → group (verb 4, step 8)."""
 
     __slots__ = ()
 
 
-class DiscoverAnswer(_Record):
+class DiscoverAnswer(Record):
     """Discovery reply, daemon → client (verb 4, step 16): where the daemon listens."""
 
     __slots__ = ("address", "port")
@@ -212,7 +187,7 @@ class DiscoverAnswer(_Record):
         self.port = port
 
 
-class Ping(_Record):
+class Ping(Record):
     """Ping (verb 3): step 8 daemon → client, step 16 client → daemon (never used)."""
 
     __slots__ = ("step",)
