@@ -5,7 +5,6 @@ Imported by the CLI on every run: only ``socket``, ``os``, ``time`` and the code
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -151,8 +150,3 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             pause = min(pause * 2, 0.05)
         elif status != _rc.OK:
             raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
-
-
-def socket_name_ok(path: str) -> bool:
-    """A UNIX socket path must fit in ``sun_path``."""
-    return len(os.fsencode(path)) < 108

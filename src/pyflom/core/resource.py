@@ -118,10 +118,6 @@ class WaitQueue:
         self._live -= 1
         return waiter
 
-    def live_waiters(self) -> Iterator[Waiter]:
-        for waiters in self._classes.values():
-            yield from (w for w in waiters if not w.cancelled)
-
 
 @dataclass
 class Resource:

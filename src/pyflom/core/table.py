@@ -62,10 +62,6 @@ _RESOURCE_CLASSES: dict[str, type[Resource]] = {
 }
 
 
-class UnsupportedResource(Exception):
-    """The resource type has no implementation in this daemon."""
-
-
 def register_resource_class(kind: str, cls: type[Resource]) -> None:
     """Make the lock table serve resources of ``kind`` with ``cls``."""
     _RESOURCE_CLASSES[kind] = cls
@@ -93,10 +89,6 @@ class LockTable:
     def involves(self, conn: ConnId) -> bool:
         """True while ``conn`` holds, waits for or incubates a lock."""
         return conn in self._conns
-
-    def incubating(self) -> int:
-        """Number of connections waiting for a resource to be created."""
-        return sum(len(waiting) for waiting in self._incubator.values())
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`tick` has work to do."""
@@ -134,11 +126,8 @@ class LockTable:
             self._incubator.setdefault(key, {})[conn] = request
             self._conns[conn] = _ConnState(key, _Status.INCUBATING)
             return [Answer(conn, rc.LOCK_WAIT_RESOURCE)]
-        cls = _RESOURCE_CLASSES.get(kind)
-        if cls is None:
-            raise UnsupportedResource(f"{kind} resources are not supported yet")
         try:
-            resource = cls(
+            resource = _RESOURCE_CLASSES[kind](
                 name=request.name,
                 key=key,
                 idle_lifespan_ms=request.idle_lifespan_ms,

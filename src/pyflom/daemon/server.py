@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from .. import codec
 from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
-from ..core.table import UnsupportedResource
 from ..lockmodes import LockMode
 from ..settings import GrantPolicy
 from ..uniqueid import peer_id
@@ -84,29 +83,20 @@ class LockDaemon:
             conn.close()
 
     def _lock(self, conn: ClientConnection, message: codec.LockRequest, now: float) -> None:
-        mode = LockMode.NL if message.mode is None else message.mode
-        if not 0 <= mode <= LockMode.EX:
-            self.reject(conn, f"lock mode {mode} out of range")
-            return
+        # The codec has already checked mode (0..5) and lifespan (>= 0).
         if message.quantity is not None and message.quantity < 1:
             self.reject(conn, f"quantity {message.quantity} is not a positive number")
             return
         conn.answers_sent = 0
         request = Request(
             name=message.name,
-            mode=mode,
+            mode=LockMode.NL if message.mode is None else message.mode,
             quantity=message.quantity or 1,
             wait=message.wait,
             create=message.create,
-            idle_lifespan_ms=max(message.lifespan, 0),
+            idle_lifespan_ms=message.lifespan,
         )
-        try:
-            answers = self.table.lock(conn.id, request, now)
-        except UnsupportedResource as exc:
-            self.log.error(f"cannot serve resource '{message.name}': {exc}")
-            conn.close()
-            return
-        self.dispatch(answers)
+        self.dispatch(self.table.lock(conn.id, request, now))
 
     def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
         conn.close()  # the management request gets no answer
