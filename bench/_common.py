@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyflom
+
 FLOM = str(Path(sys.executable).with_name("flom"))
 
 
@@ -58,6 +60,19 @@ def private_daemon(*extra: str) -> Iterator[str]:
         for name in os.listdir(root):
             os.unlink(os.path.join(root, name))
         os.rmdir(root)
+
+
+def pairs_per_second(handle: pyflom.Handle, seconds: float, batch: int = 100) -> float:
+    """Lock/unlock pairs per second through ``handle`` for about ``seconds``; closes it."""
+    count = 0
+    start = time.perf_counter()
+    while (now := time.perf_counter()) < start + seconds:
+        for _ in range(batch):
+            handle.lock()
+            handle.unlock()
+        count += batch
+    handle.close()
+    return count / (now - start)
 
 
 def rerun_line(script: str, *args: str) -> str:

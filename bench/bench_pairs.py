@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import pyflom
-from _common import private_daemon, rerun_line
+from _common import pairs_per_second, private_daemon, rerun_line
 from pyflom import codec
 
 BARE_SERVER = r"""
@@ -78,18 +78,9 @@ def bare_pairs_per_second(seconds: float) -> float:
     return count / (now - start)
 
 
-def pairs_per_second(path: str, seconds: float, keep: bool) -> float:
+def library_pairs_per_second(path: str, seconds: float, keep: bool) -> float:
     handle = pyflom.Handle("BenchRes", socket_name=path, keep_connection=keep)
-    count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while (now := time.perf_counter()) < deadline:
-        for _ in range(100):
-            handle.lock()
-            handle.unlock()
-        count += 100
-    handle.close()
-    return count / (now - start)
+    return pairs_per_second(handle, seconds)
 
 
 def main() -> None:
@@ -98,9 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     loop = "plain asyncio" if os.environ.get("PYFLOM_NO_UVLOOP") else "uvloop when installed"
     with private_daemon() as path:
-        pairs_per_second(path, 0.3, False)  # warm up
-        flom_model = pairs_per_second(path, args.seconds, keep=False)
-        kept = pairs_per_second(path, args.seconds, keep=True)
+        library_pairs_per_second(path, 0.3, False)  # warm up
+        flom_model = library_pairs_per_second(path, args.seconds, keep=False)
+        kept = library_pairs_per_second(path, args.seconds, keep=True)
     bare = bare_pairs_per_second(args.seconds)
     print(f"daemon event loop: {loop} (PYFLOM_NO_UVLOOP=1 selects plain asyncio)")
     print(f"connect per pair (FLoM's model)   {flom_model:9.0f} pairs/s  (target >= 5000)")

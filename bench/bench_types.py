@@ -7,10 +7,9 @@ and with one kept connection; simple resources are the baseline of the same run.
 from __future__ import annotations
 
 import argparse
-import time
 
 import pyflom
-from _common import private_daemon, rerun_line
+from _common import pairs_per_second, private_daemon, rerun_line
 
 RESOURCES = (
     ("simple (baseline)", "BenchSimple", {}),
@@ -29,15 +28,7 @@ def grants_per_second(
     handle = pyflom.Handle(
         name, socket_name=path, keep_connection=keep, idle_lifespan=60000, **options
     )  # type: ignore[arg-type]
-    count = 0
-    start = time.perf_counter()
-    while (now := time.perf_counter()) < start + seconds:
-        for _ in range(50):
-            handle.lock()
-            handle.unlock()
-        count += 50
-    handle.close()
-    return count / (now - start)
+    return pairs_per_second(handle, seconds, batch=50)
 
 
 def main() -> None:
