@@ -182,8 +182,9 @@ def _main(argv: list[str]) -> int:
     for warning in warnings:
         _err(warning)
     if parsed.debug_feature is not None:
-        _err(f"flom: debug feature '{parsed.debug_feature}' is not available in this version")
-        return 1
+        from .debugfeatures import run
+
+        return run(parsed.debug_feature, settings)
     if parsed.quiesce_exit or parsed.immediate_exit:
         return shutdown_daemon(settings, immediate=parsed.immediate_exit)
     if not parsed.command:

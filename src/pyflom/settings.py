@@ -120,3 +120,7 @@ class Settings:
         if self.unicast_address or self.multicast_address:
             return None
         return default_socket_name()
+
+    def keepalive_s(self) -> tuple[int, int, int]:
+        """TCP keepalive (idle time, probe interval, probes): seconds, seconds, count."""
+        return self.tcp_keepalive_time, self.tcp_keepalive_intvl, self.tcp_keepalive_probes

@@ -3,7 +3,8 @@
 The starter spawns ``python -m pyflom.daemon`` in a new session with stdio on
 /dev/null (so ``out=$(flom -- cmd)`` never waits for the daemon), waits for that
 process to fork the real daemon and exit, then reads a 4-byte status from a pipe: 0
-once the daemon listens, ``rc.FLOCK_ERROR`` when another daemon owns the socket.
+once the daemon listens, ``rc.FLOCK_ERROR`` when another daemon owns the socket or the
+TCP address.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from .settings import Settings
 READY_TIMEOUT_S = 10.0
 
 
-def daemon_argv(settings: Settings, socket_name: str, ready_fd: int) -> list[str]:
-    """The command line that starts a daemon serving ``socket_name`` for ``settings``."""
+def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
+    """The command line that starts the daemon ``settings`` describe: on their UNIX
+    socket, or on TCP (``-a``) and/or answering discovery on a multicast group (``-A``)."""
     argv = [
         sys.executable,
         "-m",
         "pyflom.daemon",
-        "--socket-name",
-        socket_name,
         "--lifespan",
         str(settings.daemon_lifespan),
         "--grant-policy",
@@ -34,6 +34,19 @@ def daemon_argv(settings: Settings, socket_name: str, ready_fd: int) -> list[str
         "--ready-fd",
         str(ready_fd),
     ]
+    socket_name = settings.effective_socket_name()
+    if socket_name is not None:
+        argv += ["--socket-name", socket_name]
+    else:
+        if settings.unicast_address:
+            argv += ["--unicast-address", settings.unicast_address]
+            argv += ["--unicast-port", str(settings.unicast_port)]
+        if settings.multicast_address:
+            argv += ["--multicast-address", settings.multicast_address]
+            argv += ["--multicast-port", str(settings.multicast_port)]
+        if settings.network_interface:
+            argv += ["--network-interface", settings.network_interface]
+        argv += ["--tcp-keepalive", ",".join(map(str, settings.keepalive_s()))]
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:
@@ -41,8 +54,8 @@ def daemon_argv(settings: Settings, socket_name: str, ready_fd: int) -> list[str
     return argv
 
 
-def start_daemon(settings: Settings, socket_name: str) -> int:
-    """Start a daemon for ``socket_name``; return its start status (a FLoM rc)."""
+def start_daemon(settings: Settings) -> int:
+    """Start the daemon ``settings`` describe; return its start status (a FLoM rc)."""
     read_end, write_end = os.pipe()
     try:
         os.set_inheritable(write_end, True)
@@ -50,7 +63,7 @@ def start_daemon(settings: Settings, socket_name: str) -> int:
         try:
             pid = os.posix_spawn(
                 sys.executable,
-                daemon_argv(settings, socket_name, write_end),
+                daemon_argv(settings, write_end),
                 os.environ,
                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
                 setsid=True,

@@ -1,6 +1,7 @@
 """Blocking, message-framed connections from a client to a daemon.
 
-Imported by the CLI on every run: only ``socket``, ``os``, ``time`` and the codec.
+Imported by the CLI on every run: only ``socket``, ``time`` and the codec; discovery
+(``-A``) is loaded only when it is used.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 
-from . import codec, trace
+from . import codec, netaddr, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings
@@ -106,12 +107,50 @@ def _connect_unix(path: str) -> socket.socket:
     return sock
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _connect_once(settings: Settings) -> socket.socket:
+    """One connection attempt by the settings' transport; ``OSError`` when nobody answers.
+
+    Local: the UNIX socket.  Unicast (``-a``, also when ``-A`` is set too): TCP to the
+    first address that accepts.  Multicast only: a discovery round, then TCP.
+    """
+    path = settings.effective_socket_name()
+    if path is not None:
+        return _connect_unix(path)
+    keepalive = settings.keepalive_s()
+    if settings.unicast_address:
+        return netaddr.connect_tcp(
+            settings.unicast_address,
+            settings.unicast_port,
+            settings.network_interface,
+            keepalive,
+        )
+    from .discovery import discover
+
+    candidates = discover(settings, _say if settings.verbose else None)
+    if candidates is None:
+        raise ConnectionRefusedError(_rc.CONNECTION_REFUSED, "no daemon answered the discovery")
+    return netaddr.connect_first(candidates, keepalive)
+
+
+def _where(settings: Settings) -> str:
+    path = settings.effective_socket_name()
+    if path is not None:
+        return path
+    if settings.unicast_address:
+        return f"{settings.unicast_address} port {settings.unicast_port}"
+    return f"multicast group {settings.multicast_address} port {settings.multicast_port}"
+
+
 def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
     """Connect to the daemon the settings name, starting one when allowed.
 
-    A daemon is started only when nobody listens, ``may_start_daemon`` is true and the
+    A daemon is started only when nobody answers, ``may_start_daemon`` is true and the
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
-    socket's lock file and every client connects to it.
+    socket's lock file (or the TCP address) and every client connects to it.
     """
     if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
         # Never fall back to plain text when the user asked for TLS.
@@ -120,22 +159,20 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             "refusing to connect in plain text",
             rc=_rc.INVALID_OPTION,
         )
-    path = settings.effective_socket_name()
-    if path is None:
-        raise ConnectionFailed(
-            "TCP and multicast transports (-a, -A) are not implemented in this version yet",
-            rc=_rc.INVALID_OPTION,
-        )
+    local = settings.effective_socket_name() is not None
     deadline = None
     pause = 0.002
     while True:
         try:
-            return Channel(_connect_unix(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            if not may_start_daemon or settings.daemon_lifespan == 0:
-                raise ConnectionFailed(f"cannot connect to {path}: {exc.strerror}") from exc
+            return Channel(_connect_once(settings))
         except OSError as exc:
-            raise ConnectionFailed(f"cannot connect to {path}: {exc.strerror}") from exc
+            nobody_listens = not local or isinstance(
+                exc, (FileNotFoundError, ConnectionRefusedError)
+            )
+            if not (nobody_listens and may_start_daemon and settings.daemon_lifespan != 0):
+                raise ConnectionFailed(
+                    f"cannot connect to {_where(settings)}: {exc.strerror or exc}"
+                ) from exc
         now = time.monotonic()
         if deadline is None:
             deadline = now + START_TIMEOUT_S
@@ -143,9 +180,9 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
         from .spawn import start_daemon
 
-        status = start_daemon(settings, path)
+        status = start_daemon(settings)
         if status == _rc.FLOCK_ERROR:
-            # Another daemon owns the socket: it is starting, or it is leaving.
+            # Another daemon owns the socket or the address: it is starting, or leaving.
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         elif status != _rc.OK:

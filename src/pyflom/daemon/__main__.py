@@ -6,13 +6,26 @@ import argparse
 import os
 import sys
 
-from ..settings import GrantPolicy
+from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the daemon's own command line (written by :func:`pyflom.spawn.daemon_argv`)."""
     parser = argparse.ArgumentParser(prog="python -m pyflom.daemon", description=__doc__)
-    parser.add_argument("--socket-name", required=True, help="UNIX socket to serve")
+    parser.add_argument("--socket-name", help="UNIX socket to serve")
+    parser.add_argument("--unicast-address", help="serve TCP on this address (FLoM's -a)")
+    parser.add_argument("--unicast-port", type=int, default=DEFAULT_UNICAST_PORT)
+    parser.add_argument(
+        "--multicast-address", help="answer discovery queries sent to this group (FLoM's -A)"
+    )
+    parser.add_argument("--multicast-port", type=int, default=DEFAULT_MULTICAST_PORT)
+    parser.add_argument("--network-interface", help="interface for IPv6 link-local (-n)")
+    parser.add_argument(
+        "--tcp-keepalive",
+        type=_keepalive,
+        default=(60, 10, 6),
+        help="TIME,INTVL,PROBES: keepalive of accepted TCP connections (s, s, count)",
+    )
     parser.add_argument(
         "--lifespan",
         type=int,
@@ -27,7 +40,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="detach, then write a 4-byte start status (0 = listening) to this descriptor",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (args.socket_name or args.unicast_address or args.multicast_address):
+        parser.error("one of --socket-name, --unicast-address, --multicast-address is needed")
+    if args.socket_name and (args.unicast_address or args.multicast_address):
+        parser.error("a daemon serves a UNIX socket or the network, not both")
+    return args
+
+
+def _keepalive(text: str) -> tuple[int, int, int]:
+    values = tuple(int(part) for part in text.split(","))
+    if len(values) != 3 or min(values) < 0:
+        raise argparse.ArgumentTypeError("expected TIME,INTVL,PROBES (three integers >= 0)")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 
     options = DaemonOptions(
         socket_name=args.socket_name,
+        unicast_address=args.unicast_address,
+        unicast_port=args.unicast_port,
+        multicast_address=args.multicast_address,
+        multicast_port=args.multicast_port,
+        network_interface=args.network_interface,
+        tcp_keepalive_s=args.tcp_keepalive,
         lifespan_ms=args.lifespan,
         grant_policy=args.grant_policy,
         trace_file=args.trace_file,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import resource
 import signal
@@ -23,21 +22,39 @@ from .. import codec
 from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
 from ..lockmodes import LockMode
-from ..settings import GrantPolicy
+from ..netaddr import show, tune_tcp
+from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 from ..uniqueid import peer_id
 from .connection import ClientConnection
+from .discovery import DiscoveryResponder
+from .listeners import (
+    ListenError,
+    advertised_address,
+    discovery_lock_path,
+    listen_tcp,
+    listen_tcp_any,
+    listen_unix,
+    open_discovery,
+    take_lock_file,
+)
 from .log import DaemonLog
 
-LISTEN_BACKLOG = 4096
 ACCEPT_BURST = 256
 QUIESCE_LIFESPAN_MS = 100
 
 
 @dataclass
 class DaemonOptions:
-    """How one daemon runs (given by the client that starts it)."""
+    """How one daemon runs (given by the client that starts it): on a UNIX socket, or on
+    TCP (``unicast_address``) and/or answering discovery on a multicast group."""
 
-    socket_name: str
+    socket_name: str | None = None
+    unicast_address: str | None = None
+    unicast_port: int = DEFAULT_UNICAST_PORT
+    multicast_address: str | None = None
+    multicast_port: int = DEFAULT_MULTICAST_PORT
+    network_interface: str | None = None
+    tcp_keepalive_s: tuple[int, int, int] = (60, 10, 6)
     lifespan_ms: int = 5000
     grant_policy: str = GrantPolicy.FLOM
     trace_file: str | None = None
@@ -60,7 +77,6 @@ class LockDaemon:
         self._done: asyncio.Future[None] = self.loop.create_future()
         self._last_sweep = self.loop.time()
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
-        self.listener = socket.socket()  # replaced by serve()
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
 
@@ -174,11 +190,16 @@ class LockDaemon:
         if not self._done.done():
             self._done.set_result(None)
 
-    async def serve(self, listener: socket.socket) -> None:
-        """Serve ``listener`` until :meth:`stop`."""
-        listener.setblocking(False)
-        self.listener = listener
-        self.loop.add_reader(listener.fileno(), self._accept)
+    async def serve(
+        self, listeners: list[socket.socket], discovery: DiscoveryResponder | None = None
+    ) -> None:
+        """Serve ``listeners`` (and answer discovery queries) until :meth:`stop`."""
+        for listener in listeners:
+            listener.setblocking(False)
+            tcp = listener.family != socket.AF_UNIX
+            self.loop.add_reader(listener.fileno(), self._accept, listener, tcp)
+        if discovery is not None:
+            discovery.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         keeper = asyncio.ensure_future(self.housekeeping())
@@ -186,22 +207,30 @@ class LockDaemon:
             await self._done
         finally:
             keeper.cancel()
-            _unlink_if_ours(self.options.socket_name, self.socket_file)
-            self.loop.remove_reader(listener.fileno())
+            if self.options.socket_name is not None:
+                _unlink_if_ours(self.options.socket_name, self.socket_file)
+            for listener in listeners:
+                self.loop.remove_reader(listener.fileno())
+            if discovery is not None:
+                discovery.stop(self.loop)
             for conn in list(self.connections.values()):
                 conn.close()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket, tcp: bool) -> None:
         """Take every pending connection (a bounded burst, so others get their turn)."""
         for _ in range(ACCEPT_BURST):
             try:
-                sock, _ = self.listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of descriptors: leave it in the backlog
                 self.log.error(f"FLM019E accept failed: {exc}")
                 return
             sock.setblocking(False)
+            if tcp:
+                # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
+                with contextlib.suppress(OSError):
+                    tune_tcp(sock, self.options.tcp_keepalive_s)
             conn = ClientConnection(self, sock)
             self.connections[conn.id] = conn
             self._idle_since = None
@@ -221,27 +250,6 @@ def _unlink_if_ours(path: str, file_id: tuple[int, int] | None) -> None:
     if file_id is not None and _file_id(path) == file_id:
         with contextlib.suppress(OSError):
             os.unlink(path)
-
-
-def _listen(path: str) -> tuple[int, socket.socket | None, int]:
-    """Own ``path`` (through ``path.lock``) and listen on it.  Returns (rc, socket, lock fd)."""
-    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(lock_fd)
-        return _rc.FLOCK_ERROR, None, -1
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(path)
-        listener.listen(LISTEN_BACKLOG)
-    except OSError:
-        listener.close()
-        os.close(lock_fd)
-        return _rc.SYSCALL_ERRORS["bind"], None, -1
-    return _rc.OK, listener, lock_fd
 
 
 def _report(ready_fd: int | None, status: int) -> None:
@@ -268,6 +276,40 @@ def _event_loop_factory() -> type[asyncio.AbstractEventLoop] | None:
     return uvloop.Loop
 
 
+def _open_sockets(
+    options: DaemonOptions, log: DaemonLog, stack: contextlib.ExitStack
+) -> tuple[list[socket.socket], socket.socket | None]:
+    """Open what ``options`` ask for (closed by ``stack``); raise :class:`ListenError`."""
+    if options.socket_name is not None:
+        listener, lock_fd = listen_unix(options.socket_name)
+        stack.callback(os.close, lock_fd)
+        stack.enter_context(listener)
+        log.notice(f"FLM000I activating a local daemon on UNIX socket '{options.socket_name}'")
+        return [listener], None
+    discovery = None
+    if options.multicast_address is not None:
+        group, port = options.multicast_address, options.multicast_port
+        if options.unicast_address is None:
+            lock_fd = take_lock_file(discovery_lock_path(group, port))
+            stack.callback(os.close, lock_fd)
+        discovery = stack.enter_context(open_discovery(group, port, options.network_interface))
+    if options.unicast_address is not None:
+        listener = listen_tcp(
+            options.unicast_address, options.unicast_port, options.network_interface
+        )
+    else:
+        assert discovery is not None
+        listener = listen_tcp_any(discovery.family)
+    stack.enter_context(listener)
+    log.notice(f"FLM001I activating a network daemon on TCP {show(listener.getsockname())}")
+    if discovery is not None:
+        log.notice(
+            f"FLM002I joined multicast group {options.multicast_address} "
+            f"port {options.multicast_port} for auto-discovery"
+        )
+    return [listener], discovery
+
+
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     """Run a daemon in this process until it is shut down or idle; return its exit status."""
     os.umask(0)  # as FLoM: the socket may be shared among users with -s
@@ -279,31 +321,37 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
         )
     log = DaemonLog(options.trace_file, options.append_trace_file)
-    status, listener, lock_fd = _listen(options.socket_name)
-    if listener is None:
-        log.error(f"FLM019E cannot listen on '{options.socket_name}': rc={status}")
-        _report(ready_fd, status)
-        return 1
-    socket_file = _file_id(options.socket_name)
-    log.notice(f"FLM000I activating a local daemon on UNIX socket '{options.socket_name}'")
+    with contextlib.ExitStack() as stack:
+        stack.callback(log.close)
+        try:
+            listeners, discovery_socket = _open_sockets(options, log, stack)
+        except ListenError as exc:
+            log.error(f"FLM019E {exc.reason}")
+            _report(ready_fd, exc.rc)
+            return 1
+        socket_file = None if options.socket_name is None else _file_id(options.socket_name)
+        if options.socket_name is not None:
+            stack.callback(_unlink_if_ours, options.socket_name, socket_file)
 
-    async def main() -> None:
-        daemon = LockDaemon(options, log)
-        daemon.socket_file = socket_file
-        _report(ready_fd, _rc.OK)
-        log.notice("FLM003N ready to serve requests")
-        await daemon.serve(listener)
+        async def main() -> None:
+            daemon = LockDaemon(options, log)
+            daemon.socket_file = socket_file
+            responder = None
+            if discovery_socket is not None:
+                responder = DiscoveryResponder(
+                    discovery_socket,
+                    advertised_address(options.unicast_address),
+                    listeners[0].getsockname()[1],
+                    log,
+                )
+            _report(ready_fd, _rc.OK)
+            log.notice("FLM003N ready to serve requests")
+            await daemon.serve(listeners, responder)
 
-    factory = _event_loop_factory()
-    try:
+        factory = _event_loop_factory()
         if factory is None:
             asyncio.run(main())
         else:
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(main())
-    finally:
-        _unlink_if_ours(options.socket_name, socket_file)
-        listener.close()
-        os.close(lock_fd)
-        log.close()
     return 0

@@ -1,0 +1,104 @@
+"""Network addresses and TCP socket options shared by clients and the daemon.
+
+Only ``socket`` is imported: the CLI loads this module for ``-a``/``-A`` runs.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from . import rc as _rc
+from .errors import ConnectionFailed
+
+WILDCARDS = ("", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
+
+
+def interface_index(name: str | None) -> int:
+    """The index of network interface ``name`` (0 when unset or unknown, as FLoM)."""
+    if not name:
+        return 0
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return 0
+
+
+def with_scope(sockaddr: tuple, scope: int) -> tuple:  # type: ignore[type-arg]
+    """An IPv6 ``sockaddr`` with ``scope`` as scope id when it has none yet."""
+    if len(sockaddr) == 4 and scope and not sockaddr[3]:
+        return (sockaddr[0], sockaddr[1], sockaddr[2], scope)
+    return sockaddr
+
+
+def resolve(
+    host: str | None, port: int, kind: int, *, interface: str | None = None, passive: bool = False
+) -> list[tuple[int, tuple]]:  # type: ignore[type-arg]
+    """``getaddrinfo`` as FLoM uses it: IPv6 only when an interface is named (``-n``).
+
+    Returns ``(family, sockaddr)`` pairs; IPv6 addresses without a scope get the
+    interface's.  Raises :class:`ConnectionFailed` (rc -102) naming the host otherwise.
+    """
+    family = socket.AF_INET6 if interface else socket.AF_UNSPEC
+    flags = socket.AI_PASSIVE if passive else 0
+    try:
+        infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConnectionFailed(
+            f"cannot resolve '{host}': {getattr(exc, 'strerror', None) or exc}",
+            rc=_rc.SYSCALL_ERRORS["getaddrinfo"],
+        ) from None
+    scope = interface_index(interface)
+    return [(info[0], with_scope(info[4], scope)) for info in infos]
+
+
+def show(sockaddr: tuple) -> str:  # type: ignore[type-arg]
+    """``host:port`` or ``[host%scope]:port`` for messages."""
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def tune_tcp(sock: socket.socket, keepalive_s: tuple[int, int, int] | None) -> None:
+    """TCP_NODELAY, and keepalive (idle, interval, probes in seconds) on IPv4 and IPv6.
+
+    ``TCP_USER_TIMEOUT`` is set to the same window, so a peer that vanishes while data is
+    in flight is dropped as soon as an idle one would be (not after ~15 min of retries).
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive_s is None:
+        return
+    idle, interval, probes = keepalive_s
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        (socket.TCP_KEEPIDLE, idle),
+        (socket.TCP_KEEPINTVL, interval),
+        (socket.TCP_KEEPCNT, probes),
+        (socket.TCP_USER_TIMEOUT, (idle + interval * probes) * 1000),
+    ):
+        if value > 0:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def connect_tcp(
+    host: str, port: int, interface: str | None, keepalive_s: tuple[int, int, int] | None
+) -> socket.socket:
+    """Connect to the first address of ``host`` that accepts; raise the last ``OSError``."""
+    return connect_first(resolve(host, port, socket.SOCK_STREAM, interface=interface), keepalive_s)
+
+
+def connect_first(
+    candidates: list[tuple[int, tuple]],  # type: ignore[type-arg]
+    keepalive_s: tuple[int, int, int] | None,
+) -> socket.socket:
+    """Connect to the first ``(family, sockaddr)`` that accepts; raise the last ``OSError``."""
+    error: OSError = ConnectionRefusedError(_rc.CONNECTION_REFUSED, "no address to connect to")
+    for family, sockaddr in candidates:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        tune_tcp(sock, keepalive_s)
+        return sock
+    raise error
