@@ -33,6 +33,7 @@ __all__ = [
     "LockMode",
     "LockTimeout",
     "ProtocolError",
+    "Settings",
     "__version__",
     "lock",
 ]
@@ -51,12 +52,14 @@ if TYPE_CHECKING:
         ProtocolError,
     )
     from .lockmodes import LockMode
+    from .settings import Settings
 
 _HOMES = {
     "Handle": "client",
     "HandleState": "client",
     "lock": "client",
     "LockMode": "lockmodes",
+    "Settings": "settings",
 }
 
 

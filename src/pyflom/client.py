@@ -62,6 +62,27 @@ def _default_settings() -> Settings:
     return settings
 
 
+class _TransportSetting:
+    """A handle property that names where the daemon is: changing it drops the connection."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, handle: Handle | None, owner: type) -> object:
+        if handle is None:
+            return self
+        return getattr(handle._settings, self.name)
+
+    def __set__(self, handle: Handle, value: object) -> None:
+        handle._mutable()
+        handle._disconnect()
+        setattr(handle._settings, self.name, value)
+
+
 class Handle:
     """One lock at a time on one resource, with libflom's properties.
 
@@ -195,6 +216,11 @@ class Handle:
         self._mutable()
         self._disconnect()
         self._settings.socket_name = path
+
+    unicast_address = _TransportSetting("TCP address (name, IPv4 or IPv6) of the daemon.")
+    unicast_port = _TransportSetting("TCP port of the daemon (default 28015).")
+    multicast_address = _TransportSetting("Multicast group that finds the daemon.")
+    multicast_port = _TransportSetting("UDP port of the discovery (default 28015).")
 
     @property
     def daemon_lifespan(self) -> int:
@@ -344,7 +370,8 @@ class lock:
 
     ``timeout`` and ``idle_lifespan`` are in seconds (``timeout=None`` waits forever,
     ``0`` does not wait).  An exception inside the block unlocks with rollback, so a
-    transactional sequence value is given back.
+    transactional sequence value is given back.  ``settings`` gives everything else
+    (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
     """
 
     def __init__(
@@ -358,6 +385,7 @@ class lock:
         idle_lifespan: float = 0.0,
         socket_name: str | None = None,
         daemon_lifespan: int = 0,
+        settings: Settings | None = None,
     ) -> None:
         self.handle = Handle(
             resource,
@@ -368,6 +396,7 @@ class lock:
             idle_lifespan=int(idle_lifespan * 1000),
             socket_name=socket_name,
             daemon_lifespan=daemon_lifespan,
+            settings=settings,
         )
 
     def __enter__(self) -> Handle:

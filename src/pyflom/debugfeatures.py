@@ -3,7 +3,7 @@
 ``ipv6.multicast.server`` waits on the ``-A`` group (IPv6) and port ``-P`` for one
 datagram and answers ``WELCOME``; ``ipv6.multicast.client`` sends ``HELLO`` to the group
 and prints the answer.  Output and exit codes (0 success, 1 failure) are FLoM's; unlike
-FLoM, the client gives up after the discovery timeout × attempts instead of hanging, and
+FLoM, the client gives up after the discovery timeout times attempts instead of hanging, and
 every failure is explained on stderr.
 """
 
