@@ -8,6 +8,12 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
-for script in ("bench_cli.py", "bench_pairs.py", "bench_queue.py", "bench_types.py"):
+for script in (
+    "bench_cli.py",
+    "bench_pairs.py",
+    "bench_queue.py",
+    "bench_types.py",
+    "bench_network.py",
+):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)

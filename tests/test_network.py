@@ -344,3 +344,25 @@ def test_discover_request_and_reply_bytes_are_flom_s(net: Net) -> None:
     head = '<?xml version="1.0" encoding="UTF-8" ?><msg level="3" verb="4" step="16">'
     assert result.stdout.startswith(head + '<network address="" port="')
     assert result.stdout.endswith('"/></msg>')
+
+
+def test_network_settings_from_a_config_file(net: Net) -> None:
+    config = net.box.path("net.conf")
+    config.write_text(
+        "[Daemon]\n"
+        f"UnicastAddress={net.a.ipv4}\n"
+        "UnicastPort=28123\n"
+        "[Network]\n"
+        "TcpKeepaliveTime=7\n"
+        "TcpKeepaliveIntvl=3\n"
+        "TcpKeepaliveProbes=4\n"
+    )
+    started = net.flom(net.a, "-c", str(config), "-d", "-1", "-V", "--", "true")
+    assert started.returncode == 0, started.stderr
+    assert f"[Daemon]/UnicastAddress='{net.a.ipv4}'" in started.stdout
+    [pid] = daemons(net.a)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[argv.index(b"--unicast-port") + 1] == b"28123"
+    assert argv[argv.index(b"--tcp-keepalive") + 1] == b"7,3,4"
+    plain = net.flom(net.b, "-a", net.a.ipv4, "-p", "28123", "-d", "0", "--", "echo", "ok")
+    assert plain.returncode == 0 and plain.stdout == "ok\n", plain.stderr
