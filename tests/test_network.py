@@ -147,8 +147,14 @@ def test_address_of_another_host_cannot_start_a_daemon_here(net: Net) -> None:
     assert wait_for(lambda: daemons(net.b) == [], timeout=10)  # the loser is exiting
 
 
-def test_network_daemon_with_limited_life_goes_away(net: Net) -> None:
-    assert net.flom(net.a, "-a", net.a.ipv4, "-d", "1000", "--", "true").returncode == 0
+@pytest.mark.parametrize("reach", ["unicast", "multicast", "both"])
+def test_network_daemon_with_limited_life_goes_away(net: Net, reach: str) -> None:
+    args = {
+        "unicast": ["-a", net.a.ipv4],
+        "multicast": ["-A", GROUP4],
+        "both": ["-a", net.a.ipv4, "-A", GROUP4],
+    }[reach]
+    assert net.flom(net.a, *args, "-d", "1000", "--", "true").returncode == 0
     assert len(daemons(net.a)) == 1
     assert wait_for(lambda: daemons(net.a) == [], timeout=15)
 
