@@ -311,7 +311,7 @@ def test_bad_level(level: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 16), (6, 8), (0, 8)]
+    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 24), (6, 8), (0, 8)]
 )
 def test_unknown_verb_step_pair(verb: int, step: int) -> None:
     data = f'<msg level="3" verb="{verb}" step="{step}"></msg>'.encode()
@@ -578,3 +578,14 @@ def test_flom_shape_fast_path_agrees_with_expat(
 def test_flom_messages_take_the_fast_path(sample: bytes) -> None:
     if b'verb="1"' in sample or b'verb="2"' in sample:
         assert codec._decode_flom_shape(sample) == codec._decode_with_expat(sample)
+
+
+def test_shutdown_refusal_answer_round_trip() -> None:
+    # pyflom extension: a refused management request gets verb 5 step 16 before the close.
+    data = codec.encode(codec.ShutdownAnswer(rc.UNIQUE_ID_DOES_NOT_MATCH))
+    assert data == (
+        b'<?xml version="1.0" encoding="UTF-8" ?><msg level="3" verb="5" step="16">'
+        b'<answer rc="-23"/></msg>'
+    )
+    assert codec.decode(data) == codec.ShutdownAnswer(-23)
+    assert decode_error(b'<msg level="3" verb="5" step="16"></msg>').rc == rc.MSG_DESERIALIZE_ERROR

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from . import rc as _rc
 from .cmdline import CliError, load_settings, parse_args, validate
@@ -20,6 +21,8 @@ from .errors import (
     LockTimeout,
 )
 from .settings import Settings
+
+SHUTDOWN_WAIT_S = 1.0  # as FLoM: how long -x/-X wait for the daemon's reaction
 
 
 def _err(text: str) -> None:
@@ -124,7 +127,18 @@ def shutdown_daemon(settings: Settings, immediate: bool) -> int:
         channel.close(graceful=False)
         _err(_rc_line("flom_client_shutdown", exc))
         return _rc.ES_GENERIC_ERROR
-    channel.close(graceful=True, timeout=1.0)  # no answer comes: the daemon just closes
+    # FLoM's daemon never answers: it closes.  pyflom's answers only to refuse (peer id).
+    try:
+        answer = channel.receive(time.monotonic() + SHUTDOWN_WAIT_S)
+    except FlomError:
+        answer = None
+    channel.close(graceful=False)
+    if isinstance(answer, codec.ShutdownAnswer) and answer.rc < 0:
+        _err(
+            f"flom_client_shutdown: the daemon refused the shutdown: ret_cod={answer.rc} "
+            f"({_rc.strerror(answer.rc)}); its log says why (FLM013E)"
+        )
+        return _rc.ES_GENERIC_ERROR
     return _rc.ES_OK
 
 

@@ -264,6 +264,8 @@ class Handle:
             except BaseException:
                 self._disconnect()
                 raise
+        if settings.tls_check_peer_id and channel.tls:
+            self._check_daemon_identity(channel, answer)
         try:
             granted = self._wait_grant(channel, answer, deadline)
         except BaseException:
@@ -336,6 +338,19 @@ class Handle:
             channel, self._channel = self._channel, None
             channel.close(graceful)
             self.state = HandleState.DISCONNECTED
+
+    def _check_daemon_identity(self, channel: Channel, answer: codec.LockAnswer) -> None:
+        """Level 3: the unique id the daemon announced must be its certificate's CN."""
+        from .tls.identity import mismatch
+
+        why = mismatch(answer.peer_id or "", channel.peer_common_name)
+        if why is not None:
+            self._disconnect(graceful=False)  # whatever it granted is released
+            raise FlomError(
+                f"FLM013E the daemon failed the peer-id check: {why} (its certificate's CN "
+                "must be exactly what 'flom --unique-id' prints on the daemon's host)",
+                rc=_rc.UNIQUE_ID_DOES_NOT_MATCH,
+            )
 
     @staticmethod
     def _first_answer(channel: Channel, deadline: float | None) -> codec.LockAnswer:

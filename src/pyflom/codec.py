@@ -38,6 +38,7 @@ __all__ = [
     "LockRequest",
     "Message",
     "Ping",
+    "ShutdownAnswer",
     "ShutdownRequest",
     "UnlockRequest",
     "Verb",
@@ -169,6 +170,20 @@ class ShutdownRequest(Record):
         self.immediate = immediate
 
 
+class ShutdownAnswer(Record):
+    """pyflom extension (verb 5, step 16): the daemon refused a management request.
+
+    Sent only on refusal, just before the daemon closes the connection; FLoM's daemon
+    never answers management requests, and FLoM's client only logs FLM020N for it.
+    """
+
+    __slots__ = ("rc",)
+    rc: int
+
+    def __init__(self, rc: int) -> None:
+        self.rc = rc
+
+
 class DiscoverRequest(Record):
     """Multicast discovery request, client → group (verb 4, step 8)."""
 
@@ -202,6 +217,7 @@ Message = (
     | LockAnswer
     | UnlockRequest
     | ShutdownRequest
+    | ShutdownAnswer
     | DiscoverRequest
     | DiscoverAnswer
     | Ping
@@ -311,6 +327,8 @@ def encode(msg: Message) -> bytes:
             f'<session peerid="{_attr(msg.peer_id, "peer id")}"/>'
             f'<shutdown immediate="{1 if msg.immediate else 0}"/></msg>'
         )
+    elif isinstance(msg, ShutdownAnswer):
+        text = f'{_head(Verb.MANAGEMENT, STEP_FIRST_ANSWER)}<answer rc="{msg.rc:d}"/></msg>'
     elif isinstance(msg, DiscoverRequest):
         text = f"{_head(Verb.DISCOVER, STEP_REQUEST)}</msg>"
     elif isinstance(msg, DiscoverAnswer):
@@ -339,6 +357,7 @@ _CHILDREN: dict[tuple[int, int], frozenset[str]] = {
     (Verb.DISCOVER, STEP_REQUEST): frozenset(),
     (Verb.DISCOVER, STEP_FIRST_ANSWER): frozenset({"network"}),
     (Verb.MANAGEMENT, STEP_REQUEST): frozenset({"session", "shutdown"}),
+    (Verb.MANAGEMENT, STEP_FIRST_ANSWER): frozenset({"answer"}),
 }
 _KNOWN = frozenset({"session", "resource", "answer", "shutdown", "network"})
 _VERB_NAMES = {1: "lock", 2: "unlock", 3: "ping", 4: "discover", 5: "management"}
@@ -490,6 +509,8 @@ class _Collector:
             rollback = self.children["resource"].get("rollback")
             return UnlockRequest(name=name, rollback=_bool(rollback, "rollback", False))
         if verb == Verb.MANAGEMENT:
+            if step == STEP_FIRST_ANSWER:
+                return ShutdownAnswer(rc=_int(self._required("answer", "rc"), "rc"))
             if "shutdown" not in self.children:
                 _fail("management message without <shutdown>")
             immediate = self.children["shutdown"].get("immediate")

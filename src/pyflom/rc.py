@@ -105,6 +105,25 @@ RECV_ERROR = SYSCALL_ERRORS["recv"]  # -126
 SEND_ERROR = SYSCALL_ERRORS["send"]  # -130
 G_KEY_FILE_LOAD_FROM_FILE_ERROR = -203
 
+# OpenSSL failures, -400 on, in FLoM's order.
+_OPENSSL_CALLS = [
+    "SSL_CTX_check_private_key",
+    "SSL_CTX_load_verify_locations",
+    "SSL_CTX_new",
+    "SSL_CTX_use_certificate_file",
+    "SSL_CTX_use_PrivateKey_file",
+    "SSL_accept",
+    "SSL_connect",
+    "SSL_get_verify_result",
+    "SSL_new",
+    "SSL_read",
+    "SSL_set_ex_data",
+    "SSL_set_fd",
+    "SSL_write",
+]
+OPENSSL_ERRORS = {name: -400 - i for i, name in enumerate(_OPENSSL_CALLS)}
+TLS_NO_VALID_METHOD = -413
+
 _TEXTS = {
     INACTIVE_FEATURE: "the feature is not active",
     RESOURCE_IS_NOT_TRANSACTIONAL: "the resource is not transactional",
@@ -148,6 +167,7 @@ _TEXTS = {
     CONNECTION_CLOSED_BY_SERVER: "the connection was closed by the server",
     OBJ_NOT_FOUND_ERROR: "object not found",
     G_KEY_FILE_LOAD_FROM_FILE_ERROR: "'g_key_file_load_from_file' function returned an error",
+    TLS_NO_VALID_METHOD: "no valid TLS method is available",
 }
 
 
@@ -163,5 +183,12 @@ def strerror(rc: int) -> str:
                 text = f"'{call}' function returned an error condition"
                 break
         else:
-            text = "unknown return code"
+            text = next(
+                (
+                    f"'OpenSSL {call}' function returned an error"
+                    for call, code in OPENSSL_ERRORS.items()
+                    if code == rc
+                ),
+                "unknown return code",
+            )
     return f"{severity}: {text}"

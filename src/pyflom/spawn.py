@@ -47,6 +47,12 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
         if settings.network_interface:
             argv += ["--network-interface", settings.network_interface]
         argv += ["--tcp-keepalive", ",".join(map(str, settings.keepalive_s()))]
+    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
+        argv += ["--tls-certificate", settings.tls_certificate]
+        argv += ["--tls-private-key", settings.tls_private_key]
+        argv += ["--tls-ca-certificate", settings.tls_ca_certificate]
+        if settings.tls_check_peer_id:
+            argv.append("--tls-check-peer-id")
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:

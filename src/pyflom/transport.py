@@ -13,6 +13,7 @@ from . import codec, netaddr, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings
+from .tls.files import tls_files
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 
@@ -20,11 +21,18 @@ START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it st
 class Channel:
     """One connection to a daemon, sending and receiving whole FLoM messages."""
 
+    tls = False
+    peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._framer = codec.Framer()
         self._ready: list[bytes] = []
         self._timeout: float | None = None  # the socket's current timeout
+
+    def describe_failure(self, exc: BaseException) -> str | None:
+        """A named explanation of an I/O failure, when the channel has one (TLS)."""
+        return None
 
     def send(self, message: codec.Message) -> None:
         """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
@@ -41,7 +49,8 @@ class Channel:
         try:
             self.sock.sendall(payload)
         except OSError as exc:
-            raise FlomError(f"send failed: {exc}", rc=_rc.SEND_ERROR) from exc
+            reason = self.describe_failure(exc) or f"send failed: {exc}"
+            raise FlomError(reason, rc=_rc.SEND_ERROR) from exc
 
     def receive(self, deadline: float | None = None) -> codec.Message:
         """Wait for the next message until ``deadline`` (``time.monotonic()``, None: forever).
@@ -66,7 +75,8 @@ class Channel:
             except TimeoutError:
                 raise LockTimeout() from None
             except OSError as exc:
-                raise ProtocolError(f"receive failed: {exc}", rc=_rc.RECV_ERROR) from exc
+                reason = self.describe_failure(exc) or f"receive failed: {exc}"
+                raise ProtocolError(reason, rc=_rc.RECV_ERROR) from exc
             if not data:
                 raise ProtocolError("the daemon closed the connection", rc=_rc.RECV_ERROR)
             try:
@@ -152,19 +162,19 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
     socket's lock file (or the TCP address) and every client connects to it.
     """
-    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
-        # Never fall back to plain text when the user asked for TLS.
-        raise ConnectionFailed(
-            "TLS is configured but this version of pyflom does not implement it yet: "
-            "refusing to connect in plain text",
-            rc=_rc.INVALID_OPTION,
-        )
+    files = tls_files(settings)
+    if files is not None:
+        # ssl is loaded only when TLS is configured.  Unusable files fail here, named,
+        # before any daemon is started with them.
+        from .tls.client import CLIENT_CONTEXTS, open_tls
+
+        CLIENT_CONTEXTS.get(files)
     local = settings.effective_socket_name() is not None
     deadline = None
     pause = 0.002
     while True:
         try:
-            return Channel(_connect_once(settings))
+            sock = _connect_once(settings)
         except OSError as exc:
             nobody_listens = not local or isinstance(
                 exc, (FileNotFoundError, ConnectionRefusedError)
@@ -173,6 +183,8 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
                 raise ConnectionFailed(
                     f"cannot connect to {_where(settings)}: {exc.strerror or exc}"
                 ) from exc
+        else:
+            return Channel(sock) if files is None else open_tls(sock, files)
         now = time.monotonic()
         if deadline is None:
             deadline = now + START_TIMEOUT_S

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..tls.files import TlsFiles
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,6 +34,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ms of idleness before exiting; <0 never exit (FLoM's -d)",
     )
     parser.add_argument("--grant-policy", choices=GrantPolicy.ALL, default=GrantPolicy.FLOM)
+    parser.add_argument("--tls-certificate", help="PEM certificate of the daemon")
+    parser.add_argument("--tls-private-key", help="PEM private key of the daemon")
+    parser.add_argument("--tls-ca-certificate", help="PEM CA certificate clients must chain to")
+    parser.add_argument(
+        "--tls-check-peer-id",
+        action="store_true",
+        help="refuse requests whose announced unique id differs from the client cert CN",
+    )
     parser.add_argument("--trace-file", help="daemon trace file (absolute path)")
     parser.add_argument("--append-trace-file", action="store_true")
     parser.add_argument(
@@ -46,6 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.socket_name and (args.unicast_address or args.multicast_address):
         parser.error("a daemon serves a UNIX socket or the network, not both")
     return args
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    if not (args.tls_certificate and args.tls_private_key and args.tls_ca_certificate):
+        return None
+    return TlsFiles(
+        args.tls_certificate, args.tls_private_key, args.tls_ca_certificate, args.tls_check_peer_id
+    )
 
 
 def _keepalive(text: str) -> tuple[int, int, int]:
@@ -70,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         multicast_port=args.multicast_port,
         network_interface=args.network_interface,
         tcp_keepalive_s=args.tcp_keepalive,
+        tls=_tls_files(args),
         lifespan_ms=args.lifespan,
         grant_policy=args.grant_policy,
         trace_file=args.trace_file,

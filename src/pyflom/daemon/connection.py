@@ -36,6 +36,7 @@ class ClientConnection:
         "framer",
         "id",
         "last_activity",
+        "peer_common_name",
         "sock",
     )
     _ids = itertools.count(1)
@@ -51,6 +52,7 @@ class ClientConnection:
         self.closed = False
         self._out = bytearray()
         self._eof_pending = False
+        self.peer_common_name: str | None = None  # CN of the client's certificate (TLS)
         daemon.loop.add_reader(self.fd, self.on_readable)
 
     def on_readable(self) -> None:
@@ -70,8 +72,11 @@ class ClientConnection:
                 self.close()  # the client is done: what it held is released
                 return
             self.last_activity = self.daemon.loop.time()
+            plain = self.incoming(data)
+            if not plain:
+                return  # a TLS record in progress, or the connection was closed
             try:
-                frames = self.framer.feed(data)
+                frames = self.framer.feed(plain)
             except codec.CodecError as exc:
                 self.daemon.reject(self, str(exc))
                 return
@@ -86,6 +91,10 @@ class ClientConnection:
                     return
                 self.daemon.handle(self, message)
                 again = type(message) is codec.UnlockRequest
+
+    def incoming(self, data: bytes) -> bytes | None:
+        """The message bytes in what the socket delivered (TLS: the decrypted ones)."""
+        return data
 
     def send_answer(self, answer: Answer) -> None:
         """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
@@ -108,6 +117,10 @@ class ClientConnection:
             self.write_eof()  # as FLoM: nothing more will come on this request
 
     def write(self, payload: bytes) -> None:
+        """Send message bytes (TLS: encrypted first)."""
+        self.send_raw(payload)
+
+    def send_raw(self, payload: bytes) -> None:
         """Send ``payload`` now, or queue what the socket does not take yet."""
         if self.closed:
             return

@@ -24,6 +24,7 @@ from ..core import Answer, LockTable, ProtocolViolation, Request
 from ..lockmodes import LockMode
 from ..netaddr import show, tune_tcp
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
 from .connection import ClientConnection
 from .discovery import DiscoveryResponder
@@ -38,6 +39,8 @@ from .listeners import (
     take_lock_file,
 )
 from .log import DaemonLog
+from .tls import DaemonTls
+from .tlsconnection import TlsClientConnection
 
 ACCEPT_BURST = 256
 QUIESCE_LIFESPAN_MS = 100
@@ -55,6 +58,7 @@ class DaemonOptions:
     multicast_port: int = DEFAULT_MULTICAST_PORT
     network_interface: str | None = None
     tcp_keepalive_s: tuple[int, int, int] = (60, 10, 6)
+    tls: TlsFiles | None = None  # TLS on every connection (UNIX and TCP) when set
     lifespan_ms: int = 5000
     grant_policy: str = GrantPolicy.FLOM
     trace_file: str | None = None
@@ -79,12 +83,15 @@ class LockDaemon:
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
+        self.tls: DaemonTls | None = None if options.tls is None else DaemonTls(options.tls, log)
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
         """Act on one decoded message from ``conn``."""
         now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
+        if self.tls is not None and not self.tls.admits(conn, message):
+            return
         try:
             if isinstance(message, codec.LockRequest):
                 self._lock(conn, message, now)
@@ -150,6 +157,17 @@ class LockDaemon:
         self.log.warning(f"FLM006W closing connection {conn.id}: {reason}")
         conn.close()
 
+    def tls_established(self, conn: TlsClientConnection) -> None:
+        """A client finished its TLS handshake: log who it is (FLM011I/FLM012I)."""
+        assert self.tls is not None
+        self.tls.log_peer(conn)
+
+    def tls_failed(self, conn: TlsClientConnection, exc: Exception) -> None:
+        """A client's TLS failed: say why, close that connection only."""
+        assert self.tls is not None
+        self.tls.log_failure(conn, exc)
+        conn.close()
+
     def lost(self, conn: ClientConnection) -> None:
         """A connection ended: release its lock or drop its wait."""
         self.connections.pop(conn.id, None)
@@ -162,6 +180,8 @@ class LockDaemon:
             period = 1.0 if self.lifespan_ms <= 0 else min(1.0, max(self.lifespan_ms / 3e3, 0.02))
             await asyncio.sleep(period)
             now = self.loop.time()
+            if self.tls is not None:
+                self.tls.reload_if_changed()
             self.dispatch(self.table.tick(time.time()))
             if now - self._last_sweep >= 0.5:
                 self._last_sweep = now
@@ -202,6 +222,8 @@ class LockDaemon:
             discovery.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
+        if self.tls is not None:
+            self.loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
         keeper = asyncio.ensure_future(self.housekeeping())
         try:
             await self._done
@@ -231,7 +253,11 @@ class LockDaemon:
                 # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
                 with contextlib.suppress(OSError):
                     tune_tcp(sock, self.options.tcp_keepalive_s)
-            conn = ClientConnection(self, sock)
+            conn = (
+                ClientConnection(self, sock)
+                if self.tls is None
+                else TlsClientConnection(self, sock, self.tls.context())
+            )
             self.connections[conn.id] = conn
             self._idle_since = None
             conn.on_readable()  # FLoM clients send their request right after connecting
@@ -321,6 +347,11 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
         )
     log = DaemonLog(options.trace_file, options.append_trace_file)
+    if options.tls is not None and (failure := DaemonTls.check(options.tls)) is not None:
+        log.error(f"FLM018E {failure}")
+        log.close()
+        _report(ready_fd, failure.rc)
+        return 1
     with contextlib.ExitStack() as stack:
         stack.callback(log.close)
         try:

@@ -1,0 +1,109 @@
+"""The daemon's TLS policy: its context (reloaded when the files change or on SIGHUP),
+the peer-id check of level 3, and what it logs about each client's TLS."""
+
+from __future__ import annotations
+
+import ssl
+
+from .. import codec
+from .. import rc as _rc
+from ..tls import identity
+from ..tls.contexts import ContextCache, TlsSetupError, build_context
+from ..tls.diagnosis import diagnose
+from ..tls.files import TlsFiles
+from .log import DaemonLog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+    from .tlsconnection import TlsClientConnection
+
+
+class DaemonTls:
+    """TLS of one daemon: built once at start, rebuilt only when its files change."""
+
+    def __init__(self, files: TlsFiles, log: DaemonLog) -> None:
+        self.files = files
+        self.log = log
+        self._cache = ContextCache(server_side=True)
+        self._context = self._cache.get(files)
+        self._broken_stamp: object = None  # files that failed to load (logged once)
+
+    @staticmethod
+    def check(files: TlsFiles) -> TlsSetupError | None:
+        """Why the daemon cannot serve TLS with ``files`` (None: it can)."""
+        try:
+            build_context(files, server_side=True)
+        except TlsSetupError as exc:
+            return exc
+        return None
+
+    def context(self) -> ssl.SSLContext:
+        """The context new connections use."""
+        return self._context
+
+    def reload_if_changed(self) -> None:
+        """Pick up rewritten certificate, key or CA files (checked about once a second)."""
+        stamp = self.files.stamp()
+        if stamp == self._broken_stamp:
+            return
+        try:
+            context = self._cache.get(self.files)
+        except TlsSetupError as exc:
+            self._broken_stamp = stamp
+            self.log.error(f"FLM018E keeping the previous TLS files: {exc}")
+            return
+        if context is not self._context:
+            self._context = context
+            self.log.notice("FLM026N TLS files changed: new connections use them")
+
+    def reload(self) -> None:
+        """SIGHUP: rebuild the context now."""
+        try:
+            self._context = self._cache.reload(self.files)
+        except TlsSetupError as exc:
+            self.log.error(f"FLM018E keeping the previous TLS files: {exc}")
+            return
+        self.log.notice("FLM026N TLS files reloaded (SIGHUP)")
+
+    def admits(self, conn: ClientConnection, message: codec.Message) -> bool:
+        """Level 3: a request's announced unique id must equal the client cert's CN.
+
+        A refused lock request gets no answer (as FLoM); a refused management request
+        gets a :class:`~pyflom.codec.ShutdownAnswer` so that ``-x``/``-X`` can say so.
+        """
+        if not self.files.check_peer_id or not isinstance(
+            message, (codec.LockRequest, codec.ShutdownRequest)
+        ):
+            return True
+        peer = getattr(conn, "peer", "?")
+        why = identity.mismatch(message.peer_id, conn.peer_common_name)
+        if why is None:
+            if conn.answers_sent == 0:
+                self.log.info(
+                    f"FLM014I peer '{peer}' with unique ID '{message.peer_id}' was "
+                    "authenticated using the CN field of its X.509 certificate"
+                )
+            return True
+        self.log.error(
+            f"FLM013E peer '{peer}' refused: {why} (check with 'flom --unique-id' on that "
+            "host; its certificate's CN must be exactly that id)"
+        )
+        if isinstance(message, codec.ShutdownRequest):
+            conn.write(codec.encode(codec.ShutdownAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))
+            conn.write_eof()
+        conn.close()
+        return False
+
+    def log_peer(self, conn: TlsClientConnection) -> None:
+        """FLM011I/FLM012I: the client's certificate issuer and subject."""
+        for line in identity.log_lines(conn.tls.peer_cert):
+            self.log.info(line)
+        self.log.trace(f"TLS with '{conn.peer}': {conn.tls.describe()}")
+
+    def log_failure(self, conn: TlsClientConnection, exc: Exception) -> None:
+        """Name why a client's TLS failed (FLM017E for a refused certificate)."""
+        ident = "FLM017E" if isinstance(exc, ssl.SSLCertVerificationError) else "FLM027W"
+        self.log.warning(
+            f"{ident} TLS with client '{conn.peer}' failed: {diagnose(exc, 'daemon', self.files)}"
+        )

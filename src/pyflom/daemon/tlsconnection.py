@@ -1,0 +1,63 @@
+"""A client connection over TLS: the same framing and messages, encrypted underneath."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+from ..tls.serverside import ServerTlsLayer
+from .connection import ClientConnection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .server import LockDaemon
+
+
+def peer_address(sock: socket.socket) -> str:
+    """``IP/port`` of a TCP peer, ``localhost/<path>`` for a UNIX socket (FLoM's form)."""
+    try:
+        if sock.family == socket.AF_UNIX:
+            return f"localhost/{sock.getsockname()}"
+        host, port = sock.getpeername()[:2]
+        return f"{host}/{port}"
+    except OSError:
+        return "?"
+
+
+class TlsClientConnection(ClientConnection):
+    """Decrypts what arrives, encrypts what leaves; the handshake happens on the way."""
+
+    __slots__ = ("peer", "tls")
+
+    def __init__(self, daemon: LockDaemon, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.tls = ServerTlsLayer(context)
+        self.peer = peer_address(sock)
+        super().__init__(daemon, sock)
+
+    def incoming(self, data: bytes) -> bytes | None:
+        handshaking = not self.tls.established
+        try:
+            plain = self.tls.receive(data)
+        except ssl.SSLError as exc:
+            self.send_raw(self.tls.output())  # the alert that tells the client why
+            self.daemon.tls_failed(self, exc)
+            return None
+        out = self.tls.output()
+        if out:
+            self.send_raw(out)
+        if handshaking and self.tls.established:
+            self.peer_common_name = self.tls.peer_common_name
+            self.daemon.tls_established(self)
+        if self.tls.finished:
+            # The client ended the session: handle what came with it, then close.
+            self.daemon.loop.call_soon(self.close)
+        return plain
+
+    def write(self, payload: bytes) -> None:
+        if not self.closed:
+            self.send_raw(self.tls.send(payload))
+
+    def write_eof(self) -> None:
+        if not self.closed:
+            self.send_raw(self.tls.close_notify())
+        super().write_eof()

@@ -1,0 +1,95 @@
+"""The client side: TLS from the first byte of a connection, then FLoM's messages.
+
+Contexts are cached per process and sessions are resumed per daemon address, so a
+library that opens a connection per lock pays for a full handshake only once.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+from .. import rc as _rc
+from .. import trace
+from ..errors import ConnectionFailed
+from ..transport import Channel
+from . import identity
+from .contexts import CLIENT_CONTEXTS as CLIENT_CONTEXTS
+from .diagnosis import diagnose
+from .files import TlsFiles
+
+HANDSHAKE_TIMEOUT_S = 10.0
+_sessions: dict[object, ssl.SSLSession] = {}  # daemon address -> last session
+
+
+class TlsChannel(Channel):
+    """A :class:`Channel` over TLS; knows the daemon's certificate."""
+
+    tls = True
+
+    def __init__(self, sock: ssl.SSLSocket, files: TlsFiles, address: object) -> None:
+        super().__init__(sock)
+        self.files = files
+        self.address = address
+        self.peer_cert = sock.getpeercert() or {}
+        self.peer_common_name = identity.common_name(self.peer_cert)
+
+    def describe_failure(self, exc: BaseException) -> str | None:
+        """Name a TLS failure seen after the handshake (TLS 1.3 reports a refused client
+        certificate only on the first read)."""
+        if isinstance(exc, ssl.SSLError):
+            return str(diagnose(exc, "client", self.files))
+        return None
+
+    def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        session = sock.session
+        if session is not None and graceful:
+            _sessions[self.address] = session
+        if graceful:
+            try:
+                # close_notify, then wait for the daemon's end: the unlock has been read.
+                sock.settimeout(timeout)
+                sock.unwrap().close()
+                return
+            except (OSError, ValueError):
+                pass
+        sock.close()
+
+
+def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
+    """Do the client handshake on a connected ``sock``; raises ConnectionFailed named."""
+    try:
+        address: object = sock.getpeername()
+    except OSError:
+        address = None
+    try:
+        context = CLIENT_CONTEXTS.get(files)
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        tls = context.wrap_socket(
+            sock, do_handshake_on_connect=False, session=_sessions.get(address)
+        )
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        tls.do_handshake()
+    except (OSError, ValueError) as exc:
+        tls.close()
+        _sessions.pop(address, None)
+        call = (
+            "SSL_get_verify_result"
+            if isinstance(exc, ssl.SSLCertVerificationError)
+            else "SSL_connect"
+        )
+        raise ConnectionFailed(
+            str(diagnose(exc, "client", files)), rc=_rc.OPENSSL_ERRORS[call]
+        ) from exc
+    tls.settimeout(None)
+    channel = TlsChannel(tls, files, address)
+    if trace.enabled():
+        for line in identity.log_lines(channel.peer_cert):
+            trace.trace(line)
+        trace.trace(f"TLS established: {identity.describe_session(tls)}")
+    return channel
