@@ -37,12 +37,17 @@ def _rc_line(function: str, error: FlomError) -> str:
     return f"{function}: ret_cod={error.rc} ({_rc.strerror(error.rc)})"
 
 
-def _connect_failure(error: FlomError) -> int:
-    _err(_rc_line("flom_client_connect", error))
+def _failure(function: str, error: FlomError) -> int:
+    """FLoM's ``ret_cod`` line, then pyflom's explanation when there is more to say."""
+    _err(_rc_line(function, error))
     detail = str(error)
-    if detail != _rc.strerror(error.rc):
+    if detail and detail != _rc.strerror(error.rc):
         _err(f"flom: {detail}")
     return _rc.ES_GENERIC_ERROR
+
+
+def _connect_failure(error: FlomError) -> int:
+    return _failure("flom_client_connect", error)
 
 
 def _timestamp_problem(name: str) -> str:
@@ -85,10 +90,11 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     except FlomError as exc:
         if exc.rc == _rc.DAEMON_NOT_STARTED:
             return _connect_failure(exc)
-        _err(_rc_line("flom_client_lock", exc))
         if exc.rc == _rc.INVALID_TIMESTAMP_FORMAT:
+            _err(_rc_line("flom_client_lock", exc))
             _err(f"flom: {_timestamp_problem(settings.resource_name)}")
-        return _rc.ES_GENERIC_ERROR
+            return _rc.ES_GENERIC_ERROR
+        return _failure("flom_client_lock", exc)
     if settings.verbose and element is not None:
         _out(f"Locked element is '{element}'")
     argv = command + ([element] if element is not None else [])
@@ -105,8 +111,7 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     try:
         handle.unlock(rollback=status != 0)
     except FlomError as exc:
-        _err(_rc_line("flom_client_unlock", exc))
-        return _rc.ES_GENERIC_ERROR
+        return _failure("flom_client_unlock", exc)
     return status
 
 

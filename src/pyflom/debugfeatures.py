@@ -126,7 +126,11 @@ def tls_client(settings: Settings) -> int:
     from .netaddr import connect_tcp
 
     files, context = _tls_setup(settings, server_side=False)
-    raw = connect_tcp(settings.unicast_address or "", settings.unicast_port, None, None)
+    address, port = settings.unicast_address or "", settings.unicast_port
+    try:
+        raw = connect_tcp(address, port, None, None)
+    except OSError as exc:
+        raise FlomError(f"cannot connect to {address} port {port}: {exc.strerror}") from None
     raw.settimeout(TLS_TIMEOUT_S)
     with context.wrap_socket(raw) as conn:
         return _exchange_ids(conn, files, settings, "server")

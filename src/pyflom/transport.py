@@ -30,8 +30,9 @@ class Channel:
         self._ready: list[bytes] = []
         self._timeout: float | None = None  # the socket's current timeout
 
-    def describe_failure(self, exc: BaseException) -> str | None:
-        """A named explanation of an I/O failure, when the channel has one (TLS)."""
+    def describe_failure(self, exc: BaseException | None) -> str | None:
+        """A named explanation of an I/O failure (``None``: the daemon closed the
+        connection), when the channel has one to give (TLS)."""
         return None
 
     def send(self, message: codec.Message) -> None:
@@ -78,7 +79,8 @@ class Channel:
                 reason = self.describe_failure(exc) or f"receive failed: {exc}"
                 raise ProtocolError(reason, rc=_rc.RECV_ERROR) from exc
             if not data:
-                raise ProtocolError("the daemon closed the connection", rc=_rc.RECV_ERROR)
+                reason = self.describe_failure(None) or "the daemon closed the connection"
+                raise ProtocolError(reason, rc=_rc.RECV_ERROR)
             try:
                 self._ready.extend(self._framer.feed(data))
             except codec.CodecError as exc:

@@ -163,10 +163,9 @@ class LockDaemon:
         self.tls.log_peer(conn)
 
     def tls_failed(self, conn: TlsClientConnection, exc: Exception) -> None:
-        """A client's TLS failed: say why, close that connection only."""
+        """A client's TLS failed: say why (the connection closes itself)."""
         assert self.tls is not None
         self.tls.log_failure(conn, exc)
-        conn.close()
 
     def lost(self, conn: ClientConnection) -> None:
         """A connection ended: release its lock or drop its wait."""

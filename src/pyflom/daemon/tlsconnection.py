@@ -24,23 +24,35 @@ def peer_address(sock: socket.socket) -> str:
         return "?"
 
 
+FAILED_GRACE_S = 1.0  # how long a refused client is given to read our alert
+
+
 class TlsClientConnection(ClientConnection):
     """Decrypts what arrives, encrypts what leaves; the handshake happens on the way."""
 
-    __slots__ = ("peer", "tls")
+    __slots__ = ("failed", "peer", "tls")
 
     def __init__(self, daemon: LockDaemon, sock: socket.socket, context: ssl.SSLContext) -> None:
         self.tls = ServerTlsLayer(context)
         self.peer = peer_address(sock)
+        self.failed = False
         super().__init__(daemon, sock)
 
     def incoming(self, data: bytes) -> bytes | None:
+        if self.failed:
+            return None  # discarded until the client closes or the grace period ends
         handshaking = not self.tls.established
         try:
             plain = self.tls.receive(data)
         except ssl.SSLError as exc:
-            self.send_raw(self.tls.output())  # the alert that tells the client why
+            # Send the alert that tells the client why, end our side, and keep reading
+            # for a moment: closing now would answer the client's next bytes with a
+            # reset, which can destroy the alert before the client reads it.
+            self.send_raw(self.tls.output())
+            ClientConnection.write_eof(self)
+            self.failed = True
             self.daemon.tls_failed(self, exc)
+            self.daemon.loop.call_later(FAILED_GRACE_S, self.close)
             return None
         out = self.tls.output()
         if out:

@@ -15,7 +15,7 @@ from ..errors import ConnectionFailed
 from ..transport import Channel
 from . import identity
 from .contexts import CLIENT_CONTEXTS as CLIENT_CONTEXTS
-from .diagnosis import diagnose
+from .diagnosis import Diagnosis, diagnose
 from .files import TlsFiles
 
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -34,12 +34,29 @@ class TlsChannel(Channel):
         self.peer_cert = sock.getpeercert() or {}
         self.peer_common_name = identity.common_name(self.peer_cert)
 
-    def describe_failure(self, exc: BaseException) -> str | None:
-        """Name a TLS failure seen after the handshake (TLS 1.3 reports a refused client
-        certificate only on the first read)."""
+    def describe_failure(self, exc: BaseException | None) -> str | None:
+        """Name a failure after the handshake.  TLS 1.3 reports a refused client
+        certificate only on the first read: read the daemon's alert if it is there."""
+        if not isinstance(exc, ssl.SSLError):
+            try:
+                self.sock.settimeout(1.0)
+                self.sock.recv(1)
+            except ssl.SSLError as alert:
+                exc = alert
+            except OSError:
+                pass
         if isinstance(exc, ssl.SSLError):
             return str(diagnose(exc, "client", self.files))
-        return None
+        return str(
+            Diagnosis(
+                "TLS-CLOSED-BY-DAEMON",
+                "the daemon closed the TLS connection without answering",
+                "it refused this client: its certificate (TLS 1.3 tells only after the "
+                "handshake) or, with --tls-check-peer-id on the daemon, the unique id this "
+                "client announced does not equal its certificate's CN",
+                "read the daemon's log (FLM013E, FLM017E) for its reason",
+            )
+        )
 
     def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
         sock = self.sock

@@ -12,14 +12,14 @@ import os
 import ssl
 
 from .. import rc as _rc
-from ..errors import FlomError
+from ..errors import ConnectionFailed
 from .files import TlsFiles
 
 KEY_PASSWORD_ENV = "PYFLOM_TLS_KEY_PASSWORD"  # for an encrypted private key (extension)
 DER_FIRST_BYTE = 0x30  # an ASN.1 SEQUENCE: a DER certificate or key, not PEM text
 
 
-class TlsSetupError(FlomError):
+class TlsSetupError(ConnectionFailed):
     """A TLS file cannot be used; ``rc`` is FLoM's (-400, -401, -403, -404)."""
 
 
