@@ -14,6 +14,7 @@ for script in (
     "bench_queue.py",
     "bench_types.py",
     "bench_network.py",
+    "bench_tls.py",
 ):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)

@@ -61,9 +61,11 @@ class TlsChannel(Channel):
     def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
         sock = self.sock
         assert isinstance(sock, ssl.SSLSocket)
-        session = sock.session
-        if session is not None and graceful:
-            _sessions[self.address] = session
+        if graceful and not sock.session_reused:
+            # A resumed session stays usable: fetching it again costs a copy of it.
+            session = sock.session
+            if session is not None:
+                _sessions[self.address] = session
         if graceful:
             try:
                 # close_notify, then wait for the daemon's end: the unlock has been read.
