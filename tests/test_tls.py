@@ -356,3 +356,20 @@ def test_tls_debug_features(
         assert (server_es == 0) is server_ok
     if case == "wrong unique id":
         assert "FLM013E" in client_err and certs.peer3.cn in client_err
+
+
+def test_level_3_across_hosts(vnet: VirtualNetwork, sandbox: FlomSandbox, certs: Standard) -> None:
+    a, b, c = vnet["a"], vnet["b"], vnet["c"]
+
+    def flom(host: object, *args: str) -> subprocess.CompletedProcess[str]:
+        return host.run([FLOM, *args], env=sandbox.env)  # type: ignore[attr-defined,no-any-return]
+
+    reach = ["-a", a.ipv4]
+    started = flom(a, *reach, "-d", "-1", *tls(certs.peer1, certs.ca1, check=True), "--", "true")
+    assert started.returncode == 0, started.stderr
+    good = flom(b, *reach, "-d", "0", *tls(certs.peer2, certs.ca1, check=True), "--", "echo", "in")
+    assert good.returncode == 0 and good.stdout == "in\n", good.stderr
+    wrong_id = flom(c, *reach, "-d", "0", *tls(certs.peer3, certs.ca1), "--", "echo", "in")
+    assert wrong_id.returncode == 99 and wrong_id.stdout == ""
+    plain = flom(c, *reach, "-d", "0", "--", "echo", "in")
+    assert plain.returncode == 99 and plain.stdout == ""
