@@ -104,6 +104,5 @@ class DaemonTls:
     def log_failure(self, conn: TlsClientConnection, exc: Exception) -> None:
         """Name why a client's TLS failed (FLM017E for a refused certificate)."""
         ident = "FLM017E" if isinstance(exc, ssl.SSLCertVerificationError) else "FLM027W"
-        self.log.warning(
-            f"{ident} TLS with client '{conn.peer}' failed: {diagnose(exc, 'daemon', self.files)}"
-        )
+        diagnosis = diagnose(exc, "daemon", self.files, conn.tls.ssl_object)
+        self.log.warning(f"{ident} TLS with client '{conn.peer}' failed: {diagnosis}")

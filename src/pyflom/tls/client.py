@@ -46,7 +46,7 @@ class TlsChannel(Channel):
             except OSError:
                 pass
         if isinstance(exc, ssl.SSLError):
-            return str(diagnose(exc, "client", self.files))
+            return str(diagnose(exc, "client", self.files, self.sock))
         return str(
             Diagnosis(
                 "TLS-CLOSED-BY-DAEMON",
@@ -103,7 +103,7 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
             else "SSL_connect"
         )
         raise ConnectionFailed(
-            str(diagnose(exc, "client", files)), rc=_rc.OPENSSL_ERRORS[call]
+            str(diagnose(exc, "client", files, tls)), rc=_rc.OPENSSL_ERRORS[call]
         ) from exc
     tls.settimeout(None)
     channel = TlsChannel(tls, files, address)

@@ -14,6 +14,7 @@ import ssl
 from .. import rc as _rc
 from ..errors import ConnectionFailed
 from .files import TlsFiles
+from .identity import remember_peer_certificate
 
 KEY_PASSWORD_ENV = "PYFLOM_TLS_KEY_PASSWORD"  # for an encrypted private key (extension)
 DER_FIRST_BYTE = 0x30  # an ASN.1 SEQUENCE: a DER certificate or key, not PEM text
@@ -41,6 +42,15 @@ def _sniff(path: str) -> str | None:
     if b"-----BEGIN" not in head:
         return "it is not a PEM file (no '-----BEGIN' line)"
     return None
+
+
+def _encrypted(path: str) -> bool:
+    """True for a PEM key protected by a password."""
+    try:
+        with open(path, "rb") as f:
+            return b"ENCRYPTED" in f.read(4096)
+    except OSError:
+        return False
 
 
 def _key_password() -> bytes:
@@ -79,7 +89,7 @@ def _load_identity(context: ssl.SSLContext, files: TlsFiles) -> None:
                 "certificate (compare 'openssl x509 -noout -pubkey -in CERT' with "
                 "'openssl pkey -pubout -in KEY')"
             )
-        elif reason in ("BAD_DECRYPT", "BAD_PASSWORD_READ") or "decrypt" in str(exc):
+        elif _encrypted(files.private_key):
             message = (
                 f"TLS private key '{files.private_key}' is encrypted and the password in "
                 f"{KEY_PASSWORD_ENV} does not open it"
@@ -113,6 +123,8 @@ def build_context(files: TlsFiles, server_side: bool) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     _load_identity(context, files)
     _load_ca(context, files)
+    if hasattr(context, "_msg_callback"):  # private in CPython 3.8+: used when present
+        context._msg_callback = remember_peer_certificate
     return context
 
 

@@ -9,9 +9,11 @@ verify code means we refused the peer.  Every diagnosis has a stable id
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
 
 from ..record import Record
 from .files import TlsFiles
+from .identity import certificate_dates
 
 
 class Diagnosis(Record):
@@ -42,7 +44,7 @@ def _ca(files: TlsFiles | None) -> str:
 
 
 def _verify_failure(
-    exc: ssl.SSLCertVerificationError, side: str, files: TlsFiles | None
+    exc: ssl.SSLCertVerificationError, side: str, files: TlsFiles | None, conn: object
 ) -> Diagnosis:
     peer = _peer(side)
     code, text = exc.verify_code, exc.verify_message
@@ -58,13 +60,16 @@ def _verify_failure(
         )
     if code in (9, 10):
         when = "not valid yet" if code == 9 else "expired"
+        dates = certificate_dates(conn)
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        detail = f" ({dates}; now is {now} UTC here)" if dates else f" (now is {now} UTC here)"
         return Diagnosis(
             "TLS-PEER-CERT-DATES",
             refusal,
-            f"the {peer}'s certificate is {when} (or a clock is wrong)",
+            f"the {peer}'s certificate is {when}{detail}, or a clock is wrong",
             f"issue the {peer} a certificate valid now, and check both hosts' clocks",
         )
-    if code == 24:
+    if code in (24, 79):
         return Diagnosis(
             "TLS-CA-NOT-A-CA",
             refusal,
@@ -125,6 +130,13 @@ _REFUSED_BY_PEER = {
     ),
 }
 
+for _alias, _name in (
+    ("SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_BAD_CERTIFICATE"),
+    ("SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_BAD_CERTIFICATE"),
+    ("SSLV3_ALERT_CERTIFICATE_EXPIRED", "TLSV1_ALERT_CERTIFICATE_EXPIRED"),
+):
+    _REFUSED_BY_PEER[_alias] = _REFUSED_BY_PEER[_name]
+
 _LOCAL_REASONS = {
     "WRONG_VERSION_NUMBER": (
         "TLS-PEER-NOT-TLS",
@@ -160,11 +172,14 @@ _LOCAL_REASONS = {
 }
 
 
-def diagnose(exc: BaseException, side: str, files: TlsFiles | None = None) -> Diagnosis:
-    """Name the TLS failure ``exc`` seen by ``side`` ("client" or "daemon")."""
+def diagnose(
+    exc: BaseException, side: str, files: TlsFiles | None = None, conn: object = None
+) -> Diagnosis:
+    """Name the TLS failure ``exc`` seen by ``side`` ("client" or "daemon") on ``conn``
+    (the ``SSLSocket``/``SSLObject``, which may carry the peer's certificate)."""
     peer = _peer(side)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return _verify_failure(exc, side, files)
+        return _verify_failure(exc, side, files, conn)
     reason = getattr(exc, "reason", None) or ""
     for table in (_REFUSED_BY_PEER, _LOCAL_REASONS):
         if reason in table:

@@ -72,6 +72,11 @@ class ServerTlsLayer:
             pass
         return self._out.read()
 
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        """The underlying ``SSLObject`` (for diagnosis and tracing)."""
+        return self._obj
+
     def describe(self) -> str:
         """Protocol version and cipher of the established session."""
         return identity.describe_session(self._obj)
