@@ -131,6 +131,7 @@ def test_d_no_shared_cipher(sandbox: FlomSandbox, certs: Standard) -> None:
     assert daemon.logged("[TLS-NO-SHARED-CIPHER]")
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
 def test_d_protocol_version_mismatch(sandbox: FlomSandbox, certs: Standard) -> None:
     daemon = Daemon(sandbox, *tls(certs.peer1, certs.ca1.cert))
     context = raw_context(certs.ca1.cert)
