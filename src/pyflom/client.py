@@ -348,7 +348,8 @@ class Handle:
             self._disconnect(graceful=False)  # whatever it granted is released
             raise FlomError(
                 f"FLM013E the daemon failed the peer-id check: {why} (its certificate's CN "
-                "must be exactly what 'flom --unique-id' prints on the daemon's host)",
+                "must be exactly what 'flom --unique-id' prints on the daemon's host) "
+                "[TLS-PEER-ID-MISMATCH]",
                 rc=_rc.UNIQUE_ID_DOES_NOT_MATCH,
             )
 

@@ -87,7 +87,7 @@ class DaemonTls:
             return True
         self.log.error(
             f"FLM013E peer '{peer}' refused: {why} (check with 'flom --unique-id' on that "
-            "host; its certificate's CN must be exactly that id)"
+            "host; its certificate's CN must be exactly that id) [TLS-PEER-ID-MISMATCH]"
         )
         if isinstance(message, codec.ShutdownRequest):
             conn.write(codec.encode(codec.ShutdownAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))

@@ -21,26 +21,31 @@ DER_FIRST_BYTE = 0x30  # an ASN.1 SEQUENCE: a DER certificate or key, not PEM te
 
 
 class TlsSetupError(ConnectionFailed):
-    """A TLS file cannot be used; ``rc`` is FLoM's (-400, -401, -403, -404)."""
+    """A TLS file cannot be used; ``rc`` is FLoM's (-400, -401, -403, -404), ``ident``
+    the catalogue entry (:data:`pyflom.tls.diagnosis.CATALOGUE`)."""
+
+    def __init__(self, message: str, rc: int, ident: str) -> None:
+        super().__init__(f"{message} [{ident}]", rc=rc)
+        self.ident = ident
 
 
-def _sniff(path: str) -> str | None:
-    """Why ``path`` cannot be a PEM file, if it visibly cannot."""
+def _sniff(path: str) -> tuple[str, str] | None:
+    """(ident, reason) when ``path`` visibly cannot be a PEM file."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
     except OSError as exc:
-        return f"it cannot be read ({exc.strerror})"
+        return "TLS-FILE-UNREADABLE", f"it cannot be read ({exc.strerror})"
     if not head:
-        return "it is empty"
+        return "TLS-FILE-UNREADABLE", "it is empty"
     if head[0] == DER_FIRST_BYTE:
-        return (
+        return "TLS-DER-NOT-PEM", (
             "it is in DER (binary) format, PEM text is expected: convert it with "
             f"'openssl x509 -inform DER -in {path} -out {path}.pem' (for a key: "
             "'openssl pkey -inform DER ...')"
         )
     if b"-----BEGIN" not in head:
-        return "it is not a PEM file (no '-----BEGIN' line)"
+        return "TLS-NOT-PEM", "it is not a PEM file (no '-----BEGIN' line)"
     return None
 
 
@@ -60,6 +65,7 @@ def _key_password() -> bytes:
             f"the private key is encrypted: set {KEY_PASSWORD_ENV} to its password, "
             "or store it unencrypted ('openssl pkey -in KEY -out KEY.plain')",
             rc=_rc.OPENSSL_ERRORS["SSL_CTX_use_PrivateKey_file"],
+            ident="TLS-KEY-ENCRYPTED",
         )
     return password.encode()
 
@@ -72,17 +78,23 @@ def _load_identity(context: ssl.SSLContext, files: TlsFiles) -> None:
         problem = _sniff(path)
         if problem is not None:
             raise TlsSetupError(
-                f"TLS {what} '{path}' cannot be used: {problem}", rc=_rc.OPENSSL_ERRORS[call]
+                f"TLS {what} '{path}' cannot be used: {problem[1]}",
+                rc=_rc.OPENSSL_ERRORS[call],
+                ident=problem[0],
             )
     try:
         context.load_cert_chain(files.certificate, files.private_key, password=_key_password)
     except TlsSetupError as exc:
         raise TlsSetupError(
-            f"TLS private key '{files.private_key}' cannot be used: {exc}", rc=exc.rc
+            f"TLS private key '{files.private_key}' cannot be used: {str(exc).rsplit(' [', 1)[0]}",
+            rc=exc.rc,
+            ident=exc.ident,
         ) from None
     except ssl.SSLError as exc:
         reason = exc.reason or ""
+        ident = "TLS-CERT-OR-KEY-UNUSABLE"
         if reason == "KEY_VALUES_MISMATCH":
+            ident = "TLS-KEY-MISMATCH"
             message = (
                 f"TLS private key '{files.private_key}' does not belong to certificate "
                 f"'{files.certificate}': give the key that was generated with this "
@@ -90,6 +102,7 @@ def _load_identity(context: ssl.SSLContext, files: TlsFiles) -> None:
                 "'openssl pkey -pubout -in KEY')"
             )
         elif _encrypted(files.private_key):
+            ident = "TLS-KEY-PASSWORD"
             message = (
                 f"TLS private key '{files.private_key}' is encrypted and the password in "
                 f"{KEY_PASSWORD_ENV} does not open it"
@@ -99,7 +112,9 @@ def _load_identity(context: ssl.SSLContext, files: TlsFiles) -> None:
                 f"TLS certificate '{files.certificate}' or private key "
                 f"'{files.private_key}' cannot be loaded: {exc.reason or exc}"
             )
-        raise TlsSetupError(message, rc=_rc.OPENSSL_ERRORS["SSL_CTX_use_PrivateKey_file"]) from None
+        raise TlsSetupError(
+            message, rc=_rc.OPENSSL_ERRORS["SSL_CTX_use_PrivateKey_file"], ident=ident
+        ) from None
 
 
 def _load_ca(context: ssl.SSLContext, files: TlsFiles) -> None:
@@ -109,10 +124,11 @@ def _load_ca(context: ssl.SSLContext, files: TlsFiles) -> None:
             context.load_verify_locations(cafile=files.ca_certificate)
             return
         except ssl.SSLError as exc:
-            problem = f"OpenSSL says {exc.reason or exc}"
+            problem = ("TLS-CA-UNUSABLE", f"OpenSSL says {exc.reason or exc}")
     raise TlsSetupError(
-        f"TLS CA certificate '{files.ca_certificate}' cannot be used: {problem}",
+        f"TLS CA certificate '{files.ca_certificate}' cannot be used: {problem[1]}",
         rc=_rc.OPENSSL_ERRORS["SSL_CTX_load_verify_locations"],
+        ident=problem[0],
     )
 
 
