@@ -141,6 +141,8 @@ _OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
     ("", "unique-id", _NONE, "", "Print the unique id of this host and exit"),
     ("", "debug-feature", _STR, "NAME", "Run a diagnostic feature and exit"),
     ("", "grant-policy", _STR, "flom|fifo", "Grant order of a started daemon (default: flom)"),
+    ("", "tls-trace", _STR, "FILE", "Append an annotated trace of the TLS records to FILE"),
+    ("", "tls-keylog", _STR, "FILE", "Append TLS session keys to FILE (for Wireshark)"),
 )
 _BY_LONG = {entry[1]: entry for entry in _OPTIONS}
 _BY_SHORT = {entry[0]: entry for entry in _OPTIONS if entry[0]}
@@ -508,6 +510,10 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
         if policy is None:
             raise CliError(_GENERIC, stderr=_invalid_value("grant-policy", value))
         s.grant_policy = policy
+    if (value := text("tls-trace")) is not None:
+        s.tls_trace_file = os.path.abspath(value)
+    if (value := text("tls-keylog")) is not None:
+        s.tls_keylog_file = os.path.abspath(value)
 
 
 def _with_warnings(error: CliError, warnings: list[str]) -> CliError:

@@ -205,6 +205,10 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         if policy is None:
             raise _BadConfig()
         s.grant_policy = policy
+    if (text := keys.string("TLS", "TlsTraceFile")) is not None:
+        s.tls_trace_file = text
+    if (text := keys.string("TLS", "TlsKeylogFile")) is not None:
+        s.tls_keylog_file = text
     if (items := keys.strings("Monitor", "IgnoredSignals")) is not None:
         s.ignored_signals = parse_signals(items)
     if (text := keys.string("Network", "NetworkInterface")) is not None:

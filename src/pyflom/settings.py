@@ -80,8 +80,10 @@ class Settings:
     tls_private_key: str | None = None
     tls_ca_certificate: str | None = None
     tls_check_peer_id: bool = False
-    # pyflom extensions: [Daemon]/GrantPolicy
+    # pyflom extensions: [Daemon]/GrantPolicy, [TLS]/TlsTraceFile, [TLS]/TlsKeylogFile
     grant_policy: str = GrantPolicy.FLOM
+    tls_trace_file: str | None = None
+    tls_keylog_file: str | None = None
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []

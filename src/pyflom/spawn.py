@@ -53,6 +53,10 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
         argv += ["--tls-ca-certificate", settings.tls_ca_certificate]
         if settings.tls_check_peer_id:
             argv.append("--tls-check-peer-id")
+        if settings.tls_trace_file:
+            argv += ["--tls-trace", settings.tls_trace_file]
+        if settings.tls_keylog_file:
+            argv += ["--tls-keylog", settings.tls_keylog_file]
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:

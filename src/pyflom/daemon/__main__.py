@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="refuse requests whose announced unique id differs from the client cert CN",
     )
+    parser.add_argument("--tls-trace", help="append an annotated TLS record trace here")
+    parser.add_argument("--tls-keylog", help="append TLS session keys here (Wireshark)")
     parser.add_argument("--trace-file", help="daemon trace file (absolute path)")
     parser.add_argument("--append-trace-file", action="store_true")
     parser.add_argument(
@@ -61,7 +63,12 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
     if not (args.tls_certificate and args.tls_private_key and args.tls_ca_certificate):
         return None
     return TlsFiles(
-        args.tls_certificate, args.tls_private_key, args.tls_ca_certificate, args.tls_check_peer_id
+        args.tls_certificate,
+        args.tls_private_key,
+        args.tls_ca_certificate,
+        args.tls_check_peer_id,
+        args.tls_trace,
+        args.tls_keylog,
     )
 
 
