@@ -8,7 +8,7 @@ import ssl
 from .. import codec
 from .. import rc as _rc
 from ..tls import identity
-from ..tls.contexts import ContextCache, TlsSetupError, build_context
+from ..tls.contexts import ContextCache, TlsSetupError, build_context, trace_of
 from ..tls.diagnosis import diagnose
 from ..tls.files import TlsFiles
 from .log import DaemonLog
@@ -99,6 +99,12 @@ class DaemonTls:
         """FLM011I/FLM012I: the client's certificate issuer and subject."""
         for line in identity.log_lines(conn.tls.peer_cert):
             self.log.info(line)
+        tracer = trace_of(self._context)
+        if tracer is not None:
+            check = "on" if self.files.check_peer_id else "off"
+            tracer.log_session(
+                conn.tls.ssl_object, check=f"{check}, peer CN '{conn.peer_common_name}'"
+            )
         self.log.trace(f"TLS with '{conn.peer}': {conn.tls.describe()}")
 
     def log_failure(self, conn: TlsClientConnection, exc: Exception) -> None:

@@ -15,6 +15,7 @@ from ..errors import ConnectionFailed
 from ..transport import Channel
 from . import identity
 from .contexts import CLIENT_CONTEXTS as CLIENT_CONTEXTS
+from .contexts import trace_of
 from .diagnosis import Diagnosis, diagnose
 from .files import TlsFiles
 
@@ -107,6 +108,14 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
         ) from exc
     tls.settimeout(None)
     channel = TlsChannel(tls, files, address)
+    tracer = trace_of(context)
+    if tracer is not None:
+        check = (
+            f"on: the daemon's announced id must be '{channel.peer_common_name}'"
+            if files.check_peer_id
+            else "off"
+        )
+        tracer.log_session(tls, check=check, we_presented_cert=True)
     if trace.enabled():
         for line in identity.log_lines(channel.peer_cert):
             trace.trace(line)

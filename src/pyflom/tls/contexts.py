@@ -16,6 +16,10 @@ from ..errors import ConnectionFailed
 from .files import TlsFiles
 from .identity import remember_peer_certificate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .trace import TlsTrace
+
 KEY_PASSWORD_ENV = "PYFLOM_TLS_KEY_PASSWORD"  # for an encrypted private key (extension)
 DER_FIRST_BYTE = 0x30  # an ASN.1 SEQUENCE: a DER certificate or key, not PEM text
 
@@ -141,7 +145,35 @@ def build_context(files: TlsFiles, server_side: bool) -> ssl.SSLContext:
     _load_ca(context, files)
     if hasattr(context, "_msg_callback"):  # private in CPython 3.8+: used when present
         context._msg_callback = remember_peer_certificate
+    if files.keylog_file:
+        context.keylog_filename = files.keylog_file
+    if files.trace_file:
+        _trace_into(context, files.trace_file, "daemon" if server_side else "client")
     return context
+
+
+TRACE_ATTR = "_pyflom_trace"
+
+
+def _trace_into(context: ssl.SSLContext, path: str, side: str) -> None:
+    from .trace import TlsTrace
+
+    try:
+        stream = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the context
+    except OSError as exc:
+        raise TlsSetupError(
+            f"TLS trace file '{path}' cannot be opened: {exc.strerror}",
+            rc=_rc.SYSCALL_ERRORS["open"],
+            ident="TLS-FILE-UNREADABLE",
+        ) from None
+    tracer = TlsTrace(stream, side, "daemon" if side == "client" else "client")
+    if tracer.install(context):
+        setattr(context, TRACE_ATTR, tracer)
+
+
+def trace_of(context: ssl.SSLContext) -> TlsTrace | None:
+    """The record trace of ``context``, when ``--tls-trace`` asked for one."""
+    return getattr(context, TRACE_ATTR, None)
 
 
 class ContextCache:

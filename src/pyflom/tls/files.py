@@ -7,7 +7,6 @@ import os
 from ..record import Record
 from ..settings import Settings
 
-
 TRACE_ENV = "PYFLOM_TLS_TRACE"  # trace file, when no --tls-trace is given
 KEYLOG_ENV = "SSLKEYLOGFILE"  # the usual variable of TLS libraries for NSS key logs
 

@@ -187,14 +187,29 @@ def _configured_files(config: str | None) -> tuple[str | None, str | None, str |
 @subcommand(
     "check",
     "check a node's TLS files (default: those of pyflom's configuration)",
-    arg("--cert", metavar="FILE", help="node certificate (PEM; intermediates after it)"),
-    arg("--key", metavar="FILE", help="node private key (PEM)"),
-    arg("--ca", metavar="FILE", help="CA certificate (PEM)"),
-    arg("--config", metavar="FILE", help="read the files from this flom config file ([TLS])"),
+    *(
+        _FILE_OPTIONS := (
+            arg("--cert", metavar="FILE", help="node certificate (PEM; intermediates after it)"),
+            arg("--key", metavar="FILE", help="node private key (PEM)"),
+            arg("--ca", metavar="FILE", help="CA certificate (PEM)"),
+            arg(
+                "--config", metavar="FILE", help="read the files from this flom config file ([TLS])"
+            ),
+        )
+    ),
 )
 def _check(args: argparse.Namespace) -> int:
     from .preflight import check
 
+    cert, key, ca = _files(args)
+    findings = check(cert, key, ca, unique_id=_machine_unique_id())
+    for finding in findings:
+        print(finding)
+    return 0 if all(finding.ok for finding in findings) else 1
+
+
+def _files(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The certificate, key and CA: given on the command line, else configured."""
     files: list[str | None] = [args.cert, args.key, args.ca]
     if args.config is not None or None in files:  # explicit files win over configured ones
         configured = _configured_files(args.config)
@@ -209,18 +224,49 @@ def _check(args: argparse.Namespace) -> int:
             "in its [TLS] group"
         )
     cert, key, ca = (Path(path or "") for path in files)
-    findings = check(cert, key, ca, unique_id=_machine_unique_id())
-    for finding in findings:
-        print(finding)
-    return 0 if all(finding.ok for finding in findings) else 1
+    return cert, key, ca
 
 
-# -- placeholders -----------------------------------------------------------------------
+# -- probe and decode -------------------------------------------------------------------
 
-PLANNED = {
-    "probe": "connect to a flom daemon and report its TLS handshake",
-    "decode": "show a certificate's fields as pyflom sees them",
-}
+
+@subcommand(
+    "probe",
+    "handshake with a daemon (HOST:PORT or a UNIX socket path), trace it, name the verdict",
+    arg("target", help="HOST:PORT, [IPv6]:PORT or /path/of/the/socket"),
+    *_FILE_OPTIONS,
+)
+def _probe(args: argparse.Namespace) -> int:
+    from .files import TlsFiles
+    from .probe import probe
+
+    cert, key, ca = _files(args)
+    return probe(args.target, TlsFiles(str(cert), str(key), str(ca), False))
+
+
+@subcommand(
+    "decode",
+    "annotate a hex dump of TLS records (plain hex, xxd, hexdump -C, Wireshark; "
+    "lines may start with > or < for the direction)",
+    arg("file", nargs="?", help="the dump (default: standard input)"),
+)
+def _decode(args: argparse.Namespace) -> int:
+    from .records import decode_dump
+
+    try:
+        text = Path(args.file).read_text() if args.file else sys.stdin.read()
+    except OSError as exc:
+        raise ToolError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        lines = decode_dump(text)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    for line in lines:
+        print(line)
+    return 0
+
+
+PLANNED: dict[str, str] = {}
 """Subcommands that another module will implement; each is a placeholder until then."""
 
 
