@@ -13,7 +13,6 @@ from . import codec, netaddr, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings
-from .tls.files import tls_files
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 
@@ -164,12 +163,15 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
     socket's lock file (or the TCP address) and every client connects to it.
     """
-    files = tls_files(settings)
-    if files is not None:
+    files = None
+    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
         # ssl is loaded only when TLS is configured.  Unusable files fail here, named,
         # before any daemon is started with them.
         from .tls.client import CLIENT_CONTEXTS, open_tls
+        from .tls.files import tls_files
 
+        files = tls_files(settings)
+        assert files is not None
         CLIENT_CONTEXTS.get(files)
     local = settings.effective_socket_name() is not None
     deadline = None
