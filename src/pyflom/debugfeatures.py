@@ -157,11 +157,16 @@ def _tls_setup(settings: Settings, server_side: bool) -> tuple[TlsFiles, ssl.SSL
 def _exchange_ids(conn: ssl.SSLSocket, files: TlsFiles, settings: Settings, peer: str) -> int:
     """Send our id first (client) or second (server), read the peer's, check it."""
     from .tls import identity
+    from .tls.contexts import trace_of
     from .uniqueid import peer_id
 
     cert = conn.getpeercert() or {}
     for line in identity.log_lines(cert):
         print(line, file=sys.stderr)
+    tracer = trace_of(conn.context)
+    if tracer is not None:
+        check = "on" if files.check_peer_id else "off"
+        tracer.log_session(conn, check=f"{check}, peer CN '{identity.common_name(cert)}'")
     mine = f"{peer_id()}</msg>".encode()
     if peer == "server":
         conn.sendall(mine)
