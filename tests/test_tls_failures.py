@@ -40,13 +40,13 @@ class Daemon:
     the same files, and refuse a daemon certificate that is wrong on purpose), with a
     trace file holding its log."""
 
-    def __init__(self, box: FlomSandbox, *tls_args: str) -> None:
+    def __init__(self, box: FlomSandbox, *tls_args: str, env: dict[str, str] | None = None) -> None:
         self.box = box
         self.trace = box.path("daemon.trc")
         argv = [sys.executable, "-m", "pyflom.daemon", "--socket-name", box.socket]
         argv += ["--lifespan", "-1", "--trace-file", str(self.trace)]
         argv += tls_args  # the daemon takes the same --tls-*=FILE options
-        self.proc = subprocess.Popen(argv, env=box.env, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(argv, env=env or box.env, stderr=subprocess.PIPE, text=True)
         box.started.append(self.proc)
         assert wait_for(lambda: daemon_pid(box.socket) is not None, timeout=15)
 
@@ -270,3 +270,24 @@ def test_l_ca_file_that_is_not_a_ca(sandbox: FlomSandbox, pki: Pki, certs: Stand
     err = client_fails(sandbox, *tls(certs.peer2, fake.cert))
     assert "[TLS-CA-NOT-A-CA]" in err
     assert "is not a CA certificate" in err
+
+
+def test_a_stalled_handshake_never_holds_up_others(sandbox: FlomSandbox, certs: Standard) -> None:
+    Daemon(
+        sandbox, *tls(certs.peer1, certs.ca1.cert), env=sandbox.env | {"PYFLOM_STALL_TIMEOUT": "1"}
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        context.wrap_bio(incoming, outgoing).do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    stalled = socket.socket(socket.AF_UNIX)
+    stalled.connect(sandbox.socket)
+    stalled.sendall(hello[:20])  # half a ClientHello, then silence
+    served = sandbox.run(*tls(certs.peer2, certs.ca1.cert), "--", "echo", "served")
+    assert served.returncode == 0 and served.stdout == "served\n", served.stderr
+    stalled.settimeout(10)
+    assert stalled.recv(100) == b""  # cut off by the daemon
+    stalled.close()
