@@ -106,6 +106,8 @@ def test_b_daemon_does_not_trust_the_client_ca(sandbox: FlomSandbox, certs: Stan
     assert "[TLS-PEER-DISTRUSTS-US]" in err
     assert daemon.logged("FLM017E")
     assert daemon.logged("this daemon refused the client's certificate")
+    # A refusal is final: the client does not try again (it would be refused again).
+    assert daemon.trace.read_text().count("FLM017E") == 1
 
 
 # (c) no client certificate; (d) no shared cipher, protocol version -------------------------

@@ -258,7 +258,8 @@ class Handle:
                 self._disconnect(graceful=False)
                 # The daemon went away before answering (it was leaving as we came, or
                 # closed a kept connection): start over on a new connection.
-                if exc.rc not in (_rc.RECV_ERROR, _rc.SEND_ERROR) or attempt >= _CONNECT_ATTEMPTS:
+                retry = exc.rc in (_rc.RECV_ERROR, _rc.SEND_ERROR) and not exc.refused
+                if not retry or attempt >= _CONNECT_ATTEMPTS:
                     raise
                 attempt += 1
             except BaseException:

@@ -9,6 +9,7 @@ class FlomError(Exception):
     """A lock operation failed; ``rc`` is the FLoM reason code (see :mod:`pyflom.rc`)."""
 
     rc: int = _rc.INTERNAL_ERROR
+    refused = False  # the daemon refused us on purpose (TLS): trying again will not help
 
     def __init__(self, message: str | None = None, *, rc: int | None = None) -> None:
         if rc is not None:

@@ -34,6 +34,15 @@ class Channel:
         connection), when the channel has one to give (TLS)."""
         return None
 
+    def _failure(
+        self, kind: type[FlomError], exc: BaseException | None, message: str, rc: int
+    ) -> FlomError:
+        """The error for a failed send or receive, named by the channel when it can."""
+        reason = self.describe_failure(exc)
+        error = kind(reason or message, rc=rc)
+        error.refused = reason is not None
+        return error
+
     def send(self, message: codec.Message) -> None:
         """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
         try:
@@ -49,8 +58,7 @@ class Channel:
         try:
             self.sock.sendall(payload)
         except OSError as exc:
-            reason = self.describe_failure(exc) or f"send failed: {exc}"
-            raise FlomError(reason, rc=_rc.SEND_ERROR) from exc
+            raise self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR) from exc
 
     def receive(self, deadline: float | None = None) -> codec.Message:
         """Wait for the next message until ``deadline`` (``time.monotonic()``, None: forever).
@@ -75,11 +83,11 @@ class Channel:
             except TimeoutError:
                 raise LockTimeout() from None
             except OSError as exc:
-                reason = self.describe_failure(exc) or f"receive failed: {exc}"
-                raise ProtocolError(reason, rc=_rc.RECV_ERROR) from exc
+                message = f"receive failed: {exc}"
+                raise self._failure(ProtocolError, exc, message, _rc.RECV_ERROR) from exc
             if not data:
-                reason = self.describe_failure(None) or "the daemon closed the connection"
-                raise ProtocolError(reason, rc=_rc.RECV_ERROR)
+                message = "the daemon closed the connection"
+                raise self._failure(ProtocolError, None, message, _rc.RECV_ERROR)
             try:
                 self._ready.extend(self._framer.feed(data))
             except codec.CodecError as exc:
