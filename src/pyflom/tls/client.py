@@ -93,7 +93,12 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
     except BaseException:
         sock.close()
         raise
+    # The certificate capture (for naming a refused certificate) costs a Python call per
+    # record: keep it for the handshake only, unless the whole session is being traced.
+    capture = trace_of(context) is None and hasattr(context, "_msg_callback")
     try:
+        if capture:
+            setattr(context, "_msg_callback", identity.remember_peer_certificate)  # noqa: B010
         tls.do_handshake()
     except (OSError, ValueError) as exc:
         tls.close()
@@ -106,6 +111,9 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
         raise ConnectionFailed(
             str(diagnose(exc, "client", files, tls)), rc=_rc.OPENSSL_ERRORS[call]
         ) from exc
+    finally:
+        if capture:
+            setattr(context, "_msg_callback", None)  # noqa: B010
     tls.settimeout(None)
     channel = TlsChannel(tls, files, address)
     tracer = trace_of(context)
