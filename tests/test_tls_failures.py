@@ -293,3 +293,31 @@ def test_a_stalled_handshake_never_holds_up_others(sandbox: FlomSandbox, certs: 
     stalled.settimeout(10)
     assert stalled.recv(100) == b""  # cut off by the daemon
     stalled.close()
+
+
+def test_k_library_names_the_dates_on_every_attempt(
+    sandbox: FlomSandbox, pki: Pki, certs: Standard
+) -> None:
+    # The certificate capture is switched on for each handshake: a process that connects
+    # many times names the dates every time, not only the first.
+    import pyflom
+    from pyflom.errors import ConnectionFailed
+
+    old = pki.node(
+        "old-daemon",
+        "x",
+        ca="ca1",
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
+    )
+    Daemon(sandbox, *tls(old, certs.ca1.cert))
+    settings = pyflom.Settings(
+        socket_name=sandbox.socket,
+        tls_certificate=str(certs.peer2.cert),
+        tls_private_key=str(certs.peer2.key),
+        tls_ca_certificate=str(certs.ca1.cert),
+    )
+    for _ in range(3):
+        with pytest.raises(ConnectionFailed) as failure:
+            pyflom.Handle("R", settings=settings).lock()
+        assert "valid from 2020-01-01 00:00:00 to 2021-01-01 00:00:00 UTC" in str(failure.value)

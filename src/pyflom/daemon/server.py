@@ -157,6 +157,14 @@ class LockDaemon:
         self.log.warning(f"FLM006W closing connection {conn.id}: {reason}")
         conn.close()
 
+    def tls_handshake(self, started: bool) -> None:
+        """A client connection's handshake starts or ends."""
+        assert self.tls is not None
+        if started:
+            self.tls.handshake_started()
+        else:
+            self.tls.handshake_ended()
+
     def tls_established(self, conn: TlsClientConnection) -> None:
         """A client finished its TLS handshake: log who it is (FLM011I/FLM012I)."""
         assert self.tls is not None

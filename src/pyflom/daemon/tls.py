@@ -11,6 +11,7 @@ from ..tls import identity
 from ..tls.contexts import ContextCache, TlsSetupError, build_context, trace_of
 from ..tls.diagnosis import diagnose
 from ..tls.files import TlsFiles
+from ..tls.identity import remember_peer_certificate
 from .log import DaemonLog
 
 TYPE_CHECKING = False
@@ -28,6 +29,20 @@ class DaemonTls:
         self._cache = ContextCache(server_side=True)
         self._context = self._cache.get(files)
         self._broken_stamp: object = None  # files that failed to load (logged once)
+        self._handshaking = 0  # connections in their handshake
+
+    def handshake_started(self) -> None:
+        """A connection begins its handshake: capture the certificates peers send (to
+        name a refused one), which costs a Python call per record while it lasts."""
+        self._handshaking += 1
+        if self._handshaking == 1 and trace_of(self._context) is None:
+            setattr(self._context, "_msg_callback", remember_peer_certificate)  # noqa: B010
+
+    def handshake_ended(self) -> None:
+        """A connection's handshake is over (established, failed or abandoned)."""
+        self._handshaking -= 1
+        if self._handshaking == 0 and trace_of(self._context) is None:
+            setattr(self._context, "_msg_callback", None)  # noqa: B010
 
     @staticmethod
     def check(files: TlsFiles) -> TlsSetupError | None:
@@ -55,12 +70,14 @@ class DaemonTls:
             return
         if context is not self._context:
             self._context = context
+            self._handshaking = 0  # connections in flight keep the callback of the old one
             self.log.notice("FLM026N TLS files changed: new connections use them")
 
     def reload(self) -> None:
         """SIGHUP: rebuild the context now."""
         try:
             self._context = self._cache.reload(self.files)
+            self._handshaking = 0
         except TlsSetupError as exc:
             self.log.error(f"FLM018E keeping the previous TLS files: {exc}")
             return

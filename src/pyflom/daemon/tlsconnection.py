@@ -30,13 +30,22 @@ FAILED_GRACE_S = 1.0  # how long a refused client is given to read our alert
 class TlsClientConnection(ClientConnection):
     """Decrypts what arrives, encrypts what leaves; the handshake happens on the way."""
 
-    __slots__ = ("failed", "peer", "tls")
+    __slots__ = ("failed", "handshaking", "peer", "tls")
 
     def __init__(self, daemon: LockDaemon, sock: socket.socket, context: ssl.SSLContext) -> None:
+        # Started first: OpenSSL copies the context's message callback into each new
+        # connection, so the capture must be on before the layer is made.
+        self.handshaking = True
+        daemon.tls_handshake(started=True)
         self.tls = ServerTlsLayer(context)
         self.peer = peer_address(sock)
         self.failed = False
         super().__init__(daemon, sock)
+
+    def _handshake_over(self) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            self.daemon.tls_handshake(started=False)
 
     def incoming(self, data: bytes) -> bytes | None:
         if self.failed:
@@ -51,6 +60,7 @@ class TlsClientConnection(ClientConnection):
             self.send_raw(self.tls.output())
             ClientConnection.write_eof(self)
             self.failed = True
+            self._handshake_over()
             self.daemon.tls_failed(self, exc)
             self.daemon.loop.call_later(FAILED_GRACE_S, self.close)
             return None
@@ -58,6 +68,7 @@ class TlsClientConnection(ClientConnection):
         if out:
             self.send_raw(out)
         if handshaking and self.tls.established:
+            self._handshake_over()
             self.peer_common_name = self.tls.peer_common_name
             self.daemon.tls_established(self)
         if self.tls.finished:
@@ -73,3 +84,7 @@ class TlsClientConnection(ClientConnection):
         if not self.closed:
             self.send_raw(self.tls.close_notify())
         super().write_eof()
+
+    def close(self) -> None:
+        self._handshake_over()
+        super().close()

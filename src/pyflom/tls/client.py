@@ -86,6 +86,12 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
         address = None
     try:
         context = CLIENT_CONTEXTS.get(files)
+        # The certificate capture (to name a refused certificate) costs a Python call per
+        # record: on for the handshake only, unless the whole session is traced.  It must
+        # be on before wrapping: OpenSSL copies it into each new connection.
+        capture = trace_of(context) is None and hasattr(context, "_msg_callback")
+        if capture:
+            setattr(context, "_msg_callback", identity.remember_peer_certificate)  # noqa: B010
         sock.settimeout(HANDSHAKE_TIMEOUT_S)
         tls = context.wrap_socket(
             sock, do_handshake_on_connect=False, session=_sessions.get(address)
@@ -93,12 +99,7 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
     except BaseException:
         sock.close()
         raise
-    # The certificate capture (for naming a refused certificate) costs a Python call per
-    # record: keep it for the handshake only, unless the whole session is being traced.
-    capture = trace_of(context) is None and hasattr(context, "_msg_callback")
     try:
-        if capture:
-            setattr(context, "_msg_callback", identity.remember_peer_certificate)  # noqa: B010
         tls.do_handshake()
     except (OSError, ValueError) as exc:
         tls.close()
