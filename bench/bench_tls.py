@@ -82,6 +82,8 @@ def openssl_floor(options: list[str], seconds: float) -> float:
 
     files = TlsFiles(*(option.split("=", 1)[1] for option in options), False)
     server, client = build_context(files, True), build_context(files, False)
+    for context in (server, client):
+        setattr(context, "_msg_callback", None)  # noqa: B010 - OpenSSL alone, no Python
 
     def handshake(session: ssl.SSLSession | None) -> ssl.SSLObject:
         c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
