@@ -18,13 +18,8 @@ import pytest
 
 from pki import Pki
 from pyflom.tls import trace as tls_trace
-from pyflom.tls.records import (
-    NotTls,
-    TlsRecord,
-    decode_dump,
-    describe_record,
-    parse_records,
-)
+from pyflom.tls.dump import decode_dump
+from pyflom.tls.records import NotTls, TlsRecord, describe_record, parse_records
 from pyflom.tls.trace import TlsTrace, keylog, session_line
 
 TLS12 = ssl.TLSVersion.TLSv1_2

@@ -74,43 +74,34 @@ TLS13 = 0x0304
 PEER_CERTIFICATE_ATTR = "_pyflom_peer_der"
 
 
-def first_certificate(message: bytes, tls13: bool) -> bytes | None:
-    """The DER of the first certificate in a Certificate handshake message (with its
-    4-byte header), or None if the message is empty or malformed."""
-    pos = 4 + (1 + message[4] if tls13 and len(message) > 4 else 0)  # TLS 1.3: context
-    pos += 3  # certificate_list length
-    if len(message) < pos + 3:
-        return None
-    size = int.from_bytes(message[pos : pos + 3], "big")
-    der = message[pos + 3 : pos + 3 + size]
-    return der if size and len(der) == size else None
-
-
 def remember_peer_certificate(
     conn: Any, direction: str, version: int, content_type: int, msg_type: int, data: bytes
 ) -> None:
-    """An ``SSLContext._msg_callback``: keep the certificate the peer sent on ``conn``, so
-    that a refused certificate can be described (its dates) after the handshake failed."""
+    """An ``SSLContext._msg_callback``: keep the Certificate message the peer sent on
+    ``conn``, so that a refused certificate can be described (its dates) after the
+    handshake failed.  Parsed only then (:func:`certificate_dates`)."""
     if direction == "read" and content_type == HANDSHAKE and msg_type == CERTIFICATE:
-        der = first_certificate(data, int(version) == TLS13)
-        if der is not None:
-            try:
-                setattr(conn, PEER_CERTIFICATE_ATTR, der)
-            except AttributeError:
-                pass
+        try:
+            setattr(conn, PEER_CERTIFICATE_ATTR, (data, int(version) == TLS13))
+        except AttributeError:
+            pass
 
 
 def certificate_dates(conn: Any) -> str | None:
     """ "CN=..., valid from ... to ... UTC" for the certificate the peer sent on ``conn``."""
-    der = getattr(conn, PEER_CERTIFICATE_ATTR, None)
-    if der is None:
+    kept = getattr(conn, PEER_CERTIFICATE_ATTR, None)
+    if kept is None:
         return None
+    message, tls13 = kept
     try:
         from cryptography import x509
         from cryptography.x509.oid import NameOID
 
-        cert = x509.load_der_x509_certificate(der)
-    except (ImportError, ValueError):
+        from .records import certificates
+
+        chain = certificates(message[4:], tls13)  # the body, after the 4-byte header
+        cert = x509.load_der_x509_certificate(chain[0])
+    except (ImportError, ValueError, IndexError):
         return None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(names[0].value) if names else "(no CN)"

@@ -251,7 +251,7 @@ def _probe(args: argparse.Namespace) -> int:
     arg("file", nargs="?", help="the dump (default: standard input)"),
 )
 def _decode(args: argparse.Namespace) -> int:
-    from .records import decode_dump
+    from .dump import decode_dump
 
     try:
         text = Path(args.file).read_text() if args.file else sys.stdin.read()
