@@ -8,7 +8,11 @@ which ids may connect.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # no runtime ``typing``: this module is on a TLS client's path
+if TYPE_CHECKING:
+    from typing import Any
+
+    PeerCert = dict[str, Any]  # ssl.SSLSocket.getpeercert() / SSLObject.getpeercert()
 
 # FLoM's FLM011I/FLM012I field order, with OpenSSL's short names.
 _FIELDS = (
@@ -20,8 +24,6 @@ _FIELDS = (
     ("emailAddress", "emailAddress"),
     ("CN", "commonName"),
 )
-
-PeerCert = dict[str, Any]  # ssl.SSLSocket.getpeercert() / SSLObject.getpeercert()
 
 
 def _names(cert: PeerCert, part: str) -> dict[str, str]:
