@@ -21,6 +21,9 @@ from pki import NodeFiles, Pki, Standard, pki_fixture, standard  # noqa: F401
 from pyflom.tls.diagnosis import diagnose
 from pyflom.uniqueid import peer_id
 
+EXPIRED = (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+"""Validity of the expired certificates: the messages must show these dates."""
+
 
 def tls(node: NodeFiles, ca_cert: Path, key: Path | None = None) -> list[str]:
     return [
@@ -233,7 +236,7 @@ def test_i_incomplete_chain(sandbox: FlomSandbox, pki: Pki, certs: Standard) -> 
 def test_k_certificate_dates(sandbox: FlomSandbox, pki: Pki, certs: Standard, when: str) -> None:
     now = dt.datetime.now(dt.UTC)
     if when == "expired":
-        span = (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+        span = EXPIRED
     else:
         span = (now + dt.timedelta(days=10), now + dt.timedelta(days=20))
     dated = pki.node(f"dated-{when}", "x", ca="ca1", not_before=span[0], not_after=span[1])
@@ -251,13 +254,7 @@ def test_k_certificate_dates(sandbox: FlomSandbox, pki: Pki, certs: Standard, wh
 def test_k_daemon_names_an_expired_client_certificate(
     sandbox: FlomSandbox, pki: Pki, certs: Standard
 ) -> None:
-    old = pki.node(
-        "old-client",
-        "x",
-        ca="ca1",
-        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
-    )
+    old = pki.node("old-client", "x", ca="ca1", not_before=EXPIRED[0], not_after=EXPIRED[1])
     daemon = Daemon(sandbox, *tls(certs.peer1, certs.ca1.cert))
     err = client_fails(sandbox, *tls(old, certs.ca1.cert))
     assert "[TLS-OUR-CERT-DATES]" in err and "this client's certificate is expired" in err
@@ -303,13 +300,7 @@ def test_k_library_names_the_dates_on_every_attempt(
     import pyflom
     from pyflom.errors import ConnectionFailed
 
-    old = pki.node(
-        "old-daemon",
-        "x",
-        ca="ca1",
-        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
-    )
+    old = pki.node("old-daemon", "x", ca="ca1", not_before=EXPIRED[0], not_after=EXPIRED[1])
     Daemon(sandbox, *tls(old, certs.ca1.cert))
     settings = pyflom.Settings(
         socket_name=sandbox.socket,

@@ -11,6 +11,7 @@ import io
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,29 @@ def converse(
         pump()
     run.client_trace, run.server_trace = client_log.getvalue(), server_log.getvalue()
     return run
+
+
+def handshake_in_memory(
+    client_ctx: ssl.SSLContext,
+    server_ctx: ssl.SSLContext,
+    rounds: int = 4,
+    name_server: Callable[[ssl.SSLObject], None] | None = None,
+) -> tuple[ssl.SSLObject, ssl.SSLObject]:
+    """Run a handshake between two contexts over memory BIOs, ``rounds`` exchanges."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    if name_server is not None:
+        name_server(server)
+    for _ in range(rounds):
+        for obj in (client, server):
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+    return client, server
 
 
 def lines_with(lines: list[str] | str, *needles: str) -> list[str]:
@@ -390,17 +414,12 @@ def test_trace_numbers_connections_sharing_one_trace(certs: Certs) -> None:
     assert tracer.install(server_ctx)
     servers = []
     for n in range(2):
-        c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-        client = client_ctx.wrap_bio(c_in, c_out)
-        server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-        tracer.set_peer(server, f"127.0.0.1:{4000 + n}")
-        for obj in (client, server):
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            s_in.write(c_out.read())
-            c_in.write(s_out.read())
+        _, server = handshake_in_memory(
+            client_ctx,
+            server_ctx,
+            rounds=1,
+            name_server=lambda obj, n=n: tracer.set_peer(obj, f"127.0.0.1:{4000 + n}"),
+        )
         servers.append(server)
     assert [tracer.connection_number(s) for s in servers] == [1, 2]
     assert lines_with(log.getvalue(), "daemon#1 <- 127.0.0.1:4000 record handshake(22)")
@@ -492,17 +511,7 @@ def test_log_session_uses_what_the_trace_saw_sent(certs: Certs) -> None:
         log = io.StringIO()
         tracer = TlsTrace(log, "client", "daemon")
         assert tracer.install(client_ctx)
-        c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-        client = client_ctx.wrap_bio(c_in, c_out)
-        server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-        for _ in range(4):
-            for obj in (client, server):
-                try:
-                    obj.do_handshake()
-                except ssl.SSLWantReadError:
-                    pass
-                s_in.write(c_out.read())
-                c_in.write(s_out.read())
+        client, _ = handshake_in_memory(client_ctx, server_ctx)
         line = tracer.log_session(client, check="ok")
         assert expected in line
         assert log.getvalue().splitlines()[-1].endswith(line)
@@ -516,17 +525,7 @@ def test_keylog_writes_nss_key_log(certs: Certs, tmp_path: Path) -> None:
     client_ctx.load_verify_locations(certs.ca1)
     client_ctx.check_hostname = False
     keylog(client_ctx, path)
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    client = client_ctx.wrap_bio(c_in, c_out)
-    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(3):
-        for obj in (client, server):
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            s_in.write(c_out.read())
-            c_in.write(s_out.read())
+    handshake_in_memory(client_ctx, server_ctx, rounds=3)
     text = path.read_text()
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET " in text
     assert "SERVER_TRAFFIC_SECRET_0 " in text
