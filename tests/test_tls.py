@@ -373,3 +373,21 @@ def test_level_3_across_hosts(vnet: VirtualNetwork, sandbox: FlomSandbox, certs:
     assert wrong_id.returncode == 99 and wrong_id.stdout == ""
     plain = flom(c, *reach, "-d", "0", "--", "echo", "in")
     assert plain.returncode == 99 and plain.stdout == ""
+
+
+def test_tls_after_multicast_discovery(
+    vnet: VirtualNetwork, sandbox: FlomSandbox, certs: Standard
+) -> None:
+    # Discovery is plain UDP (as FLoM); the TCP connection it leads to is TLS.
+    a, b = vnet["a"], vnet["b"]
+    group = ["-A", "239.77.0.9"]
+    daemon_side = tls(certs.peer1, certs.ca1, check=True)
+    started = a.run([FLOM, *group, "-d", "-1", *daemon_side, "--", "true"], env=sandbox.env)
+    assert started.returncode == 0, started.stderr
+    found = b.run(
+        [FLOM, *group, "-d", "0", *tls(certs.peer2, certs.ca1, check=True), "--", "echo", "ok"],
+        env=sandbox.env,
+    )
+    assert found.returncode == 0 and found.stdout == "ok\n", found.stderr
+    plain = b.run([FLOM, *group, "-d", "0", "--", "echo", "ok"], env=sandbox.env)
+    assert plain.returncode == 99 and plain.stdout == ""
