@@ -211,6 +211,7 @@ def test_h_plain_client_to_a_tls_daemon(sandbox: FlomSandbox, certs: Standard) -
     daemon = Daemon(sandbox, *tls(certs.peer1, certs.ca1.cert))
     err = client_fails(sandbox)
     assert "ret_cod=-126" in err
+    assert "[TLS-PEER-NOT-TLS]" in err and "give this client the same --tls-* files" in err
     assert daemon.logged("the client does not speak TLS [TLS-PEER-NOT-TLS]")
 
 

@@ -28,6 +28,7 @@ class Channel:
         self._framer = codec.Framer()
         self._ready: list[bytes] = []
         self._timeout: float | None = None  # the socket's current timeout
+        self._answered = False  # has the daemon sent anything yet?
 
     def describe_failure(self, exc: BaseException | None) -> str | None:
         """A named explanation of an I/O failure (``None``: the daemon closed the
@@ -87,12 +88,19 @@ class Channel:
                 raise self._failure(ProtocolError, exc, message, _rc.RECV_ERROR) from exc
             if not data:
                 message = "the daemon closed the connection"
+                if not self._answered:
+                    message += (
+                        " without answering: a daemon that uses TLS does this to a client "
+                        "without TLS; give this client the same --tls-* files "
+                        "[TLS-PEER-NOT-TLS]"
+                    )
                 raise self._failure(ProtocolError, None, message, _rc.RECV_ERROR)
             try:
                 self._ready.extend(self._framer.feed(data))
             except codec.CodecError as exc:
                 raise ProtocolError(str(exc), rc=exc.rc) from exc
         frame = self._ready.pop(0)
+        self._answered = True
         if trace.enabled():
             trace.trace(f"received message {frame!r}")
         try:
