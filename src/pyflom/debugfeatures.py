@@ -13,7 +13,6 @@ failure is explained on stderr.
 from __future__ import annotations
 
 import socket
-import struct
 import sys
 from collections.abc import Callable
 
@@ -50,7 +49,7 @@ def run(name: str, settings: Settings) -> int:
         return 1
 
 
-def _ipv6_group(settings: Settings) -> tuple[bytes, tuple]:  # type: ignore[type-arg]
+def _ipv6_group(settings: Settings) -> tuple:  # type: ignore[type-arg]
     group = settings.multicast_address
     if not group:
         raise FlomError("no multicast group: give one with -A (an IPv6 group such as ff02::1)")
@@ -62,19 +61,22 @@ def _ipv6_group(settings: Settings) -> tuple[bytes, tuple]:  # type: ignore[type
     )[0]
     if family != socket.AF_INET6:
         raise FlomError(f"'{group}' is not an IPv6 multicast group")
-    return socket.inet_pton(socket.AF_INET6, sockaddr[0].split("%")[0]), sockaddr
+    return sockaddr
 
 
 def multicast_server(settings: Settings) -> int:
     """Wait for one datagram on the group, print it, answer ``WELCOME`` to its sender."""
-    packed, sockaddr = _ipv6_group(settings)
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::", settings.multicast_port))
-        index = sockaddr[3] or interface_index(settings.network_interface)
-        sock.setsockopt(
-            socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, packed + struct.pack("@I", index)
+    from .daemon.listeners import ListenError, open_discovery
+
+    _ipv6_group(settings)
+    try:
+        # The daemon's own discovery socket: wildcard:port, joined to the group.
+        sock = open_discovery(
+            settings.multicast_address or "", settings.multicast_port, settings.network_interface
         )
+    except ListenError as exc:
+        raise FlomError(exc.reason) from None
+    with sock:
         data, sender = sock.recvfrom(DATAGRAM_MAX)
         print(f"Arrived datagram is '{data.decode(errors='replace')}'", flush=True)
         sock.sendto(b"WELCOME", sender)
@@ -84,7 +86,7 @@ def multicast_server(settings: Settings) -> int:
 
 def multicast_client(settings: Settings) -> int:
     """Send ``HELLO`` to the group and print the first answer."""
-    _, sockaddr = _ipv6_group(settings)
+    sockaddr = _ipv6_group(settings)
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, settings.discovery_ttl)
         index = interface_index(settings.network_interface)

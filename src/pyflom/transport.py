@@ -124,7 +124,8 @@ class Channel:
             sock.close()
 
 
-def _connect_unix(path: str) -> socket.socket:
+def connect_unix(path: str) -> socket.socket:
+    """A stream connected to the UNIX socket ``path`` (raises ``OSError``)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -146,7 +147,7 @@ def _connect_once(settings: Settings) -> socket.socket:
     """
     path = settings.effective_socket_name()
     if path is not None:
-        return _connect_unix(path)
+        return connect_unix(path)
     keepalive = settings.keepalive_s()
     if settings.unicast_address:
         return netaddr.connect_tcp(

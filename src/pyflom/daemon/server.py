@@ -24,6 +24,7 @@ from ..core import Answer, LockTable, ProtocolViolation, Request
 from ..lockmodes import LockMode
 from ..netaddr import show, tune_tcp
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
 from .connection import ClientConnection
@@ -69,7 +70,9 @@ class DaemonOptions:
 class LockDaemon:
     """Owns the lock table and the connections; decides when to exit."""
 
-    def __init__(self, options: DaemonOptions, log: DaemonLog) -> None:
+    def __init__(
+        self, options: DaemonOptions, log: DaemonLog, tls: DaemonTls | None = None
+    ) -> None:
         self.options = options
         self.log = log
         self.loop = asyncio.get_running_loop()
@@ -83,7 +86,7 @@ class LockDaemon:
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
-        self.tls: DaemonTls | None = None if options.tls is None else DaemonTls(options.tls, log)
+        self.tls = tls
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
@@ -354,11 +357,15 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
         )
     log = DaemonLog(options.trace_file, options.append_trace_file)
-    if options.tls is not None and (failure := DaemonTls.check(options.tls)) is not None:
-        log.error(f"FLM018E {failure}")
-        log.close()
-        _report(ready_fd, failure.rc)
-        return 1
+    tls = None
+    if options.tls is not None:
+        try:
+            tls = DaemonTls(options.tls, log)  # built once, before anything listens
+        except TlsSetupError as failure:
+            log.error(f"FLM018E {failure}")
+            log.close()
+            _report(ready_fd, failure.rc)
+            return 1
     with contextlib.ExitStack() as stack:
         stack.callback(log.close)
         try:
@@ -372,7 +379,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             stack.callback(_unlink_if_ours, options.socket_name, socket_file)
 
         async def main() -> None:
-            daemon = LockDaemon(options, log)
+            daemon = LockDaemon(options, log, tls)
             daemon.socket_file = socket_file
             responder = None
             if discovery_socket is not None:

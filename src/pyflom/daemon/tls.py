@@ -8,7 +8,7 @@ import ssl
 from .. import codec
 from .. import rc as _rc
 from ..tls import identity
-from ..tls.contexts import ContextCache, TlsSetupError, build_context, trace_of
+from ..tls.contexts import ContextCache, TlsSetupError, trace_of
 from ..tls.diagnosis import diagnose
 from ..tls.files import TlsFiles
 from ..tls.identity import remember_peer_certificate
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 class DaemonTls:
-    """TLS of one daemon: built once at start, rebuilt only when its files change."""
+    """TLS of one daemon: built once at start (raises :class:`TlsSetupError` for files it
+    cannot use), rebuilt only when its files change."""
 
     def __init__(self, files: TlsFiles, log: DaemonLog) -> None:
         self.files = files
@@ -43,15 +44,6 @@ class DaemonTls:
         self._handshaking -= 1
         if self._handshaking == 0 and trace_of(self._context) is None:
             setattr(self._context, "_msg_callback", None)  # noqa: B010
-
-    @staticmethod
-    def check(files: TlsFiles) -> TlsSetupError | None:
-        """Why the daemon cannot serve TLS with ``files`` (None: it can)."""
-        try:
-            build_context(files, server_side=True)
-        except TlsSetupError as exc:
-            return exc
-        return None
 
     def context(self) -> ssl.SSLContext:
         """The context new connections use."""

@@ -13,6 +13,7 @@ import sys
 from typing import TextIO
 
 from ..netaddr import connect_tcp
+from ..transport import connect_unix
 from . import identity
 from .contexts import TlsSetupError, build_context
 from .diagnosis import diagnose
@@ -24,18 +25,12 @@ VERDICT_WAIT_S = 1.0  # how long the daemon is given to refuse our certificate
 
 def _connect(target: str, timeout: float) -> socket.socket:
     if target.startswith("/"):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(target)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"'{target}' is neither HOST:PORT nor a UNIX socket path")
-    sock = connect_tcp(host.strip("[]"), int(port), None, None)
+        sock = connect_unix(target)
+    else:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"'{target}' is neither HOST:PORT nor a UNIX socket path")
+        sock = connect_tcp(host.strip("[]"), int(port), None, None)
     sock.settimeout(timeout)
     return sock
 
