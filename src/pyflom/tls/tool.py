@@ -7,12 +7,11 @@
 
 Subcommands live in :data:`SUBCOMMANDS`. Adding one is one function::
 
-    @subcommand("probe", "connect to a daemon and report its TLS", arg("--host", required=True))
-    def _probe(args: argparse.Namespace) -> int:
+    @subcommand("hello", "say hello", arg("--to", default="world"))
+    def _hello(args: argparse.Namespace) -> int:
         ...
 
-It replaces the placeholder of the same name (placeholders are registered last, with
-``setdefault``). A function returns the exit status; it raises :class:`ToolError`
+A function returns the exit status; it raises :class:`ToolError`
 (or :class:`~pyflom.tls.pki.PkiError`, :class:`OSError`) for an expected failure, which
 ``main`` prints on stderr with status 2, without a traceback.
 
@@ -55,7 +54,6 @@ class Subcommand(NamedTuple):
     help: str
     arguments: tuple[Argument, ...]
     run: Run
-    placeholder: bool = False
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
@@ -266,21 +264,6 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
-PLANNED: dict[str, str] = {}
-"""Subcommands that another module will implement; each is a placeholder until then."""
-
-
-def _not_implemented(args: argparse.Namespace) -> int:
-    print(f"{PROG} {args.subcommand}: not implemented yet", file=sys.stderr)
-    return USAGE_ERROR
-
-
-for _name, _help in PLANNED.items():
-    SUBCOMMANDS.setdefault(
-        _name, Subcommand(f"{_help} (not implemented yet)", (), _not_implemented, True)
-    )
-
-
 # -- main -------------------------------------------------------------------------------
 
 
@@ -306,10 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``flom-tls`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(argv)
+        args = parser.parse_args(argv)
         command = SUBCOMMANDS[args.subcommand]
-        if extra and not command.placeholder:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     try:
