@@ -633,6 +633,8 @@ def test_verbose_dump_of_defaults() -> None:
         "[TLS]/TlsCaCertificate=''\n"
         "[TLS]/TlsCheckPeerId=0\n"
         "[Daemon]/GrantPolicy='flom'\n"
+        "[Monitor]/LockLoss='terminate'\n"
+        "[Monitor]/LockLossGrace=5000\n"
     )
 
 

@@ -22,6 +22,11 @@ from .errors import (
 )
 from .settings import Settings
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .client import Handle
+    from .monitor import LockWatch
+
 SHUTDOWN_WAIT_S = 1.0  # as FLoM: how long -x/-X wait for the daemon's reaction
 
 
@@ -103,16 +108,47 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
         extra_env["FLOM_LOCKED_ELEMENT"] = element
     if handle.lock_generation is not None:
         extra_env["FLOM_LOCK_GENERATION"] = str(handle.lock_generation)
+    watch = _lock_watch(handle, settings)
     try:
-        status = run_command(argv, settings.ignored_signals, extra_env)
+        status = run_command(argv, settings.ignored_signals, extra_env, watch)
     except CommandNotExecutable as exc:
         _err(str(exc))
         status = _rc.ES_UNABLE_TO_EXECUTE_COMMAND
+    if watch is not None and watch.lost:
+        handle.abandon()
+        _err(f"flom: the command ended (status {status}) after its lock was lost: exit 99")
+        return _rc.ES_GENERIC_ERROR
     try:
         handle.unlock(rollback=status != 0)
     except FlomError as exc:
         return _failure("flom_client_unlock", exc)
     return status
+
+
+def _lock_watch(handle: Handle, settings: Settings) -> LockWatch | None:
+    """Watch the lock's connection while the command runs (the command inherits it)."""
+    from .monitor import LockWatch
+    from .settings import LockLoss
+
+    channel = handle.connection
+    if channel is None:
+        return None
+    terminate = settings.lock_loss == LockLoss.TERMINATE
+    grace_ms = settings.lock_loss_grace
+
+    def on_loss(pid: int) -> None:
+        action = (
+            f"terminating the command (pid {pid}: SIGTERM, SIGKILL {grace_ms} ms later)"
+            if terminate
+            else f"the command (pid {pid}) runs on without it (--lock-loss=keep)"
+        )
+        _err(
+            f"flom: lost the lock on '{settings.resource_name}': the connection to the "
+            f"daemon ended while the command ran (the daemon stopped or died, or the "
+            f"network failed); {action}"
+        )
+
+    return LockWatch(channel.fileno(), channel.peer_closed, on_loss, terminate, grace_ms / 1000)
 
 
 def shutdown_daemon(settings: Settings, immediate: bool) -> int:

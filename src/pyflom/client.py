@@ -243,13 +243,16 @@ class Handle:
             raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
         settings = self._settings
         timeout = settings.resource_timeout
-        deadline = time.monotonic() + timeout / 1000 if timeout > 0 else None
+        deadline: float | None = None
         if self._encoded is None:
             self._encoded = self._encode_requests()
         request = self._encoded[0]
         attempt = 1
         while True:
             channel = self._connect()
+            if deadline is None and timeout > 0:
+                # The timeout counts from the request: starting a daemon is not waiting.
+                deadline = time.monotonic() + timeout / 1000
             try:
                 channel.send_bytes(request)
                 answer = self._first_answer(channel, deadline)
@@ -294,6 +297,18 @@ class Handle:
         finally:
             if not self.keep_connection:
                 self._disconnect()
+
+    @property
+    def connection(self) -> Channel | None:
+        """The connection to the daemon (while connected): the lock lives with it."""
+        return self._channel
+
+    def abandon(self) -> None:
+        """Drop the connection without unlocking: the lock is gone already (the daemon
+        went away), or is given up by leaving.  The handle may lock again."""
+        self.locked_element = None
+        self.lock_generation = None
+        self._disconnect(graceful=False)
 
     def close(self) -> None:
         """Unlock if locked, then disconnect; the handle cannot be used afterwards."""

@@ -45,7 +45,10 @@ Product decisions (reference section 10):
   ``flom_config_init: ret_cod=-125`` (realpath failure) instead of ``-5``.
 * ``-n``/``NetworkInterface`` is stored as given (interfaces are looked up when used).
 * Extension: ``--grant-policy=flom|fifo`` / ``[Daemon]/GrantPolicy`` selects how a daemon
-  started by this command orders its grants (dumped last by ``-V``).
+  started by this command orders its grants (dumped after FLoM's lines by ``-V``).
+* Extension: ``--lock-loss=terminate|keep`` / ``[Monitor]/LockLoss`` and
+  ``--lock-loss-grace=MS`` / ``[Monitor]/LockLossGrace`` say what happens to the command
+  when its lock is lost while it runs (see :mod:`pyflom.monitor`).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from . import rc as _rc
 from .lockmodes import parse_lock_mode
 from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
 from .record import Record
-from .settings import UNIX_PATH_MAX, GrantPolicy, Settings, default_socket_name
+from .settings import UNIX_PATH_MAX, GrantPolicy, LockLoss, Settings, default_socket_name
 
 SYSTEM_CONFIG_FILES = ("/etc/flom.conf", "/usr/local/etc/flom.conf")
 """System-wide configuration files, loaded in this order before ``~/.flom``."""
@@ -143,6 +146,8 @@ _OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
     ("", "grant-policy", _STR, "flom|fifo", "Grant order of a started daemon (default: flom)"),
     ("", "tls-trace", _STR, "FILE", "Append an annotated trace of the TLS records to FILE"),
     ("", "tls-keylog", _STR, "FILE", "Append TLS session keys to FILE (for Wireshark)"),
+    ("", "lock-loss", _STR, "terminate|keep", "If the lock is lost: end the command (default)"),
+    ("", "lock-loss-grace", _INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)"),
 )
 _BY_LONG = {entry[1]: entry for entry in _OPTIONS}
 _BY_SHORT = {entry[0]: entry for entry in _OPTIONS if entry[0]}
@@ -364,6 +369,12 @@ def _grant_policy(text: str) -> str | None:
     return word if word in GrantPolicy.ALL else None
 
 
+def lock_loss_policy(text: str) -> str | None:
+    """``terminate`` or ``keep`` (case-insensitive), else None."""
+    word = text.strip(_BLANKS).lower()
+    return word if word in LockLoss.ALL else None
+
+
 def _home_dir() -> str | None:
     home = os.environ.get("HOME")
     if home:
@@ -510,6 +521,13 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
         if policy is None:
             raise CliError(_GENERIC, stderr=_invalid_value("grant-policy", value))
         s.grant_policy = policy
+    if (value := text("lock-loss")) is not None:
+        loss = lock_loss_policy(value)
+        if loss is None:
+            raise CliError(_GENERIC, stderr=_invalid_value("lock-loss", value))
+        s.lock_loss = loss
+    if (count := number("lock-loss-grace")) is not None:
+        s.lock_loss_grace = abs(count)
     if (value := text("tls-trace")) is not None:
         s.tls_trace_file = os.path.abspath(value)
     if (value := text("tls-keylog")) is not None:

@@ -21,6 +21,7 @@ from .cmdline import (
     _real_file,
     _resource_name_error,
     _socket_name_ok,
+    lock_loss_policy,
     parse_bool,
     parse_signals,
 )
@@ -205,6 +206,13 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         if policy is None:
             raise _BadConfig()
         s.grant_policy = policy
+    if (text := keys.string("Monitor", "LockLoss")) is not None:
+        loss = lock_loss_policy(text)
+        if loss is None:
+            raise _BadConfig()
+        s.lock_loss = loss
+    if (number := keys.integer("Monitor", "LockLossGrace")) is not None:
+        s.lock_loss_grace = abs(number)
     if (text := keys.string("TLS", "TlsTraceFile")) is not None:
         s.tls_trace_file = text
     if (text := keys.string("TLS", "TlsKeylogFile")) is not None:

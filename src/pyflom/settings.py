@@ -10,7 +10,17 @@ from .names import RESERVED_NAME
 DEFAULT_UNICAST_PORT = 28015
 DEFAULT_MULTICAST_PORT = 28015
 DEFAULT_DAEMON_LIFESPAN_MS = 5000
+DEFAULT_LOCK_LOSS_GRACE_MS = 5000  # SIGTERM, then SIGKILL this much later
 UNIX_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path); a name must be shorter
+
+
+class LockLoss:
+    """What ``flom`` does when the lock is lost while the command runs (the daemon died or
+    the connection broke): terminate the command (default), or keep it running as FLoM."""
+
+    TERMINATE = "terminate"
+    KEEP = "keep"
+    ALL = (TERMINATE, KEEP)
 
 
 class GrantPolicy:
@@ -80,10 +90,13 @@ class Settings:
     tls_private_key: str | None = None
     tls_ca_certificate: str | None = None
     tls_check_peer_id: bool = False
-    # pyflom extensions: [Daemon]/GrantPolicy, [TLS]/TlsTraceFile, [TLS]/TlsKeylogFile
+    # pyflom extensions: [Daemon]/GrantPolicy, [TLS]/TlsTraceFile, [TLS]/TlsKeylogFile,
+    # [Monitor]/LockLoss, [Monitor]/LockLossGrace
     grant_policy: str = GrantPolicy.FLOM
     tls_trace_file: str | None = None
     tls_keylog_file: str | None = None
+    lock_loss: str = LockLoss.TERMINATE
+    lock_loss_grace: int = DEFAULT_LOCK_LOSS_GRACE_MS
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []

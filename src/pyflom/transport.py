@@ -6,13 +6,15 @@ Imported by the CLI on every run: only ``socket``, ``time`` and the codec; disco
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import time
 
 from . import codec, netaddr, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
-from .settings import Settings
+from .settings import Settings, default_socket_name
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 
@@ -108,6 +110,34 @@ class Channel:
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
 
+    # What a non-blocking read raises when nothing has arrived (TLS adds its own).
+    _NOTHING_YET: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+
+    def fileno(self) -> int:
+        """The connection's descriptor."""
+        return self.sock.fileno()
+
+    def peer_closed(self) -> bool:
+        """Without waiting: has the daemon closed or broken the connection?  A message
+        that arrived meanwhile is kept for :meth:`receive`."""
+        sock = self.sock
+        sock.settimeout(0.0)
+        try:
+            data = sock.recv(4096)
+        except self._NOTHING_YET:
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(self._timeout)
+        if not data:
+            return True
+        try:
+            self._ready.extend(self._framer.feed(data))
+        except codec.CodecError:
+            return True  # garbled: the daemon will not be understood any more
+        return False
+
     def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
         """Disconnect.  Gracefully: half-close and wait for the daemon to close too, so
         everything sent before (an unlock) has been processed when this returns."""
@@ -133,6 +163,38 @@ def connect_unix(path: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def check_private_socket(path: str) -> None:
+    """Refuse the per-user default socket ``path`` (or its ``.lock``) when it is a
+    symbolic link or belongs to another user than this one or root: such a file lets
+    another user pose as this user's daemon.  Raises :class:`ConnectionFailed`."""
+    uid = os.getuid()
+    for name in (path, path + ".lock"):
+        try:
+            st = os.lstat(name)
+        except OSError:
+            continue  # absent: the daemon this client starts creates it
+        if stat.S_ISLNK(st.st_mode):
+            problem = "is a symbolic link"
+        elif st.st_uid not in (uid, 0):
+            problem = f"belongs to {_user(st.st_uid)}, not to you"
+        else:
+            continue
+        raise ConnectionFailed(
+            f"refusing '{name}': it {problem}, so another user could pose as your daemon "
+            "or take your locks. Remove it if it is stale, or give a socket of your own "
+            "with -s PATH"
+        )
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _say(text: str) -> None:
@@ -190,7 +252,10 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
         files = tls_files(settings)
         assert files is not None
         CLIENT_CONTEXTS.get(files)
-    local = settings.effective_socket_name() is not None
+    path = settings.effective_socket_name()
+    local = path is not None
+    if path is not None and path == default_socket_name():
+        check_private_socket(path)
     deadline = None
     pause = 0.002
     while True:
@@ -213,10 +278,13 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
         from .spawn import start_daemon
 
-        status = start_daemon(settings)
+        status, reason = start_daemon(settings)
         if status == _rc.FLOCK_ERROR:
             # Another daemon owns the socket or the address: it is starting, or leaving.
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         elif status != _rc.OK:
-            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+            raise FlomError(
+                f"the daemon could not start: {reason}" if reason else None,
+                rc=_rc.DAEMON_NOT_STARTED,
+            )

@@ -11,7 +11,8 @@ from .settings import Settings
 
 def verbose_dump(settings: Settings) -> str:
     """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
-    setting, plus ``[Daemon]/GrantPolicy`` last."""
+    setting, then pyflom's extensions (``[Daemon]/GrantPolicy``, ``[Monitor]/LockLoss``,
+    ``[Monitor]/LockLossGrace``)."""
     s = settings
 
     def q(value: str | None) -> str:
@@ -49,6 +50,8 @@ def verbose_dump(settings: Settings) -> str:
         f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
         f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
         f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
+        f"[Monitor]/LockLoss={q(s.lock_loss)}",
+        f"[Monitor]/LockLossGrace={s.lock_loss_grace}",
     )
     return "\n".join(lines) + "\n"
 

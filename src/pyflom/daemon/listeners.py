@@ -33,14 +33,40 @@ class ListenError(Exception):
 
 
 def take_lock_file(path: str) -> int:
-    """Hold ``path`` (flock) for the daemon's life; return its descriptor."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    """Hold ``path`` (flock) for the daemon's life; return its descriptor.
+
+    Created with mode 0666 less the umask; a symbolic link is never followed, and a file
+    this user may not open is a plain error, not a crash."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            why = "it is a symbolic link, which a daemon never follows"
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            why = f"{exc.strerror} ({_owner_of(path)}); remove it or use another socket name"
+        else:
+            why = exc.strerror or str(exc)
+        raise ListenError(_rc.SYSCALL_ERRORS["open"], f"cannot open '{path}': {why}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         raise ListenError(_rc.FLOCK_ERROR, f"'{path}' is held by another daemon") from None
     return fd
+
+
+def _owner_of(path: str) -> str:
+    """``owned by user NAME (uid N)`` for ``path``, as far as it can be told."""
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:
+        return "owner unknown"
+    try:
+        import pwd
+
+        return f"owned by user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
+    except KeyError:
+        return f"owned by uid {uid}"
 
 
 def listen_unix(path: str) -> tuple[socket.socket, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import resource
 import signal
@@ -44,6 +45,11 @@ from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
 ACCEPT_BURST = 256
+ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or memory
+# accept() errors that concern one connection only (the client left before we took it)
+_ACCEPT_TRANSIENT = frozenset(
+    (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN)
+)
 QUIESCE_LIFESPAN_MS = 100
 
 
@@ -87,10 +93,13 @@ class LockDaemon:
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
         self.tls = tls
+        self._accept_failures = 0  # failed accept() calls in the current episode
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
         """Act on one decoded message from ``conn``."""
+        if self.stopping:
+            return  # shutting down: nothing is granted any more
         now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
         if self.tls is not None and not self.tls.admits(conn, message):
@@ -134,7 +143,10 @@ class LockDaemon:
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
 
     def dispatch(self, answers: list[Answer]) -> None:
-        """Send each answer to its connection (if it is still there)."""
+        """Send each answer to its connection (if it is still there).  Once the daemon
+        is stopping nothing is sent: a shutdown never grants a lock."""
+        if self.stopping:
+            return
         for answer in answers:
             conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
             if conn is not None:
@@ -179,8 +191,11 @@ class LockDaemon:
         self.tls.log_failure(conn, exc)
 
     def lost(self, conn: ClientConnection) -> None:
-        """A connection ended: release its lock or drop its wait."""
+        """A connection ended: release its lock or drop its wait (unless the daemon is
+        stopping: then every connection is closed and nothing is granted)."""
         self.connections.pop(conn.id, None)
+        if self.stopping:
+            return
         self.dispatch(self.table.disconnect(conn.id, time.time()))
 
     # -- time ----------------------------------------------------------------------------
@@ -215,8 +230,14 @@ class LockDaemon:
                 self.reject(conn, f"silent for {limit:g} s without holding or waiting")
 
     # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._done.done()
+
     def stop(self) -> None:
-        """Stop serving: every connection is closed, ``serve`` returns."""
+        """Stop serving: every connection is closed without granting anything (holders
+        and waiters alike see the connection end), ``serve`` returns."""
         if not self._done.done():
             self._done.set_result(None)
 
@@ -255,9 +276,17 @@ class LockDaemon:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors: leave it in the backlog
-                self.log.error(f"FLM019E accept failed: {exc}")
+            except OSError as exc:
+                if exc.errno in _ACCEPT_TRANSIENT:
+                    continue  # that one client gave up already: take the next
+                self._pause_accepting(listener, tcp, exc)
                 return
+            if self._accept_failures:
+                self.log.notice(
+                    f"FLM028N accepting connections again after {self._accept_failures} "
+                    "failed attempt(s)"
+                )
+                self._accept_failures = 0
             sock.setblocking(False)
             if tcp:
                 # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
@@ -271,6 +300,27 @@ class LockDaemon:
             self.connections[conn.id] = conn
             self._idle_since = None
             conn.on_readable()  # FLoM clients send their request right after connecting
+
+    def _pause_accepting(self, listener: socket.socket, tcp: bool, exc: OSError) -> None:
+        """Out of descriptors (or memory): leave new clients in the backlog and try again
+        later, instead of spinning on a listener that stays readable.  Logged once per
+        episode, with the fix."""
+        self._accept_failures += 1
+        if self._accept_failures == 1:
+            self.log.error(
+                f"FLM019E accept failed: {exc.strerror or exc}; new clients wait in the "
+                f"backlog, retrying every {ACCEPT_RETRY_S * 1000:g} ms (raise the limit of "
+                "open files, 'ulimit -n', if this repeats)"
+            )
+        fd = listener.fileno()
+        self.loop.remove_reader(fd)
+
+        def resume() -> None:
+            if not self.stopping and listener.fileno() == fd:
+                self.loop.add_reader(fd, self._accept, listener, tcp)
+                self._accept(listener, tcp)
+
+        self.loop.call_later(ACCEPT_RETRY_S, resume)
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -288,10 +338,12 @@ def _unlink_if_ours(path: str, file_id: tuple[int, int] | None) -> None:
             os.unlink(path)
 
 
-def _report(ready_fd: int | None, status: int) -> None:
+def _report(ready_fd: int | None, status: int, reason: str = "") -> None:
+    """Tell the starting client how the start went: a 4-byte status (0: listening),
+    then, on failure, why in plain words (read by :func:`pyflom.spawn.start_daemon`)."""
     if ready_fd is not None:
         with contextlib.suppress(OSError):
-            os.write(ready_fd, struct.pack("=i", status))
+            os.write(ready_fd, struct.pack("=i", status) + reason.encode(errors="replace"))
             os.close(ready_fd)
 
 
@@ -348,7 +400,9 @@ def _open_sockets(
 
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     """Run a daemon in this process until it is shut down or idle; return its exit status."""
-    os.umask(0)  # as FLoM: the socket may be shared among users with -s
+    # The umask of the starting client is kept: the socket and its lock file are not
+    # writable by other users unless that umask allows it (share a daemon among users
+    # with -s and a permissive umask, e.g. `umask 000; flom -s /srv/flom ...`).
     os.chdir("/")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _raise_fd_limit()
@@ -364,7 +418,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
         except TlsSetupError as failure:
             log.error(f"FLM018E {failure}")
             log.close()
-            _report(ready_fd, failure.rc)
+            _report(ready_fd, failure.rc, str(failure))
             return 1
     with contextlib.ExitStack() as stack:
         stack.callback(log.close)
@@ -372,7 +426,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             listeners, discovery_socket = _open_sockets(options, log, stack)
         except ListenError as exc:
             log.error(f"FLM019E {exc.reason}")
-            _report(ready_fd, exc.rc)
+            _report(ready_fd, exc.rc, exc.reason)
             return 1
         socket_file = None if options.socket_name is None else _file_id(options.socket_name)
         if options.socket_name is not None:

@@ -27,6 +27,7 @@ class TlsChannel(Channel):
     """A :class:`Channel` over TLS; knows the daemon's certificate."""
 
     tls = True
+    _NOTHING_YET = (*Channel._NOTHING_YET, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
     def __init__(self, sock: ssl.SSLSocket, files: TlsFiles, address: object) -> None:
         super().__init__(sock)
