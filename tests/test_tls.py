@@ -391,3 +391,37 @@ def test_tls_after_multicast_discovery(
     assert found.returncode == 0 and found.stdout == "ok\n", found.stderr
     plain = b.run([FLOM, *group, "-d", "0", "--", "echo", "ok"], env=sandbox.env)
     assert plain.returncode == 99 and plain.stdout == ""
+
+
+# -- the lock's connection over TLS (issue 9) ------------------------------------------------
+
+
+def test_tls_lost_lock_terminates_the_command(sandbox: FlomSandbox, certs: Standard) -> None:
+    args = tls(certs.peer1, certs.ca1)
+    pid = start_daemon(sandbox, *args)
+    script = 'echo $$ > cmd.pid; trap "touch got-term; exit 3" TERM; while :; do sleep 0.05; done'
+    holder = sandbox.start(*args, "-r", "R", "--", "sh", "-c", script)
+    assert wait_for(lambda: sandbox.path("cmd.pid").exists(), timeout=20)
+    # TLS records after the grant (session tickets) are no loss: the lock is still held.
+    assert sandbox.run(*args, "-r", "R", "-o", "0", "--", "true").returncode == 98
+    assert holder.poll() is None
+    os.kill(pid, 9)
+    assert holder.wait(timeout=30) == 99
+    assert sandbox.path("got-term").exists()
+    assert "lost the lock on 'R'" in holder.communicate()[1]
+
+
+def test_tls_killed_flom_keeps_the_lock_while_the_command_runs(
+    sandbox: FlomSandbox, certs: Standard
+) -> None:
+    args = tls(certs.peer1, certs.ca1)
+    start_daemon(sandbox, *args)
+    holder = sandbox.start(*args, "-r", "R", "--", "sh", "-c", "echo $$ > cmd.pid; exec sleep 120")
+    pid_file = sandbox.path("cmd.pid")
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=20)
+    command = int(pid_file.read_text())
+    holder.kill()
+    holder.wait(timeout=10)
+    assert sandbox.run(*args, "-r", "R", "-o", "0", "--", "true").returncode == 98
+    os.kill(command, 9)
+    assert sandbox.run(*args, "-r", "R", "-o", "20000", "--", "true").returncode == 0
