@@ -41,6 +41,16 @@ def login_name() -> str:
         return "nobody"
 
 
+def user_label(uid: int) -> str:
+    """``user 'NAME' (uid N)``, or ``uid N`` for a uid without a passwd entry."""
+    try:
+        import pwd
+
+        return f"user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
 def default_socket_name() -> str:
     """``/tmp/flom-<login>``: one daemon per user by default."""
     return f"/tmp/flom-{login_name()}"

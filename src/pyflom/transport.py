@@ -14,7 +14,7 @@ import time
 from . import codec, netaddr, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
-from .settings import Settings, default_socket_name
+from .settings import Settings, default_socket_name, user_label
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 
@@ -178,7 +178,7 @@ def check_private_socket(path: str) -> None:
         if stat.S_ISLNK(st.st_mode):
             problem = "is a symbolic link"
         elif st.st_uid not in (uid, 0):
-            problem = f"belongs to {_user(st.st_uid)}, not to you"
+            problem = f"belongs to {user_label(st.st_uid)}, not to you"
         else:
             continue
         raise ConnectionFailed(
@@ -186,15 +186,6 @@ def check_private_socket(path: str) -> None:
             "or take your locks. Remove it if it is stale, or give a socket of your own "
             "with -s PATH"
         )
-
-
-def _user(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _say(text: str) -> None:

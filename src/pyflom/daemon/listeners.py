@@ -18,6 +18,7 @@ import tempfile
 from .. import rc as _rc
 from ..errors import ConnectionFailed
 from ..netaddr import WILDCARDS, interface_index, resolve
+from ..settings import user_label
 
 LISTEN_BACKLOG = 4096
 BIND_ERROR = _rc.SYSCALL_ERRORS["bind"]
@@ -56,17 +57,11 @@ def take_lock_file(path: str) -> int:
 
 
 def _owner_of(path: str) -> str:
-    """``owned by user NAME (uid N)`` for ``path``, as far as it can be told."""
+    """``owned by user 'NAME' (uid N)`` for ``path``, as far as it can be told."""
     try:
-        uid = os.lstat(path).st_uid
+        return f"owned by {user_label(os.lstat(path).st_uid)}"
     except OSError:
         return "owner unknown"
-    try:
-        import pwd
-
-        return f"owned by user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
-    except KeyError:
-        return f"owned by uid {uid}"
 
 
 def listen_unix(path: str) -> tuple[socket.socket, int]:
