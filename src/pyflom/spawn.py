@@ -4,7 +4,8 @@ The starter spawns ``python -m pyflom.daemon`` in a new session with stdio on
 /dev/null (so ``out=$(flom -- cmd)`` never waits for the daemon), waits for that
 process to fork the real daemon and exit, then reads a 4-byte status from a pipe: 0
 once the daemon listens, ``rc.FLOCK_ERROR`` when another daemon owns the socket or the
-TCP address.
+TCP address.  A daemon that refuses to start for a reason the user must fix (a state
+file it cannot use) writes that reason after the status.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import struct
 import sys
 
 from . import rc as _rc
+from .errors import FlomError
 from .settings import Settings
 
 READY_TIMEOUT_S = 10.0
@@ -57,6 +59,8 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
             argv += ["--tls-trace", settings.tls_trace_file]
         if settings.tls_keylog_file:
             argv += ["--tls-keylog", settings.tls_keylog_file]
+    if settings.state_file:
+        argv += ["--state-file", settings.state_file]
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:
@@ -65,7 +69,10 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
 
 
 def start_daemon(settings: Settings) -> int:
-    """Start the daemon ``settings`` describe; return its start status (a FLoM rc)."""
+    """Start the daemon ``settings`` describe; return its start status (a FLoM rc).
+
+    Raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's own words when
+    it refused to start and said why."""
     read_end, write_end = os.pipe()
     try:
         os.set_inheritable(write_end, True)
@@ -90,10 +97,26 @@ def start_daemon(settings: Settings) -> int:
             if not chunk:
                 return _rc.DAEMON_NOT_STARTED
             status += chunk
-        return int(struct.unpack("=i", status)[0])
+        code = int(struct.unpack("=i", status)[0])
+        reason = _read_reason(read_end) if code not in (_rc.OK, _rc.FLOCK_ERROR) else ""
     except OSError:
         return _rc.DAEMON_NOT_STARTED
     finally:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+    if reason:
+        raise FlomError(f"the daemon did not start: {reason}", rc=_rc.DAEMON_NOT_STARTED)
+    return code
+
+
+def _read_reason(read_end: int) -> str:
+    """The text a daemon wrote after a failure status, up to the end of the pipe."""
+    data = b""
+    while len(data) < 4096:
+        ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
+        chunk = os.read(read_end, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
