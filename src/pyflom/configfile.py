@@ -23,6 +23,7 @@ from .cmdline import (
     _socket_name_ok,
     parse_bool,
     parse_signals,
+    state_file_path,
 )
 from .lockmodes import parse_lock_mode
 from .settings import Settings
@@ -205,6 +206,8 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         if policy is None:
             raise _BadConfig()
         s.grant_policy = policy
+    if (text := keys.string("Daemon", "StateFile")) is not None:
+        s.state_file = state_file_path(text)
     if (text := keys.string("TLS", "TlsTraceFile")) is not None:
         s.tls_trace_file = text
     if (text := keys.string("TLS", "TlsKeylogFile")) is not None:

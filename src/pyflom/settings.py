@@ -84,6 +84,8 @@ class Settings:
     grant_policy: str = GrantPolicy.FLOM
     tls_trace_file: str | None = None
     tls_keylog_file: str | None = None
+    # pyflom extension: [Daemon]/StateFile (absolute path)
+    state_file: str | None = None
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []

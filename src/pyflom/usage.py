@@ -11,7 +11,7 @@ from .settings import Settings
 
 def verbose_dump(settings: Settings) -> str:
     """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
-    setting, plus ``[Daemon]/GrantPolicy`` last."""
+    setting, then pyflom's own: ``[Daemon]/GrantPolicy``, ``[Daemon]/StateFile``."""
     s = settings
 
     def q(value: str | None) -> str:
@@ -49,6 +49,7 @@ def verbose_dump(settings: Settings) -> str:
         f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
         f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
         f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
+        f"[Daemon]/StateFile={q(s.state_file)}",
     )
     return "\n".join(lines) + "\n"
 
