@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -188,3 +189,43 @@ def test_state_file_from_a_configuration_file(sandbox: FlomSandbox) -> None:
     stop_daemon(sandbox, signal.SIGKILL)
     assert grant(sandbox, "_s_x[1]", "-c", str(config))[0] == "2"
     assert json.loads(kept.read_text().splitlines()[0]) == HEADER
+
+
+def test_a_state_file_that_cannot_be_written_stops_the_daemon_before_it_answers(
+    sandbox: FlomSandbox,
+) -> None:
+    """The first daemon's files may not grow past 1 KiB (``ulimit -f 2``, inherited
+    from the command that starts it): the state file reaches that limit in the middle
+    of a record, so that daemon answers nothing more and exits; the next one ignores
+    the torn line and goes on, never handing out a number twice."""
+    padding = {f"_s_pad{i}[1]": {"counter": i, "returned": []} for i in range(1, 13)}
+    path = state_file(sandbox, {"sequences": padding})  # ~700 bytes: a few grants fit
+    trace = sandbox.path("trace")
+    options = ["-d", "-1", "-t", str(trace), "--append-trace-file=yes"]
+    options += ["--state-file", path, "-r", "_s_x[1]", "--", "sh", "-c", SHOW]
+    limited = ["sh", "-c", 'ulimit -f 2; exec "$0" "$@"']
+    handed: list[tuple[int, int]] = []
+    log = ""
+    for attempt in range(60):
+        result = subprocess.run(
+            [*(limited if attempt == 0 else []), *sandbox.args(*options)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=sandbox.env,
+            cwd=sandbox.root,
+        )
+        sandbox.remember_daemon()
+        if result.returncode == 0:
+            element, generation = result.stdout.rstrip("\n").split("|")
+            handed.append((int(element), int(generation)))
+        else:  # the daemon went away before answering: the command must not have run
+            assert result.returncode == 99 and not result.stdout, result
+        log = trace.read_text()
+        if "FLM043W" in log and handed[-1][0] >= handed[0][0] + 20:
+            break
+    assert "FLM041E cannot write state file" in log and "FLM043W" in log, log
+    assert log.index("FLM041E") < log.index("FLM043W")
+    assert len(sandbox.daemon_pids) == 2
+    assert increasing([element for element, _ in handed]), handed
+    assert increasing([generation for _, generation in handed]), handed
