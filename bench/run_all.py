@@ -15,6 +15,7 @@ for script in (
     "bench_types.py",
     "bench_network.py",
     "bench_tls.py",
+    "bench_statefile.py",
 ):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)

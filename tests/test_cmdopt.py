@@ -90,6 +90,7 @@ def test_help(args: list[str]) -> None:
     assert text.startswith("Usage:\n  flom [OPTION\u2026] [-- command to execute]\n")
     assert "  -r, --resource-name=NAME" in text
     assert "      --grant-policy=flom|fifo" in text
+    assert "      --state-file=FILE" in text
 
 
 def test_help_stops_parsing() -> None:
@@ -177,6 +178,8 @@ def test_custom_config_file(tmp_path: Path, home: Path) -> None:
          "[Network]/TcpKeepaliveProbes=12345"),
         (["--tls-check-peer-id=yes"], "TLS", "TlsCheckPeerId=yes", "[TLS]/TlsCheckPeerId=1"),
         (["--grant-policy=fifo"], "Daemon", "GrantPolicy=fifo", "[Daemon]/GrantPolicy='fifo'"),
+        (["--state-file=/var/lib/f.st"], "Daemon", "StateFile=/var/lib/f.st",
+         "[Daemon]/StateFile='/var/lib/f.st'"),
     ],
 )  # fmt: skip
 def test_dump_line(
@@ -633,6 +636,7 @@ def test_verbose_dump_of_defaults() -> None:
         "[TLS]/TlsCaCertificate=''\n"
         "[TLS]/TlsCheckPeerId=0\n"
         "[Daemon]/GrantPolicy='flom'\n"
+        "[Daemon]/StateFile=''\n"
         "[Monitor]/LockLoss='terminate'\n"
         "[Monitor]/LockLossGrace=5000\n"
     )
@@ -850,3 +854,15 @@ def test_grant_policy_from_config_and_cli(tmp_path: Path, home: Path) -> None:
     config(home / ".flom", "[Daemon]\nGrantPolicy=FIFO\n")
     assert settings_of([], home).grant_policy == "fifo"
     assert settings_of(["--grant-policy", "flom"], home).grant_policy == "flom"
+
+
+def test_state_file_is_stored_absolute_and_empty_means_none(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert settings_of(["--state-file", "st"], home).state_file == str(tmp_path / "st")
+    config(home / ".flom", "[Daemon]\nStateFile=sub/../kept\n")
+    assert settings_of([], home).state_file == str(tmp_path / "kept")
+    assert settings_of(["--state-file="], home).state_file is None  # overrides the file
+    config(home / ".flom", "[Daemon]\nStateFile=\n")
+    assert settings_of([], home).state_file is None

@@ -265,7 +265,7 @@ def test_lock_file_of_another_user_is_a_clear_start_failure(sandbox: FlomSandbox
         timeout=60,
     )
     assert proc.returncode == 99
-    assert "the daemon could not start" in proc.stderr, proc.stderr
+    assert "the daemon did not start" in proc.stderr, proc.stderr
     assert f"Permission denied (owned by uid {OTHER_UID})" in proc.stderr, proc.stderr
 
 

@@ -49,6 +49,9 @@ Product decisions (reference section 10):
 * Extension: ``--lock-loss=terminate|keep`` / ``[Monitor]/LockLoss`` and
   ``--lock-loss-grace=MS`` / ``[Monitor]/LockLossGrace`` say what happens to the command
   when its lock is lost while it runs (see :mod:`pyflom.monitor`).
+* Extension: ``--state-file=FILE`` / ``[Daemon]/StateFile`` gives a daemon started by
+  this command a state file (stored as an absolute path, relative to the current
+  directory; an empty value means none).
 """
 
 from __future__ import annotations
@@ -146,6 +149,7 @@ _OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
     ("", "grant-policy", _STR, "flom|fifo", "Grant order of a started daemon (default: flom)"),
     ("", "tls-trace", _STR, "FILE", "Append an annotated trace of the TLS records to FILE"),
     ("", "tls-keylog", _STR, "FILE", "Append TLS session keys to FILE (for Wireshark)"),
+    ("", "state-file", _STR, "FILE", "Keep sequences and generations of a started daemon here"),
     ("", "lock-loss", _STR, "terminate|keep", "If the lock is lost: end the command (default)"),
     ("", "lock-loss-grace", _INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)"),
 )
@@ -364,6 +368,11 @@ def _real_file(path: str) -> str | None:
         return None
 
 
+def state_file_path(text: str) -> str | None:
+    """A ``--state-file``/``StateFile`` value as stored: absolute, or None when empty."""
+    return os.path.abspath(text) if text else None
+
+
 def _grant_policy(text: str) -> str | None:
     word = text.strip(_BLANKS).lower()
     return word if word in GrantPolicy.ALL else None
@@ -532,6 +541,8 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
         s.tls_trace_file = os.path.abspath(value)
     if (value := text("tls-keylog")) is not None:
         s.tls_keylog_file = os.path.abspath(value)
+    if (value := text("state-file")) is not None:
+        s.state_file = state_file_path(value)
 
 
 def _with_warnings(error: CliError, warnings: list[str]) -> CliError:

@@ -24,6 +24,7 @@ from .cmdline import (
     lock_loss_policy,
     parse_bool,
     parse_signals,
+    state_file_path,
 )
 from .lockmodes import parse_lock_mode
 from .settings import Settings
@@ -206,6 +207,8 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         if policy is None:
             raise _BadConfig()
         s.grant_policy = policy
+    if (text := keys.string("Daemon", "StateFile")) is not None:
+        s.state_file = state_file_path(text)
     if (text := keys.string("Monitor", "LockLoss")) is not None:
         loss = lock_loss_policy(text)
         if loss is None:

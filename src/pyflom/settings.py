@@ -105,6 +105,8 @@ class Settings:
     grant_policy: str = GrantPolicy.FLOM
     tls_trace_file: str | None = None
     tls_keylog_file: str | None = None
+    # pyflom extension: [Daemon]/StateFile (absolute path)
+    state_file: str | None = None
     lock_loss: str = LockLoss.TERMINATE
     lock_loss_grace: int = DEFAULT_LOCK_LOSS_GRACE_MS
 

@@ -4,7 +4,8 @@ The starter spawns ``python -m pyflom.daemon`` in a new session with stdio on
 /dev/null (so ``out=$(flom -- cmd)`` never waits for the daemon), waits for that
 process to fork the real daemon and exit, then reads a 4-byte status from a pipe: 0
 once the daemon listens, ``rc.FLOCK_ERROR`` when another daemon owns the socket or the
-TCP address; any other status is followed by the daemon's reason, in plain words.
+TCP address.  A daemon that refuses to start for a reason the user must fix (a state
+file it cannot use) writes that reason after the status.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import os
 import select
 import struct
 import sys
-import time
 
 from . import rc as _rc
+from .errors import FlomError
 from .settings import Settings
 
 READY_TIMEOUT_S = 10.0
-MAX_REPORT_BYTES = 4096
-_READY = struct.pack("=i", _rc.OK)
 
 
 def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
@@ -60,6 +59,8 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
             argv += ["--tls-trace", settings.tls_trace_file]
         if settings.tls_keylog_file:
             argv += ["--tls-keylog", settings.tls_keylog_file]
+    if settings.state_file:
+        argv += ["--state-file", settings.state_file]
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:
@@ -67,9 +68,11 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
     return argv
 
 
-def start_daemon(settings: Settings) -> tuple[int, str]:
-    """Start the daemon ``settings`` describe; return its start status (a FLoM rc) and,
-    when it failed, the daemon's reason in plain words (may be empty)."""
+def start_daemon(settings: Settings) -> int:
+    """Start the daemon ``settings`` describe; return its start status (a FLoM rc).
+
+    Raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's own words when
+    it refused to start and said why."""
     read_end, write_end = os.pipe()
     try:
         os.set_inheritable(write_end, True)
@@ -87,22 +90,33 @@ def start_daemon(settings: Settings) -> tuple[int, str]:
         os.close(write_end)
         write_end = -1
         os.waitpid(pid, 0)
-        report = b""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while len(report) < MAX_REPORT_BYTES:  # until the daemon closes its end
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([read_end], [], [], max(remaining, 0))
-            chunk = os.read(read_end, MAX_REPORT_BYTES) if ready else b""
-            report += chunk
-            if not chunk or report[:4] == _READY:
-                break
-        if len(report) < 4:
-            return _rc.DAEMON_NOT_STARTED, ""
-        status = int(struct.unpack("=i", report[:4])[0])
-        return status, report[4:].decode(errors="replace")
+        status = b""
+        while len(status) < 4:
+            ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
+            chunk = os.read(read_end, 4 - len(status)) if ready else b""
+            if not chunk:
+                return _rc.DAEMON_NOT_STARTED
+            status += chunk
+        code = int(struct.unpack("=i", status)[0])
+        reason = _read_reason(read_end) if code not in (_rc.OK, _rc.FLOCK_ERROR) else ""
     except OSError:
-        return _rc.DAEMON_NOT_STARTED, ""
+        return _rc.DAEMON_NOT_STARTED
     finally:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+    if reason:
+        raise FlomError(f"the daemon did not start: {reason}", rc=_rc.DAEMON_NOT_STARTED)
+    return code
+
+
+def _read_reason(read_end: int) -> str:
+    """The text a daemon wrote after a failure status, up to the end of the pipe."""
+    data = b""
+    while len(data) < 4096:
+        ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
+        chunk = os.read(read_end, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()

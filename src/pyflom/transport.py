@@ -269,13 +269,10 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
         from .spawn import start_daemon
 
-        status, reason = start_daemon(settings)
+        status = start_daemon(settings)  # raises FlomError with the daemon's reason
         if status == _rc.FLOCK_ERROR:
             # Another daemon owns the socket or the address: it is starting, or leaving.
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         elif status != _rc.OK:
-            raise FlomError(
-                f"the daemon could not start: {reason}" if reason else None,
-                rc=_rc.DAEMON_NOT_STARTED,
-            )
+            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)

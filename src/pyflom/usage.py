@@ -11,8 +11,8 @@ from .settings import Settings
 
 def verbose_dump(settings: Settings) -> str:
     """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
-    setting, then pyflom's extensions (``[Daemon]/GrantPolicy``, ``[Monitor]/LockLoss``,
-    ``[Monitor]/LockLossGrace``)."""
+    setting, then pyflom's own: ``[Daemon]/GrantPolicy``, ``[Daemon]/StateFile``,
+    ``[Monitor]/LockLoss``, ``[Monitor]/LockLossGrace``."""
     s = settings
 
     def q(value: str | None) -> str:
@@ -50,6 +50,7 @@ def verbose_dump(settings: Settings) -> str:
         f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
         f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
         f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
+        f"[Daemon]/StateFile={q(s.state_file)}",
         f"[Monitor]/LockLoss={q(s.lock_loss)}",
         f"[Monitor]/LockLossGrace={s.lock_loss_grace}",
     )

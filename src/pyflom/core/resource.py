@@ -7,7 +7,6 @@ Subclasses say what a request needs (``verdict``) and record what a grant takes
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from enum import Enum
 from typing import ClassVar
 
 from ..settings import GrantPolicy
+from .durable import GenerationCounter
 
 ConnId = Hashable
 
@@ -137,8 +137,8 @@ class Resource:
     queue: WaitQueue = field(default_factory=WaitQueue)
     waiting: dict[ConnId, Waiter] = field(default_factory=dict)
     # Fencing tokens: one counter shared by every resource of a lock table, so each
-    # resource's grants carry strictly increasing numbers for the life of the daemon.
-    generations: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # resource's grants carry strictly increasing numbers, across restarts too.
+    generations: GenerationCounter = field(default_factory=GenerationCounter)
     _seq: int = 0
     timed: ClassVar[bool] = False  # True for types whose grants depend on time
 
@@ -224,6 +224,6 @@ class Resource:
 
     def _grant(self, conn: ConnId, request: Request, now: float) -> Grant:
         element = self.take(request, now)
-        generation = next(self.generations)
+        generation = self.generations.next(now)
         self.holders[conn] = Holding(request, element, generation)
         return Grant(conn, element, generation)

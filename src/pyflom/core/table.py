@@ -7,7 +7,6 @@ time, and sends the :class:`Answer` values it returns.  Nothing here reads a clo
 from __future__ import annotations
 
 import heapq
-import itertools
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -15,6 +14,7 @@ from .. import rc
 from ..lockmodes import LockMode
 from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
 from ..settings import GrantPolicy
+from .durable import DurableChanges, DurableState, GenerationCounter
 from .hierarchical import HierarchicalResource
 from .numeric import NumericResource
 from .resource import ConnId, Grant, Request, Resource, ResourceInitError, Verdict
@@ -68,17 +68,24 @@ def register_resource_class(kind: str, cls: type[Resource]) -> None:
 
 
 class LockTable:
-    """All resources of one daemon.  One lock (held, queued or incubated) per connection."""
+    """All resources of one daemon.  One lock (held, queued or incubated) per connection.
 
-    def __init__(self, policy: str = GrantPolicy.FLOM) -> None:
+    With ``durable`` (a daemon with a state file), sequence counters outlive their
+    resources and generations stay under a durable ceiling; after every event, call
+    :meth:`pending_changes` and make what it returns durable before sending the answers.
+    """
+
+    def __init__(self, policy: str = GrantPolicy.FLOM, durable: DurableState | None = None) -> None:
         self.policy = policy
+        self.durable = durable
         self.resources: dict[str, Resource] = {}
         self._incubator: dict[str, dict[ConnId, Request]] = {}
         self._conns: dict[ConnId, _ConnState] = {}
         self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
         self._deadlines: list[tuple[float, str]] = []  # heap; entries may be early
         self._any_timed = False  # has any resource with time-based grants been created?
-        self._generations = itertools.count(1)  # fencing tokens, shared by all resources
+        # Fencing tokens, shared by all resources.
+        self._generations = GenerationCounter() if durable is None else durable.generations
 
     # -- queries ------------------------------------------------------------------------
     @property
@@ -103,6 +110,11 @@ class LockTable:
         """When a time-based resource (timestamps) can next grant a queued request."""
         dues = [d for r in self._timed_resources() if (d := r.next_deadline()) is not None]
         return min(dues, default=None)
+
+    def pending_changes(self) -> DurableChanges | None:
+        """What the events since the last call changed that must be made durable before
+        their answers are sent (None: nothing, or no durable state)."""
+        return None if self.durable is None else self.durable.take_changes()
 
     # -- events -------------------------------------------------------------------------
     def lock(self, conn: ConnId, request: Request, now: float) -> list[Answer]:
@@ -136,6 +148,8 @@ class LockTable:
             )
         except ResourceInitError as exc:
             return [Answer(conn, exc.rc)]
+        if self.durable is not None and isinstance(resource, SequenceResource):
+            resource.keep_in(self.durable)
         self.resources[key] = resource
         self._any_timed = self._any_timed or resource.timed
         answers = self._acquire(conn, resource, request, now)

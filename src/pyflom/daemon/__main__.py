@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trace-file", help="daemon trace file (absolute path)")
     parser.add_argument("--append-trace-file", action="store_true")
     parser.add_argument(
+        "--state-file", help="keep sequence counters and generations here across restarts"
+    )
+    parser.add_argument(
         "--ready-fd",
         type=int,
         help="detach, then write a 4-byte start status (0 = listening) to this descriptor",
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         grant_policy=args.grant_policy,
         trace_file=args.trace_file,
         append_trace_file=args.append_trace_file,
+        state_file=None if args.state_file is None else os.path.abspath(args.state_file),
     )
     return run_daemon(options, ready_fd=args.ready_fd)
 

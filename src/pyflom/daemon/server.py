@@ -41,6 +41,7 @@ from .listeners import (
     take_lock_file,
 )
 from .log import DaemonLog
+from .statefile import StateFile, StateFileError
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -51,6 +52,7 @@ _ACCEPT_TRANSIENT = frozenset(
     (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN)
 )
 QUIESCE_LIFESPAN_MS = 100
+READY_REASON_MAX = 4000  # bytes of a start failure's reason (one atomic pipe write)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class DaemonOptions:
     grant_policy: str = GrantPolicy.FLOM
     trace_file: str | None = None
     append_trace_file: bool = False
+    state_file: str | None = None  # keeps sequences and generations across restarts
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
 
 
@@ -77,12 +80,18 @@ class LockDaemon:
     """Owns the lock table and the connections; decides when to exit."""
 
     def __init__(
-        self, options: DaemonOptions, log: DaemonLog, tls: DaemonTls | None = None
+        self,
+        options: DaemonOptions,
+        log: DaemonLog,
+        tls: DaemonTls | None = None,
+        state: StateFile | None = None,
     ) -> None:
         self.options = options
         self.log = log
         self.loop = asyncio.get_running_loop()
-        self.table = LockTable(options.grant_policy)
+        self.state = state
+        self._state_failed = False
+        self.table = LockTable(options.grant_policy, None if state is None else state.durable)
         self.connections: dict[int, ClientConnection] = {}
         self.peer_id = peer_id()
         self.lifespan_ms = options.lifespan_ms
@@ -143,15 +152,37 @@ class LockDaemon:
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
 
     def dispatch(self, answers: list[Answer]) -> None:
-        """Send each answer to its connection (if it is still there).  Once the daemon
-        is stopping nothing is sent: a shutdown never grants a lock."""
+        """Send each answer to its connection (if it is still there), once what they
+        depend on is in the state file.  Once the daemon is stopping nothing is sent: a
+        shutdown never grants a lock."""
         if self.stopping:
+            return
+        if self.state is not None and not self._persist():
             return
         for answer in answers:
             conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
             if conn is not None:
                 conn.send_answer(answer)
         self._arm_grant_timer()
+
+    def _persist(self) -> bool:
+        """Write and fdatasync what the last event changed; False: answer nothing."""
+        assert self.state is not None
+        if self._state_failed:
+            return False
+        changes = self.table.pending_changes()
+        if changes is not None:
+            try:
+                self.state.record(changes)
+            except StateFileError as exc:
+                self._state_failed = True
+                self.log.error(
+                    f"FLM041E {exc}; exiting without answering, so that no number is "
+                    "ever handed out twice"
+                )
+                self.stop()
+                return False
+        return True
 
     def _arm_grant_timer(self) -> None:
         """Wake up exactly when a time-based resource can grant a queued request."""
@@ -339,11 +370,10 @@ def _unlink_if_ours(path: str, file_id: tuple[int, int] | None) -> None:
 
 
 def _report(ready_fd: int | None, status: int, reason: str = "") -> None:
-    """Tell the starting client how the start went: a 4-byte status (0: listening),
-    then, on failure, why in plain words (read by :func:`pyflom.spawn.start_daemon`)."""
+    """Tell the starting client the start status (4 bytes), then why it failed (text)."""
     if ready_fd is not None:
         with contextlib.suppress(OSError):
-            os.write(ready_fd, struct.pack("=i", status) + reason.encode(errors="replace"))
+            os.write(ready_fd, struct.pack("=i", status) + reason.encode()[:READY_REASON_MAX])
             os.close(ready_fd)
 
 
@@ -398,6 +428,19 @@ def _open_sockets(
     return [listener], discovery
 
 
+def _log_state(log: DaemonLog, state: StateFile) -> None:
+    durable = state.durable
+    log.notice(
+        f"FLM042I state file '{state.path}': {len(durable.sequences)} sequence(s) restored, "
+        f"generations continue above {durable.generations.last}"
+    )
+    if state.torn_line_ignored:
+        log.warning(
+            f"FLM043W state file '{state.path}': ignored its incomplete last line (a daemon "
+            "stopped while writing it, before answering anything that depended on it)"
+        )
+
+
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     """Run a daemon in this process until it is shut down or idle; return its exit status."""
     # The umask of the starting client is kept: the socket and its lock file are not
@@ -431,9 +474,20 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
         socket_file = None if options.socket_name is None else _file_id(options.socket_name)
         if options.socket_name is not None:
             stack.callback(_unlink_if_ours, options.socket_name, socket_file)
+        state = None
+        if options.state_file is not None:
+            # After the listeners: a daemon that loses the race for the socket or address
+            # must report that (its client then connects to the winner), not a busy file.
+            try:
+                state = stack.enter_context(StateFile.open(options.state_file, time.time()))
+            except StateFileError as exc:
+                log.error(f"FLM040E {exc}")
+                _report(ready_fd, _rc.DAEMON_NOT_STARTED, str(exc))
+                return 1
+            _log_state(log, state)
 
         async def main() -> None:
-            daemon = LockDaemon(options, log, tls)
+            daemon = LockDaemon(options, log, tls, state)
             daemon.socket_file = socket_file
             responder = None
             if discovery_socket is not None:
