@@ -7,8 +7,9 @@ Subclasses say what a request needs (``verdict``) and record what a grant takes
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,12 +51,12 @@ class Verdict(Enum):
 
 @dataclass(slots=True)
 class Waiter:
-    """A queued request.  ``seq`` orders waiters; cancelled ones are skipped lazily."""
+    """A queued request.  ``seq`` orders waiters; ``key`` is its class in the queue."""
 
     conn: ConnId
     request: Request
     seq: int
-    cancelled: bool = False
+    key: Hashable = None
 
 
 @dataclass(slots=True)
@@ -80,41 +81,53 @@ class WaitQueue:
     """Waiters partitioned into classes of interchangeable requests.
 
     All waiters of one class (same ``class_key``) are equally grantable, so only the
-    head of each class needs checking: a grant costs O(number of classes), never
-    O(queue length).  Cancellation is O(1): the waiter is flagged and skipped later.
+    head of each class needs checking.  Each class is an ``OrderedDict`` keyed by
+    connection, in arrival order: push, pop of the head and removal of any waiter
+    (a cancel) are O(1), and a waiter that leaves leaves nothing behind.
     """
 
+    __slots__ = ("_classes", "_live")
+
     def __init__(self) -> None:
-        self._classes: dict[Hashable, deque[Waiter]] = {}
+        self._classes: dict[Hashable, OrderedDict[ConnId, Waiter]] = {}
         self._live = 0
 
     def __len__(self) -> int:
         return self._live
 
     def push(self, waiter: Waiter, key: Hashable) -> None:
-        self._classes.setdefault(key, deque()).append(waiter)
+        """Queue ``waiter`` at the end of class ``key``."""
+        waiter.key = key
+        waiters = self._classes.get(key)
+        if waiters is None:
+            waiters = self._classes[key] = OrderedDict()
+        waiters[waiter.conn] = waiter
         self._live += 1
 
     def cancel(self, waiter: Waiter) -> None:
-        if not waiter.cancelled:
-            waiter.cancelled = True
-            self._live -= 1
+        """Remove a queued ``waiter`` wherever it is in its class."""
+        waiters = self._classes[waiter.key]
+        del waiters[waiter.conn]
+        if not waiters:
+            del self._classes[waiter.key]
+        self._live -= 1
 
     def heads(self) -> Iterator[tuple[Hashable, Waiter]]:
-        """The first live waiter of every class, dropping dead entries on the way."""
-        empty = []
+        """The first waiter of every class."""
         for key, waiters in self._classes.items():
-            while waiters and waiters[0].cancelled:
-                waiters.popleft()
-            if waiters:
-                yield key, waiters[0]
-            else:
-                empty.append(key)
-        for key in empty:
-            del self._classes[key]
+            yield key, next(iter(waiters.values()))
+
+    def head(self, key: Hashable) -> Waiter | None:
+        """The first waiter of class ``key`` (None when the class is empty)."""
+        waiters = self._classes.get(key)
+        return None if waiters is None else next(iter(waiters.values()))
 
     def pop(self, key: Hashable) -> Waiter:
-        waiter = self._classes[key].popleft()
+        """Remove and return the first waiter of class ``key``."""
+        waiters = self._classes[key]
+        _, waiter = waiters.popitem(last=False)
+        if not waiters:
+            del self._classes[key]
         self._live -= 1
         return waiter
 
@@ -203,23 +216,38 @@ class Resource:
         return self.grant_waiters(now)
 
     def grant_waiters(self, now: float) -> list[Grant]:
-        """Grant queued requests in queue order, as the policy allows."""
+        """Grant queued requests in queue order, as the policy allows.
+
+        One pass over a heap of class heads ordered by arrival: the oldest head is
+        granted if it can be (and its class's next waiter takes its place), else its
+        class is done for this pass (FLoM policy) or the pass ends (FIFO).  A grant never
+        makes another request grantable, so a class found blocked stays blocked.
+        """
+        queue = self.queue
+        if not queue:
+            return []
         grants: list[Grant] = []
         fifo = self.policy == GrantPolicy.FIFO
-        while self.queue:
-            best: tuple[Hashable, Waiter] | None = None
-            for key, head in self.queue.heads():
-                if best is not None and head.seq > best[1].seq:
-                    continue
-                if fifo or self.verdict(head.request, now) is Verdict.GRANTABLE:
-                    best = (key, head)
-            if best is None or (
-                fifo and self.verdict(best[1].request, now) is not Verdict.GRANTABLE
-            ):
-                break
-            waiter = self.queue.pop(best[0])
+        heap = [(head.seq, key) for key, head in queue.heads()]  # seqs are unique
+        heapq.heapify(heap)
+        verdict = self.verdict
+        while heap:
+            key = heap[0][1]
+            head = queue.head(key)
+            assert head is not None
+            if verdict(head.request, now) is not Verdict.GRANTABLE:
+                if fifo:
+                    break
+                heapq.heappop(heap)  # blocked for the rest of this pass
+                continue
+            waiter = queue.pop(key)
             del self.waiting[waiter.conn]
             grants.append(self._grant(waiter.conn, waiter.request, now))
+            following = queue.head(key)
+            if following is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (following.seq, key))
         return grants
 
     def _grant(self, conn: ConnId, request: Request, now: float) -> Grant:
