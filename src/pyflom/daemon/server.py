@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .. import codec
 from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
+from ..core.table import MAX_RESOURCES
 from ..lockmodes import LockMode
 from ..netaddr import show, tune_tcp
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
@@ -45,6 +46,7 @@ from .tlsconnection import TlsClientConnection
 
 ACCEPT_BURST = 256
 QUIESCE_LIFESPAN_MS = 100
+FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
 
 
 @dataclass
@@ -65,6 +67,7 @@ class DaemonOptions:
     trace_file: str | None = None
     append_trace_file: bool = False
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
+    max_resources: int = MAX_RESOURCES  # live resources; more are refused (rc -12)
 
 
 class LockDaemon:
@@ -76,7 +79,7 @@ class LockDaemon:
         self.options = options
         self.log = log
         self.loop = asyncio.get_running_loop()
-        self.table = LockTable(options.grant_policy)
+        self.table = LockTable(options.grant_policy, options.max_resources)
         self.connections: dict[int, ClientConnection] = {}
         self.peer_id = peer_id()
         self.lifespan_ms = options.lifespan_ms
@@ -87,6 +90,8 @@ class LockDaemon:
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
         self.tls = tls
+        self._full_refusals = 0  # refused for the resource limit since the last FLM028W
+        self._full_logged_at: float | None = None
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
@@ -122,7 +127,24 @@ class LockDaemon:
             create=message.create,
             idle_lifespan_ms=message.lifespan,
         )
-        self.dispatch(self.table.lock(conn.id, request, now))
+        answers = self.table.lock(conn.id, request, now)
+        if answers[0].rc == _rc.CONTAINER_FULL:
+            self._resource_limit_reached()
+        self.dispatch(answers)
+
+    def _resource_limit_reached(self) -> None:
+        """Log a refusal for the resource limit: once, then at most every minute."""
+        self._full_refusals += 1
+        now = self.loop.time()
+        if self._full_logged_at is not None and now - self._full_logged_at < FULL_LOG_INTERVAL_S:
+            return
+        self.log.warning(
+            f"FLM028W limit of {self.table.max_resources} live resources reached "
+            f"(--max-resources): {self._full_refusals} request(s) for a new resource "
+            f"refused with reason code {_rc.CONTAINER_FULL} (logged at most once a minute)"
+        )
+        self._full_refusals = 0
+        self._full_logged_at = now
 
     def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
         conn.close()  # the management request gets no answer
