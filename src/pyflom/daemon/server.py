@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from .. import codec
@@ -45,6 +46,7 @@ from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
 ACCEPT_BURST = 256
+OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
 FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
 
@@ -90,6 +92,8 @@ class LockDaemon:
         self._grant_timer: asyncio.TimerHandle | None = None
         self._grant_due = 0.0
         self.tls = tls
+        self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
+        self._outbox_flush: asyncio.Handle | None = None
         self._full_refusals = 0  # refused for the resource limit since the last FLM028W
         self._full_logged_at: float | None = None
 
@@ -156,12 +160,31 @@ class LockDaemon:
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
 
     def dispatch(self, answers: list[Answer]) -> None:
-        """Send each answer to its connection (if it is still there)."""
+        """Send each answer to its connection (if it is still there), in order.
+
+        At most :data:`OUTBOX_BATCH` answers go out at once; the rest (a release that
+        grants thousands) wait in a FIFO outbox sent over the next loop iterations, so
+        that other clients are served in between.
+        """
+        if answers:
+            if not self._outbox and len(answers) <= OUTBOX_BATCH:
+                self._send(answers)
+            else:
+                self._outbox.extend(answers)
+                if self._outbox_flush is None:
+                    self._flush_outbox()
+        self._arm_grant_timer()
+
+    def _send(self, answers: list[Answer]) -> None:
         for answer in answers:
             conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
             if conn is not None:
                 conn.send_answer(answer)
-        self._arm_grant_timer()
+
+    def _flush_outbox(self) -> None:
+        outbox = self._outbox
+        self._send([outbox.popleft() for _ in range(min(OUTBOX_BATCH, len(outbox)))])
+        self._outbox_flush = self.loop.call_soon(self._flush_outbox) if outbox else None
 
     def _arm_grant_timer(self) -> None:
         """Wake up exactly when a time-based resource can grant a queued request."""
