@@ -29,20 +29,20 @@ CONFLICTS: tuple[int, ...] = tuple(
 class _Node:
     """One node of the holders' trie: who holds it, and who holds something below it.
 
-    ``here``/``below`` count holders per lock mode on the node itself and on its
-    descendants; the ``*_mask`` bit of a mode is set while its count is not zero.
-    ``count`` is every holder on the node or below: a node at 0 is pruned.
+    ``counts[mode]`` counts holders in ``mode`` on the node itself, ``counts[6 + mode]``
+    on its descendants; bit ``mode`` of ``here_mask``/``below_mask`` is set while the
+    count is not zero.  A node with both masks at 0 holds nothing and is pruned.
+    ``children`` is created with the first child.  The root (the empty path) counts
+    nothing: every name has at least one component.
     """
 
-    __slots__ = ("below", "below_mask", "children", "count", "here", "here_mask")
+    __slots__ = ("below_mask", "children", "counts", "here_mask")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.here = [0] * 6
-        self.below = [0] * 6
+        self.children: dict[str, _Node] | None = None
+        self.counts = [0] * 12
         self.here_mask = 0
         self.below_mask = 0
-        self.count = 0
 
 
 @dataclass
@@ -56,13 +56,24 @@ class HierarchicalResource(Resource):
     """
 
     _root: _Node = field(default_factory=_Node, repr=False)
+    _parsed: tuple[str, tuple[str, ...]] = ("", ())  # the last name parsed, and its path
+
+    def _path(self, name: str) -> tuple[str, ...]:
+        """``path_of(name)``; a grant parses the same name twice (verdict, take)."""
+        parsed = self._parsed
+        if parsed[0] == name:
+            return parsed[1]
+        path = path_of(name)
+        self._parsed = (name, path)
+        return path
 
     def verdict(self, request: Request, now: float) -> Verdict:
         conflicts = CONFLICTS[request.mode]
         node = self._root
-        for part in path_of(request.name):
-            child = node.children.get(part)
-            if child is None:
+        parsed = self._parsed
+        for part in parsed[1] if parsed[0] == request.name else self._path(request.name):
+            children = node.children
+            if children is None or (child := children.get(part)) is None:
                 return Verdict.GRANTABLE  # nobody holds this node or anything below it
             node = child
             if node.here_mask & conflicts:  # an ancestor, or the node itself
@@ -72,41 +83,55 @@ class HierarchicalResource(Resource):
         return Verdict.GRANTABLE
 
     def take(self, request: Request, now: float) -> str | None:
-        mode, bit = request.mode, 1 << request.mode
-        node = self._root
-        for part in path_of(request.name):
-            node.count += 1
-            node.below[mode] += 1
-            node.below_mask |= bit
-            child = node.children.get(part)
-            if child is None:
-                child = node.children[part] = _Node()
-            node = child
-        node.count += 1
-        node.here[mode] += 1
+        mode = request.mode
+        bit = 1 << mode
+        below = 6 + mode
+        parent = self._root
+        node = None
+        parsed = self._parsed
+        for part in parsed[1] if parsed[0] == request.name else self._path(request.name):
+            if node is not None:  # an ancestor of the node taken
+                node.counts[below] += 1
+                node.below_mask |= bit
+                parent = node
+            children = parent.children
+            if children is None:
+                children = parent.children = {}
+            node = children.get(part)
+            if node is None:
+                node = children[part] = _Node()
+        assert node is not None
+        node.counts[mode] += 1
         node.here_mask |= bit
         return None
 
     def give_back(self, holding: Holding, rollback: bool) -> None:
-        mode, bit = holding.request.mode, 1 << holding.request.mode
-        path = path_of(holding.request.name)
+        mode = holding.request.mode
+        bit = 1 << mode
+        below = 6 + mode
+        path = self._path(holding.request.name)
         nodes = [self._root]
         for part in path:
-            nodes.append(nodes[-1].children[part])
+            children = nodes[-1].children
+            assert children is not None
+            nodes.append(children[part])
         target = nodes[-1]
-        target.count -= 1
-        target.here[mode] -= 1
-        if not target.here[mode]:
+        target.counts[mode] -= 1
+        if not target.counts[mode]:
             target.here_mask &= ~bit
-        for node in nodes[:-1]:
-            node.count -= 1
-            node.below[mode] -= 1
-            if not node.below[mode]:
+        for node in nodes[1:-1]:
+            node.counts[below] -= 1
+            if not node.counts[below]:
                 node.below_mask &= ~bit
         for depth in range(len(path), 0, -1):  # prune what nobody holds any more
-            if nodes[depth].count:
+            node = nodes[depth]
+            if node.here_mask or node.below_mask:
                 break
-            del nodes[depth - 1].children[path[depth - 1]]
+            parent = nodes[depth - 1]
+            assert parent.children is not None
+            del parent.children[path[depth - 1]]
+            if not parent.children:
+                parent.children = None
 
     def class_key(self, request: Request) -> Hashable:
         return (request.name, request.mode)

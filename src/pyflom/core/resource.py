@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar
@@ -112,24 +112,37 @@ class WaitQueue:
             del self._classes[waiter.key]
         self._live -= 1
 
-    def heads(self) -> Iterator[tuple[Hashable, Waiter]]:
-        """The first waiter of every class."""
-        for key, waiters in self._classes.items():
-            yield key, next(iter(waiters.values()))
+    def drain(
+        self, verdict: Callable[[Request, float], Verdict], now: float, fifo: bool
+    ) -> Iterator[Waiter]:
+        """Remove and yield, oldest first, each waiter that ``verdict`` finds grantable
+        when it is reached; the caller grants it before the next one is checked.
 
-    def head(self, key: Hashable) -> Waiter | None:
-        """The first waiter of class ``key`` (None when the class is empty)."""
-        waiters = self._classes.get(key)
-        return None if waiters is None else next(iter(waiters.values()))
-
-    def pop(self, key: Hashable) -> Waiter:
-        """Remove and return the first waiter of class ``key``."""
-        waiters = self._classes[key]
-        _, waiter = waiters.popitem(last=False)
-        if not waiters:
-            del self._classes[key]
-        self._live -= 1
-        return waiter
+        One pass over a heap of class heads ordered by arrival: a blocked head ends its
+        class's turn for this pass (``fifo``: ends the pass).  This is the plain scan of
+        the queue in arrival order as long as a grant never makes another request
+        grantable, which holds for every resource type.
+        """
+        classes = self._classes
+        heap = [(next(iter(waiters.values())).seq, key) for key, waiters in classes.items()]
+        heapq.heapify(heap)  # seqs are unique: keys are never compared
+        while heap:
+            key = heap[0][1]
+            waiters = classes[key]
+            waiter = next(iter(waiters.values()))
+            if verdict(waiter.request, now) is not Verdict.GRANTABLE:
+                if fifo:
+                    return
+                heapq.heappop(heap)  # blocked for the rest of this pass
+                continue
+            del waiters[waiter.conn]
+            self._live -= 1
+            if waiters:
+                heapq.heapreplace(heap, (next(iter(waiters.values())).seq, key))
+            else:
+                del classes[key]
+                heapq.heappop(heap)
+            yield waiter
 
 
 @dataclass
@@ -216,38 +229,19 @@ class Resource:
         return self.grant_waiters(now)
 
     def grant_waiters(self, now: float) -> list[Grant]:
-        """Grant queued requests in queue order, as the policy allows.
-
-        One pass over a heap of class heads ordered by arrival: the oldest head is
-        granted if it can be (and its class's next waiter takes its place), else its
-        class is done for this pass (FLoM policy) or the pass ends (FIFO).  A grant never
-        makes another request grantable, so a class found blocked stays blocked.
-        """
-        queue = self.queue
-        if not queue:
+        """Grant queued requests in queue order, as the policy allows (one pass)."""
+        if not self.queue:
             return []
-        grants: list[Grant] = []
-        fifo = self.policy == GrantPolicy.FIFO
-        heap = [(head.seq, key) for key, head in queue.heads()]  # seqs are unique
-        heapq.heapify(heap)
-        verdict = self.verdict
-        while heap:
-            key = heap[0][1]
-            head = queue.head(key)
-            assert head is not None
-            if verdict(head.request, now) is not Verdict.GRANTABLE:
-                if fifo:
-                    break
-                heapq.heappop(heap)  # blocked for the rest of this pass
-                continue
-            waiter = queue.pop(key)
-            del self.waiting[waiter.conn]
-            grants.append(self._grant(waiter.conn, waiter.request, now))
-            following = queue.head(key)
-            if following is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (following.seq, key))
+        waiting, holders, take = self.waiting, self.holders, self.take
+        generations = self.generations
+        grants = []
+        for waiter in self.queue.drain(self.verdict, now, self.policy == GrantPolicy.FIFO):
+            conn, request = waiter.conn, waiter.request
+            del waiting[conn]
+            element = take(request, now)  # as _grant, inlined: thousands per pass
+            generation = next(generations)
+            holders[conn] = Holding(request, element, generation)
+            grants.append(Grant(conn, element, generation))
         return grants
 
     def _grant(self, conn: ConnId, request: Request, now: float) -> Grant:
