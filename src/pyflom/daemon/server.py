@@ -93,6 +93,7 @@ class LockDaemon:
         self._grant_due = 0.0
         self.tls = tls
         self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
+        self._outboxed: dict[object, int] = {}  # connection -> its answers in the outbox
         self._outbox_flush: asyncio.Handle | None = None
         self._full_refusals = 0  # refused for the resource limit since the last FLM028W
         self._full_logged_at: float | None = None
@@ -164,12 +165,16 @@ class LockDaemon:
 
         At most :data:`OUTBOX_BATCH` answers go out at once; the rest (a release that
         grants thousands) wait in a FIFO outbox sent over the next loop iterations, so
-        that other clients are served in between.
+        that other clients are served in between.  Answers of later events go out at
+        once unless their connection still has an answer in the outbox.
         """
         if answers:
-            if not self._outbox and len(answers) <= OUTBOX_BATCH:
+            outboxed = self._outboxed
+            if len(answers) <= OUTBOX_BATCH and not any(a.conn in outboxed for a in answers):
                 self._send(answers)
             else:
+                for answer in answers:
+                    outboxed[answer.conn] = outboxed.get(answer.conn, 0) + 1
                 self._outbox.extend(answers)
                 if self._outbox_flush is None:
                     self._flush_outbox()
@@ -182,8 +187,13 @@ class LockDaemon:
                 conn.send_answer(answer)
 
     def _flush_outbox(self) -> None:
-        outbox = self._outbox
-        self._send([outbox.popleft() for _ in range(min(OUTBOX_BATCH, len(outbox)))])
+        outbox, outboxed = self._outbox, self._outboxed
+        batch = [outbox.popleft() for _ in range(min(OUTBOX_BATCH, len(outbox)))]
+        for answer in batch:
+            left = outboxed.pop(answer.conn) - 1
+            if left:
+                outboxed[answer.conn] = left
+        self._send(batch)
         self._outbox_flush = self.loop.call_soon(self._flush_outbox) if outbox else None
 
     def _arm_grant_timer(self) -> None:
