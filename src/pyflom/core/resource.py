@@ -124,10 +124,13 @@ class WaitQueue:
         grantable, which holds for every resource type.
         """
         classes = self._classes
-        heap = [(next(iter(waiters.values())).seq, key) for key, waiters in classes.items()]
-        heapq.heapify(heap)  # seqs are unique: keys are never compared
+        key_of: dict[int, Hashable] = {}  # head's seq -> its class (ints compare fast)
+        for key, waiters in classes.items():
+            key_of[next(iter(waiters.values())).seq] = key
+        heap = list(key_of)
+        heapq.heapify(heap)
         while heap:
-            key = heap[0][1]
+            key = key_of[heap[0]]
             waiters = classes[key]
             waiter = next(iter(waiters.values()))
             if verdict(waiter.request, now) is not Verdict.GRANTABLE:
@@ -138,7 +141,9 @@ class WaitQueue:
             del waiters[waiter.conn]
             self._live -= 1
             if waiters:
-                heapq.heapreplace(heap, (next(iter(waiters.values())).seq, key))
+                following = next(iter(waiters.values())).seq
+                key_of[following] = key
+                heapq.heapreplace(heap, following)
             else:
                 del classes[key]
                 heapq.heappop(heap)
