@@ -13,6 +13,9 @@ for script in (
     "bench_pairs.py",
     "bench_queue.py",
     "bench_types.py",
+    "bench_cancel.py",
+    "bench_many_resources.py",
+    "bench_hier_drain.py",
     "bench_network.py",
     "bench_tls.py",
 ):
