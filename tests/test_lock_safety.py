@@ -309,7 +309,7 @@ def test_descriptor_exhaustion_is_logged_once_and_recovers(sandbox: FlomSandbox)
             sock.close()
         works = sandbox.run("-r", "R", "-o", "20000", "--", "true")
         assert works.returncode == 0, works.stderr
-        assert "FLM028N accepting connections again" in trace.read_text()
+        assert "FLM029N accepting connections again" in trace.read_text()
     finally:
         daemon.kill()
         daemon.wait(timeout=10)

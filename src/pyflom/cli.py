@@ -99,6 +99,15 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
             _err(_rc_line("flom_client_lock", exc))
             _err(f"flom: {_timestamp_problem(settings.resource_name)}")
             return _rc.ES_GENERIC_ERROR
+        if exc.rc == _rc.CONTAINER_FULL:
+            _err(_rc_line("flom_client_lock", exc))
+            _err(
+                f"flom: the daemon refused to create resource '{settings.resource_name}': "
+                "it already keeps as many live resources as its limit allows (python -m "
+                "pyflom.daemon --max-resources); unused ones expire after their idle "
+                "lifespan (-i), so retry later or use an existing resource"
+            )
+            return _rc.ES_GENERIC_ERROR
         return _failure("flom_client_lock", exc)
     if settings.verbose and element is not None:
         _out(f"Locked element is '{element}'")

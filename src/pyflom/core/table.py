@@ -24,6 +24,7 @@ from .simple import SimpleResource
 from .timestamp import TimestampResource
 
 IDLE_GRACE_MS = 1000  # FLoM keeps an unused resource (idle lifespan or 1 s) + 1 s
+MAX_RESOURCES = 100_000  # live resources a table keeps at most (default)
 
 
 @dataclass(slots=True)
@@ -73,17 +74,31 @@ class LockTable:
     With ``durable`` (a daemon with a state file), sequence counters outlive their
     resources and generations stay under a durable ceiling; after every event, call
     :meth:`pending_changes` and make what it returns durable before sending the answers.
+    At most ``max_resources`` resources live at once: a request that would create one
+    more is refused with ``rc.CONTAINER_FULL``.  The cost of an event does not depend on
+    the number of live resources.
     """
 
-    def __init__(self, policy: str = GrantPolicy.FLOM, durable: DurableState | None = None) -> None:
+    def __init__(
+        self,
+        policy: str = GrantPolicy.FLOM,
+        durable: DurableState | None = None,
+        max_resources: int = MAX_RESOURCES,
+    ) -> None:
+        if max_resources < 1:
+            raise ValueError(f"max_resources must be at least 1, not {max_resources}")
         self.policy = policy
         self.durable = durable
+        self.max_resources = max_resources
         self.resources: dict[str, Resource] = {}
         self._incubator: dict[str, dict[ConnId, Request]] = {}
         self._conns: dict[ConnId, _ConnState] = {}
         self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
         self._deadlines: list[tuple[float, str]] = []  # heap; entries may be early
-        self._any_timed = False  # has any resource with time-based grants been created?
+        # Time-based grants: the pending deadline of each timed resource that has one,
+        # and a heap of (deadline, key) whose entries are stale unless they match it.
+        self._grant_due: dict[str, float] = {}
+        self._grant_heap: list[tuple[float, str]] = []
         # Fencing tokens, shared by all resources.
         self._generations = GenerationCounter() if durable is None else durable.generations
 
@@ -108,8 +123,10 @@ class LockTable:
 
     def next_grant_deadline(self) -> float | None:
         """When a time-based resource (timestamps) can next grant a queued request."""
-        dues = [d for r in self._timed_resources() if (d := r.next_deadline()) is not None]
-        return min(dues, default=None)
+        heap, current = self._grant_heap, self._grant_due
+        while heap and current.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: that resource's deadline changed since
+        return heap[0][0] if heap else None
 
     def pending_changes(self) -> DurableChanges | None:
         """What the events since the last call changed that must be made durable before
@@ -148,10 +165,13 @@ class LockTable:
             )
         except ResourceInitError as exc:
             return [Answer(conn, exc.rc)]
+        if len(self.resources) >= self.max_resources:
+            self._expire(now)  # make room with what is already past its expiry
+            if len(self.resources) >= self.max_resources:
+                return [Answer(conn, rc.CONTAINER_FULL)]
         if self.durable is not None and isinstance(resource, SequenceResource):
             resource.keep_in(self.durable)
         self.resources[key] = resource
-        self._any_timed = self._any_timed or resource.timed
         answers = self._acquire(conn, resource, request, now)
         for waiting_conn, waiting_request in self._incubator.pop(key, {}).items():
             del self._conns[waiting_conn]
@@ -191,7 +211,24 @@ class LockTable:
         return self._answers(grants, resource, now)
 
     def tick(self, now: float) -> list[Answer]:
-        """Time passed: drop expired unused resources, serve time-based grants."""
+        """Time passed: drop expired unused resources, serve the time-based grants due."""
+        self._expire(now)
+        heap, current = self._grant_heap, self._grant_due
+        due_keys = []
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if current.get(key) == due:
+                del current[key]
+                due_keys.append(key)
+        answers: list[Answer] = []
+        for key in due_keys:  # each refreshes its own deadline (served from the next tick)
+            resource = self.resources[key]
+            answers += self._answers(resource.tick(now), resource, now)
+        return answers
+
+    # -- internals ----------------------------------------------------------------------
+    def _expire(self, now: float) -> None:
+        """Drop the unused resources whose idle time is over."""
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, key = heapq.heappop(heap)
@@ -201,18 +238,12 @@ class LockTable:
             if due > now:
                 heapq.heappush(heap, (due, key))  # its idle clock restarted since
             else:
-                del self._expiry[key]
-                del self.resources[key]
-        answers: list[Answer] = []
-        for resource in self._timed_resources():
-            due_at = resource.next_deadline()
-            if due_at is not None and due_at <= now:
-                answers += self._answers(resource.tick(now), resource, now)
-        return answers
+                self._drop(key)
 
-    # -- internals ----------------------------------------------------------------------
-    def _timed_resources(self) -> list[Resource]:
-        return [r for r in self.resources.values() if r.timed] if self._any_timed else []
+    def _drop(self, key: str) -> None:
+        del self._expiry[key]
+        del self.resources[key]
+        self._grant_due.pop(key, None)
 
     def _live(self, key: str, now: float) -> Resource | None:
         """The resource for ``key`` unless it is absent or already past its expiry."""
@@ -220,8 +251,7 @@ class LockTable:
         if resource is not None:
             due = self._expiry.get(key)
             if due is not None and due <= now:
-                del self._expiry[key]
-                del self.resources[key]
+                self._drop(key)
                 return None
         return resource
 
@@ -247,8 +277,11 @@ class LockTable:
         return [Answer(g.conn, rc.OK, g.element, g.generation) for g in grants]
 
     def _touch(self, resource: Resource, now: float) -> None:
-        """Restart the idle clock of ``resource`` if nobody uses it, else stop it."""
+        """After an event on ``resource``: refresh its grant deadline (time-based types),
+        restart its idle clock if nobody uses it, else stop it."""
         key = resource.key
+        if resource.timed:
+            self._refresh_grant_deadline(resource)
         if resource.in_use:
             self._expiry.pop(key, None)
             return
@@ -257,3 +290,21 @@ class LockTable:
         if key not in self._expiry:  # one heap entry per key; tick() re-pushes if later
             heapq.heappush(self._deadlines, (due, key))
         self._expiry[key] = due
+
+    def _refresh_grant_deadline(self, resource: Resource) -> None:
+        """Record when ``resource`` can next grant by itself; O(log n), stale entries of
+        the heap are skipped later (and compacted away when they outnumber live ones)."""
+        key = resource.key
+        due = resource.next_deadline()
+        current = self._grant_due
+        if due is None:
+            current.pop(key, None)
+            return
+        if current.get(key) == due:
+            return
+        current[key] = due
+        heap = self._grant_heap
+        heapq.heappush(heap, (due, key))
+        if len(heap) > 2 * len(current) + 64:
+            heap[:] = [(d, k) for k, d in current.items()]
+            heapq.heapify(heap)

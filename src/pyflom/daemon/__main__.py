@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..core.table import MAX_RESOURCES
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 from ..tls.files import TlsFiles
 
@@ -34,6 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ms of idleness before exiting; <0 never exit (FLoM's -d)",
     )
     parser.add_argument("--grant-policy", choices=GrantPolicy.ALL, default=GrantPolicy.FLOM)
+    parser.add_argument(
+        "--max-resources",
+        type=_positive,
+        default=MAX_RESOURCES,
+        help="live resources kept at most; a request that would create one more is "
+        f"refused with reason code -12 (default {MAX_RESOURCES})",
+    )
     parser.add_argument("--tls-certificate", help="PEM certificate of the daemon")
     parser.add_argument("--tls-private-key", help="PEM private key of the daemon")
     parser.add_argument("--tls-ca-certificate", help="PEM CA certificate clients must chain to")
@@ -82,6 +90,13 @@ def _keepalive(text: str) -> tuple[int, int, int]:
     return values
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, not {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: detach when asked to, then serve until shut down or idle."""
     args = parse_args(argv)
@@ -100,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         tls=_tls_files(args),
         lifespan_ms=args.lifespan,
         grant_policy=args.grant_policy,
+        max_resources=args.max_resources,
         trace_file=args.trace_file,
         append_trace_file=args.append_trace_file,
         state_file=None if args.state_file is None else os.path.abspath(args.state_file),

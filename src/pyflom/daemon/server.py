@@ -17,11 +17,13 @@ import signal
 import socket
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from .. import codec
 from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
+from ..core.table import MAX_RESOURCES
 from ..lockmodes import LockMode
 from ..netaddr import show, tune_tcp
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
@@ -51,7 +53,9 @@ ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or m
 _ACCEPT_TRANSIENT = frozenset(
     (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN)
 )
+OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
+FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
 READY_REASON_MAX = 4000  # bytes of a start failure's reason (one atomic pipe write)
 
 
@@ -74,6 +78,7 @@ class DaemonOptions:
     append_trace_file: bool = False
     state_file: str | None = None  # keeps sequences and generations across restarts
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
+    max_resources: int = MAX_RESOURCES  # live resources; more are refused (rc -12)
 
 
 class LockDaemon:
@@ -91,7 +96,11 @@ class LockDaemon:
         self.loop = asyncio.get_running_loop()
         self.state = state
         self._state_failed = False
-        self.table = LockTable(options.grant_policy, None if state is None else state.durable)
+        self.table = LockTable(
+            options.grant_policy,
+            None if state is None else state.durable,
+            options.max_resources,
+        )
         self.connections: dict[int, ClientConnection] = {}
         self.peer_id = peer_id()
         self.lifespan_ms = options.lifespan_ms
@@ -103,6 +112,11 @@ class LockDaemon:
         self._grant_due = 0.0
         self.tls = tls
         self._accept_failures = 0  # failed accept() calls in the current episode
+        self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
+        self._outboxed: dict[object, int] = {}  # connection -> its answers in the outbox
+        self._outbox_flush: asyncio.Handle | None = None
+        self._full_refusals = 0  # refused for the resource limit since the last FLM028W
+        self._full_logged_at: float | None = None
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
@@ -140,7 +154,24 @@ class LockDaemon:
             create=message.create,
             idle_lifespan_ms=message.lifespan,
         )
-        self.dispatch(self.table.lock(conn.id, request, now))
+        answers = self.table.lock(conn.id, request, now)
+        if answers[0].rc == _rc.CONTAINER_FULL:
+            self._resource_limit_reached()
+        self.dispatch(answers)
+
+    def _resource_limit_reached(self) -> None:
+        """Log a refusal for the resource limit: once, then at most every minute."""
+        self._full_refusals += 1
+        now = self.loop.time()
+        if self._full_logged_at is not None and now - self._full_logged_at < FULL_LOG_INTERVAL_S:
+            return
+        self.log.warning(
+            f"FLM028W limit of {self.table.max_resources} live resources reached "
+            f"(--max-resources): {self._full_refusals} request(s) for a new resource "
+            f"refused with reason code {_rc.CONTAINER_FULL} (logged at most once a minute)"
+        )
+        self._full_refusals = 0
+        self._full_logged_at = now
 
     def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
         conn.close()  # the management request gets no answer
@@ -159,11 +190,35 @@ class LockDaemon:
             return
         if self.state is not None and not self._persist():
             return
+        if answers:
+            outboxed = self._outboxed
+            if len(answers) <= OUTBOX_BATCH and not any(a.conn in outboxed for a in answers):
+                self._send(answers)
+            else:
+                for answer in answers:
+                    outboxed[answer.conn] = outboxed.get(answer.conn, 0) + 1
+                self._outbox.extend(answers)
+                if self._outbox_flush is None:
+                    self._flush_outbox()
+        self._arm_grant_timer()
+
+    def _send(self, answers: list[Answer]) -> None:
+        if self.stopping:
+            return  # a shutdown never grants a lock
         for answer in answers:
             conn = self.connections.get(answer.conn)  # type: ignore[call-overload]
             if conn is not None:
                 conn.send_answer(answer)
-        self._arm_grant_timer()
+
+    def _flush_outbox(self) -> None:
+        outbox, outboxed = self._outbox, self._outboxed
+        batch = [outbox.popleft() for _ in range(min(OUTBOX_BATCH, len(outbox)))]
+        for answer in batch:
+            left = outboxed.pop(answer.conn) - 1
+            if left:
+                outboxed[answer.conn] = left
+        self._send(batch)
+        self._outbox_flush = self.loop.call_soon(self._flush_outbox) if outbox else None
 
     def _persist(self) -> bool:
         """Write and fdatasync what the last event changed; False: answer nothing."""
@@ -314,7 +369,7 @@ class LockDaemon:
                 return
             if self._accept_failures:
                 self.log.notice(
-                    f"FLM028N accepting connections again after {self._accept_failures} "
+                    f"FLM029N accepting connections again after {self._accept_failures} "
                     "failed attempt(s)"
                 )
                 self._accept_failures = 0
