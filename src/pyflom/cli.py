@@ -192,6 +192,22 @@ def shutdown_daemon(settings: Settings, immediate: bool) -> int:
     return _rc.ES_OK
 
 
+def show_status(settings: Settings, form: str, resource: str | None) -> int:
+    """``--status[=table|json]``: print the daemon's holders and waiters."""
+    from .status import format_json, format_table, query_status
+
+    try:
+        document = query_status(settings, resource)
+    except ConnectionFailed as exc:
+        _err(f"flom: no status: no daemon answers ({exc}), so nothing is locked there")
+        return _rc.ES_GENERIC_ERROR
+    except FlomError as exc:
+        _err(f"flom: no status: {exc}")
+        return _rc.ES_GENERIC_ERROR
+    sys.stdout.write(format_json(document) if form == "json" else format_table(document))
+    return _rc.ES_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flom`` console script."""
     args = sys.argv[1:] if argv is None else argv
@@ -251,6 +267,9 @@ def _main(argv: list[str]) -> int:
         return run(parsed.debug_feature, settings)
     if parsed.quiesce_exit or parsed.immediate_exit:
         return shutdown_daemon(settings, immediate=parsed.immediate_exit)
+    if parsed.status_format is not None:
+        resource = parsed.options.get("resource-name")
+        return show_status(settings, parsed.status_format, resource)  # type: ignore[arg-type]
     if not parsed.command:
         _err("No command to execute!")
         return _rc.ES_UNABLE_TO_EXECUTE_COMMAND

@@ -107,6 +107,7 @@ _NONE = 0  # flag
 _STR = 1  # string value
 _INT = 2  # C int value
 _LIST = 3  # repeatable string value
+_OPT = 4  # flag with an optional value, given only as --name=VALUE (pyflom extension)
 
 # (short, long, kind, value placeholder, help text); order = help order.
 _OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
@@ -152,8 +153,10 @@ _OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
     ("", "state-file", _STR, "FILE", "Keep sequences and generations of a started daemon here"),
     ("", "lock-loss", _STR, "terminate|keep", "If the lock is lost: end the command (default)"),
     ("", "lock-loss-grace", _INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)"),
+    ("", "status", _OPT, "table|json", "Show who holds and who waits (with -r: one resource)"),
 )
 _BY_LONG = {entry[1]: entry for entry in _OPTIONS}
+STATUS_FORMATS = ("table", "json")
 _BY_SHORT = {entry[0]: entry for entry in _OPTIONS if entry[0]}
 _HELP_SHORT = "h?"
 _HELP_LONG = ("help", "help-all")
@@ -178,6 +181,7 @@ class ParsedArgs(Record):
         "show_signal_list",
         "show_unique_id",
         "show_version",
+        "status_format",
     )
 
     def __init__(
@@ -191,6 +195,7 @@ class ParsedArgs(Record):
         quiesce_exit: bool = False,
         immediate_exit: bool = False,
         debug_feature: str | None = None,
+        status_format: str | None = None,
     ) -> None:
         self.options: dict[str, object] = {} if options is None else options
         self.command: list[str] = [] if command is None else command
@@ -201,6 +206,7 @@ class ParsedArgs(Record):
         self.quiesce_exit = quiesce_exit
         self.immediate_exit = immediate_exit
         self.debug_feature = debug_feature
+        self.status_format = status_format
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -248,6 +254,12 @@ def _store(
         items.append(value)
     elif long == "debug-feature":
         parsed.debug_feature = value
+    elif long == "status":
+        if value not in STATUS_FORMATS:
+            raise _parse_failure(
+                f"--status={value}: expected --status, --status=table or --status=json"
+            )
+        parsed.status_format = value
     else:
         parsed.options[long] = value
 
@@ -275,7 +287,9 @@ def parse_args(argv: list[str]) -> ParsedArgs:
             entry = _BY_LONG.get(name)
             if entry is None or (equal and entry[2] == _NONE):
                 raise _parse_failure(f"Unknown option {arg}")
-            if entry[2] != _NONE and not equal:
+            if entry[2] == _OPT and not equal:
+                value = entry[3].split("|")[0]  # the first documented value
+            elif entry[2] != _NONE and not equal:
                 if index >= count:
                     raise _parse_failure(f"Missing argument for --{name}")
                 value = argv[index]

@@ -40,6 +40,8 @@ __all__ = [
     "Ping",
     "ShutdownAnswer",
     "ShutdownRequest",
+    "StatusAnswer",
+    "StatusRequest",
     "UnlockRequest",
     "Verb",
     "decode",
@@ -60,6 +62,7 @@ class Verb:
     PING = 3
     DISCOVER = 4
     MANAGEMENT = 5
+    STATUS = 6  # pyflom extension: FLoM's daemon closes the connection on it
 
 
 STEP_REQUEST = 8
@@ -184,6 +187,35 @@ class ShutdownAnswer(Record):
         self.rc = rc
 
 
+class StatusRequest(Record):
+    """pyflom extension (verb 6, step 8): ask the daemon for its status document.
+
+    ``resource`` (optional) narrows it to the resource that name locks.  A FLoM daemon
+    does not know verb 6 and closes the connection.
+    """
+
+    __slots__ = ("peer_id", "resource")
+    peer_id: str
+    resource: str | None
+
+    def __init__(self, peer_id: str, resource: str | None = None) -> None:
+        self.peer_id = peer_id
+        self.resource = resource
+
+
+class StatusAnswer(Record):
+    """pyflom extension (verb 6, step 16): the status document (UTF-8 JSON, carried in
+    base64) when ``rc`` is 0, nothing otherwise."""
+
+    __slots__ = ("document", "rc")
+    rc: int
+    document: bytes
+
+    def __init__(self, rc: int, document: bytes = b"") -> None:
+        self.rc = rc
+        self.document = document
+
+
 class DiscoverRequest(Record):
     """Multicast discovery request, client → group (verb 4, step 8)."""
 
@@ -218,6 +250,8 @@ Message = (
     | UnlockRequest
     | ShutdownRequest
     | ShutdownAnswer
+    | StatusRequest
+    | StatusAnswer
     | DiscoverRequest
     | DiscoverAnswer
     | Ping
@@ -329,6 +363,18 @@ def encode(msg: Message) -> bytes:
         )
     elif isinstance(msg, ShutdownAnswer):
         text = f'{_head(Verb.MANAGEMENT, STEP_FIRST_ANSWER)}<answer rc="{msg.rc:d}"/></msg>'
+    elif isinstance(msg, StatusRequest):
+        resource = "" if msg.resource is None else f' resource="{_b64(msg.resource)}"'
+        text = (
+            f"{_head(Verb.STATUS, STEP_REQUEST)}"
+            f'<session peerid="{_attr(msg.peer_id, "peer id")}"/><status{resource}/></msg>'
+        )
+    elif isinstance(msg, StatusAnswer):
+        document = binascii.b2a_base64(msg.document, newline=False).decode("ascii")
+        text = (
+            f'{_head(Verb.STATUS, STEP_FIRST_ANSWER)}<status rc="{msg.rc:d}" '
+            f'document="{document}"/></msg>'
+        )
     elif isinstance(msg, DiscoverRequest):
         text = f"{_head(Verb.DISCOVER, STEP_REQUEST)}</msg>"
     elif isinstance(msg, DiscoverAnswer):
@@ -358,9 +404,11 @@ _CHILDREN: dict[tuple[int, int], frozenset[str]] = {
     (Verb.DISCOVER, STEP_FIRST_ANSWER): frozenset({"network"}),
     (Verb.MANAGEMENT, STEP_REQUEST): frozenset({"session", "shutdown"}),
     (Verb.MANAGEMENT, STEP_FIRST_ANSWER): frozenset({"answer"}),
+    (Verb.STATUS, STEP_REQUEST): frozenset({"session", "status"}),
+    (Verb.STATUS, STEP_FIRST_ANSWER): frozenset({"status"}),
 }
-_KNOWN = frozenset({"session", "resource", "answer", "shutdown", "network"})
-_VERB_NAMES = {1: "lock", 2: "unlock", 3: "ping", 4: "discover", 5: "management"}
+_KNOWN = frozenset({"session", "resource", "answer", "shutdown", "network", "status"})
+_VERB_NAMES = {1: "lock", 2: "unlock", 3: "ping", 4: "discover", 5: "management", 6: "status"}
 
 
 def _int(value: str, what: str, low: int = -_INT_LIMIT, high: int = _INT_LIMIT - 1) -> int:
@@ -384,14 +432,19 @@ def _bool(value: str | None, what: str, default: bool) -> bool:
     _fail(f"{what}={value!r} is not 0 or 1")
 
 
-def _unb64(value: str) -> str:
+def _unb64_bytes(value: str, what: str) -> bytes:
     try:
         raw = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
-        _fail(f"resource name {value!r} is not valid base64")
+        _fail(f"{what} {value[:40]!r} is not valid base64")
     # Only the canonical form (what b2a_base64 gives) is accepted: no stray bits.
     if binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
-        _fail(f"resource name {value!r} is not canonical base64")
+        _fail(f"{what} {value[:40]!r} is not canonical base64")
+    return raw
+
+
+def _unb64(value: str) -> str:
+    raw = _unb64_bytes(value, "resource name")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -516,6 +569,19 @@ class _Collector:
             immediate = self.children["shutdown"].get("immediate")
             return ShutdownRequest(
                 peer_id=self._peer_id(), immediate=_bool(immediate, "immediate", False)
+            )
+        if verb == Verb.STATUS:
+            if "status" not in self.children:
+                _fail("status message without <status>")
+            attrs = self.children["status"]
+            if step == STEP_REQUEST:
+                resource = attrs.get("resource")
+                return StatusRequest(
+                    peer_id=self._peer_id(), resource=None if resource is None else _unb64(resource)
+                )
+            return StatusAnswer(
+                rc=_int(self._required("status", "rc"), "rc"),
+                document=_unb64_bytes(attrs.get("document", ""), "status document"),
             )
         if verb == Verb.DISCOVER:
             if step == STEP_REQUEST:

@@ -28,6 +28,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._framer = codec.Framer()
+        self._recv_bytes = 4096
         self._ready: list[bytes] = []
         self._timeout: float | None = None  # the socket's current timeout
         self._answered = False  # has the daemon sent anything yet?
@@ -82,7 +83,7 @@ class Channel:
                 self.sock.settimeout(remaining)
                 self._timeout = remaining
             try:
-                data = self.sock.recv(4096)
+                data = self.sock.recv(self._recv_bytes)
             except TimeoutError:
                 raise LockTimeout() from None
             except OSError as exc:
@@ -109,6 +110,12 @@ class Channel:
             return codec.decode(frame)
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+    def accept_large_messages(self, max_bytes: int) -> None:
+        """Take messages up to ``max_bytes`` from now on (a status answer), read in big
+        chunks; lock answers stay small."""
+        self._framer = codec.Framer(max_bytes)
+        self._recv_bytes = 1 << 18
 
     # What a non-blocking read raises when nothing has arrived (TLS adds its own).
     _NOTHING_YET: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)

@@ -5,7 +5,7 @@ Kept out of :mod:`pyflom.cmdline` so that an ordinary run does not load them.
 
 from __future__ import annotations
 
-from .cmdline import _NONE, _OPTIONS, SIGNAL_NAMES
+from .cmdline import _NONE, _OPT, _OPTIONS, SIGNAL_NAMES
 from .settings import Settings
 
 
@@ -62,7 +62,9 @@ def help_text() -> str:
     rows: list[tuple[str, str]] = [("-h, --help", "Show help options")]
     for short, long, kind, placeholder, description in _OPTIONS:
         left = f"-{short}, --{long}" if short else f"    --{long}"
-        if kind != _NONE:
+        if kind == _OPT:
+            left += f"[={placeholder}]"
+        elif kind != _NONE:
             left += f"={placeholder}"
         rows.append((left, description))
     width = max(len(left) for left, _ in rows) + 4

@@ -51,21 +51,24 @@ class Verdict(Enum):
 
 @dataclass(slots=True)
 class Waiter:
-    """A queued request.  ``seq`` orders waiters; ``key`` is its class in the queue."""
+    """A queued request.  ``seq`` orders waiters; ``key`` is its class in the queue;
+    ``since`` is when it was queued (the caller's clock)."""
 
     conn: ConnId
     request: Request
     seq: int
     key: Hashable = None
+    since: float = 0.0
 
 
 @dataclass(slots=True)
 class Holding:
-    """A granted request and what it was given."""
+    """A granted request, what it was given and when (the caller's clock)."""
 
     request: Request
     element: str | None
     generation: int
+    since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -162,6 +165,8 @@ class Resource:
 
     name: str
     key: str = ""  # the lock table's key (hierarchical names share their first level)
+    uid: int = 0  # the lock table's number for this resource (status, VFS)
+    kind: str = ""  # its ResourceType, set by the lock table
     idle_lifespan_ms: int = 0
     policy: str = GrantPolicy.FLOM
     holders: dict[ConnId, Holding] = field(default_factory=dict)
@@ -213,7 +218,7 @@ class Resource:
             return verdict, self._grant(conn, request, now)
         if verdict is Verdict.NOT_NOW and request.wait:
             self._seq += 1
-            waiter = Waiter(conn, request, self._seq)
+            waiter = Waiter(conn, request, self._seq, since=now)
             self.waiting[conn] = waiter
             self.queue.push(waiter, self.class_key(request))
         return verdict, None
@@ -245,12 +250,12 @@ class Resource:
             del waiting[conn]
             element = take(request, now)  # as _grant, inlined: thousands per pass
             generation = generations.next(now)
-            holders[conn] = Holding(request, element, generation)
+            holders[conn] = Holding(request, element, generation, now)
             grants.append(Grant(conn, element, generation))
         return grants
 
     def _grant(self, conn: ConnId, request: Request, now: float) -> Grant:
         element = self.take(request, now)
         generation = self.generations.next(now)
-        self.holders[conn] = Holding(request, element, generation)
+        self.holders[conn] = Holding(request, element, generation, now)
         return Grant(conn, element, generation)

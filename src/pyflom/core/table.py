@@ -7,6 +7,8 @@ time, and sends the :class:`Answer` values it returns.  Nothing here reads a clo
 from __future__ import annotations
 
 import heapq
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -76,7 +78,8 @@ class LockTable:
     :meth:`pending_changes` and make what it returns durable before sending the answers.
     At most ``max_resources`` resources live at once: a request that would create one
     more is refused with ``rc.CONTAINER_FULL``.  The cost of an event does not depend on
-    the number of live resources.
+    the number of live resources.  Each new resource is numbered by ``new_uid``
+    (by default 1, 2, 3...; a daemon shares its connection counter, as FLoM does).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class LockTable:
         policy: str = GrantPolicy.FLOM,
         durable: DurableState | None = None,
         max_resources: int = MAX_RESOURCES,
+        new_uid: Callable[[], int] | None = None,
     ) -> None:
         if max_resources < 1:
             raise ValueError(f"max_resources must be at least 1, not {max_resources}")
@@ -91,7 +95,8 @@ class LockTable:
         self.durable = durable
         self.max_resources = max_resources
         self.resources: dict[str, Resource] = {}
-        self._incubator: dict[str, dict[ConnId, Request]] = {}
+        self._new_uid = itertools.count(1).__next__ if new_uid is None else new_uid
+        self._incubator: dict[str, dict[ConnId, tuple[Request, float]]] = {}
         self._conns: dict[ConnId, _ConnState] = {}
         self._expiry: dict[str, float] = {}  # unused resource -> when it is dropped
         self._deadlines: list[tuple[float, str]] = []  # heap; entries may be early
@@ -111,6 +116,12 @@ class LockTable:
     def involves(self, conn: ConnId) -> bool:
         """True while ``conn`` holds, waits for or incubates a lock."""
         return conn in self._conns
+
+    def incubating(self) -> Iterator[tuple[ConnId, Request, float]]:
+        """Each incubated request (``create=0``, no resource yet) with when it came."""
+        for waiting in self._incubator.values():
+            for conn, (request, since) in waiting.items():
+                yield conn, request, since
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`tick` has work to do."""
@@ -152,7 +163,7 @@ class LockTable:
         if not request.create:
             if not request.wait:
                 return [Answer(conn, rc.LOCK_CANT_WAIT)]
-            self._incubator.setdefault(key, {})[conn] = request
+            self._incubator.setdefault(key, {})[conn] = (request, now)
             self._conns[conn] = _ConnState(key, _Status.INCUBATING)
             return [Answer(conn, rc.LOCK_WAIT_RESOURCE)]
         try:
@@ -162,6 +173,8 @@ class LockTable:
                 idle_lifespan_ms=request.idle_lifespan_ms,
                 policy=self.policy,
                 generations=self._generations,
+                uid=self._new_uid(),
+                kind=kind,
             )
         except ResourceInitError as exc:
             return [Answer(conn, exc.rc)]
@@ -173,7 +186,7 @@ class LockTable:
             resource.keep_in(self.durable)
         self.resources[key] = resource
         answers = self._acquire(conn, resource, request, now)
-        for waiting_conn, waiting_request in self._incubator.pop(key, {}).items():
+        for waiting_conn, (waiting_request, _) in self._incubator.pop(key, {}).items():
             del self._conns[waiting_conn]
             answers += self._acquire(waiting_conn, resource, waiting_request, now)
         return answers

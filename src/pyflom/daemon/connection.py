@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 RECV_BYTES = 65536
 MAX_PENDING_OUTPUT = 65536  # a client that does not read its answers is cut off
 
+# One daemon-wide counter numbers connections and resources alike (as FLoM's VFS does).
+new_uid = itertools.count(1).__next__
+
 
 class ClientConnection:
     """A client's stream: reads and frames messages, writes answers."""
@@ -36,21 +39,22 @@ class ClientConnection:
         "framer",
         "id",
         "last_activity",
+        "out_limit",
         "peer_common_name",
         "sock",
     )
-    _ids = itertools.count(1)
 
     def __init__(self, daemon: LockDaemon, sock: socket.socket) -> None:
         self.daemon = daemon
         self.sock = sock
         self.fd = sock.fileno()
-        self.id = next(self._ids)
+        self.id = new_uid()
         self.framer = codec.Framer()
         self.answers_sent = 0  # answers to the current request: the first is step 16
         self.last_activity = daemon.loop.time()
         self.closed = False
         self._out = bytearray()
+        self.out_limit = MAX_PENDING_OUTPUT
         self._eof_pending = False
         self.peer_common_name: str | None = None  # CN of the client's certificate (TLS)
         daemon.loop.add_reader(self.fd, self.on_readable)
@@ -138,8 +142,12 @@ class ClientConnection:
                 return
             self._out += payload[sent:]
             self.daemon.loop.add_writer(self.fd, self._on_writable)
-        if len(self._out) > MAX_PENDING_OUTPUT:
+        if len(self._out) > self.out_limit:
             self.daemon.reject(self, "the client does not read its answers")
+
+    def allow_output(self, size: int) -> None:
+        """Let ``size`` more bytes wait for a slow reader (a large status answer)."""
+        self.out_limit = MAX_PENDING_OUTPUT + size
 
     def _on_writable(self) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import resource
 import signal
@@ -30,7 +31,7 @@ from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
-from .connection import ClientConnection
+from .connection import ClientConnection, new_uid
 from .discovery import DiscoveryResponder
 from .listeners import (
     ListenError,
@@ -44,6 +45,7 @@ from .listeners import (
 )
 from .log import DaemonLog
 from .statefile import StateFile, StateFileError
+from .status import build_status
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -100,9 +102,11 @@ class LockDaemon:
             options.grant_policy,
             None if state is None else state.durable,
             options.max_resources,
+            new_uid,
         )
         self.connections: dict[int, ClientConnection] = {}
         self.peer_id = peer_id()
+        self.started = time.time()
         self.lifespan_ms = options.lifespan_ms
         self._idle_since: float | None = self.loop.time()
         self._done: asyncio.Future[None] = self.loop.create_future()
@@ -134,6 +138,8 @@ class LockDaemon:
                 self.dispatch(self.table.unlock(conn.id, message.name, message.rollback, now))
             elif isinstance(message, codec.ShutdownRequest):
                 self._shutdown(conn, message)
+            elif isinstance(message, codec.StatusRequest):
+                self._status(conn, message, now)
             else:
                 self.reject(conn, f"unexpected {type(message).__name__} on a stream connection")
         except ProtocolViolation as exc:
@@ -181,6 +187,19 @@ class LockDaemon:
         else:
             self.log.notice("FLM008N quiesce shutdown requested: exiting once idle")
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
+
+    def _status(self, conn: ClientConnection, message: codec.StatusRequest, now: float) -> None:
+        """Answer a status query (pyflom extension) and end the connection's sending side."""
+        if self.table.involves(conn.id):
+            raise ProtocolViolation("a status query on a connection that locks")
+        document = build_status(self, now, message.resource)
+        answer = codec.encode(
+            codec.StatusAnswer(_rc.OK, json.dumps(document, separators=(",", ":")).encode())
+        )
+        conn.allow_output(len(answer))
+        conn.write(answer)
+        conn.write_eof()
+        self.log.trace(f"status query on connection {conn.id}: {len(answer)} bytes sent")
 
     def dispatch(self, answers: list[Answer]) -> None:
         """Send each answer to its connection (if it is still there), once what they

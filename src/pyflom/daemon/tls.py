@@ -78,11 +78,12 @@ class DaemonTls:
     def admits(self, conn: ClientConnection, message: codec.Message) -> bool:
         """Level 3: a request's announced unique id must equal the client cert's CN.
 
-        A refused lock request gets no answer (as FLoM); a refused management request
-        gets a :class:`~pyflom.codec.ShutdownAnswer` so that ``-x``/``-X`` can say so.
+        A refused lock request gets no answer (as FLoM); a refused management or status
+        request gets its answer with the reason code, so that ``-x``/``-X`` and
+        ``--status`` can say so.
         """
         if not self.files.check_peer_id or not isinstance(
-            message, (codec.LockRequest, codec.ShutdownRequest)
+            message, (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)
         ):
             return True
         peer = getattr(conn, "peer", "?")
@@ -100,6 +101,9 @@ class DaemonTls:
         )
         if isinstance(message, codec.ShutdownRequest):
             conn.write(codec.encode(codec.ShutdownAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))
+            conn.write_eof()
+        elif isinstance(message, codec.StatusRequest):
+            conn.write(codec.encode(codec.StatusAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))
             conn.write_eof()
         conn.close()
         return False

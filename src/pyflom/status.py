@@ -1,0 +1,198 @@
+"""Ask a daemon who holds and who waits (``flom --status``), and show the answer.
+
+The query is a pyflom extension of FLoM's protocol (verb 6): it travels like a lock
+request (UNIX socket, TCP, TLS with the same files and peer-id check) and never starts
+a daemon.  The answer is the daemon's status document, described in
+:mod:`pyflom.daemon.status`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from . import codec
+from . import rc as _rc
+from .errors import FlomError, LockTimeout, ProtocolError
+from .settings import Settings
+
+MAX_STATUS_BYTES = 256 << 20  # the largest status answer a client takes
+STATUS_TIMEOUT_S = 30.0
+
+
+def query_status(
+    settings: Settings, resource: str | None = None, timeout_s: float = STATUS_TIMEOUT_S
+) -> dict[str, object]:
+    """The status document of the daemon ``settings`` name (only ``resource``'s part
+    when given).  Raises :class:`FlomError`: :class:`~pyflom.errors.ConnectionFailed`
+    when no daemon runs there, :class:`ProtocolError` when the daemon does not answer
+    status queries (FLoM's C daemon) or refused this one."""
+    from .transport import open_channel
+    from .uniqueid import peer_id
+
+    channel = open_channel(settings, may_start_daemon=False)
+    try:
+        channel.accept_large_messages(MAX_STATUS_BYTES)
+        channel.send(codec.StatusRequest(peer_id(), resource))
+        try:
+            answer = channel.receive(time.monotonic() + timeout_s)
+        except LockTimeout:
+            raise ProtocolError(
+                f"the daemon sent no status within {timeout_s:g} s", rc=_rc.NETWORK_TIMEOUT
+            ) from None
+        except ProtocolError as exc:
+            if exc.refused:
+                raise
+            raise ProtocolError(
+                "the daemon closed the connection without a status: it does not answer "
+                "status queries (FLoM's C daemon has none) or it refused this client "
+                f"(its log says why) [{exc}]",
+                rc=exc.rc,
+            ) from exc
+    finally:
+        channel.close(graceful=False)
+    if not isinstance(answer, codec.StatusAnswer):
+        raise ProtocolError(f"unexpected answer to a status query: {type(answer).__name__}")
+    if answer.rc != _rc.OK:
+        raise FlomError(
+            f"the daemon refused the status query: {_rc.strerror(answer.rc)}", rc=answer.rc
+        )
+    try:
+        document = json.loads(answer.document)
+    except ValueError as exc:
+        raise ProtocolError(f"the status document is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("pyflom_status") != 1:
+        raise ProtocolError("the status document is not version 1 of pyflom's status")
+    return document
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _who(entry: dict[str, object]) -> str:
+    """The peer, with the client's pid on a UNIX socket and its certificate's CN."""
+    who = str(entry["peer"])
+    if entry.get("pid") is not None:
+        who += f" pid {entry['pid']}"
+    if entry.get("certificate_cn"):
+        who += f" cn {entry['certificate_cn']}"
+    return who
+
+
+def _what(entry: dict[str, object]) -> str:
+    """What was asked: the mode, or the quantity, and the requested name when the
+    resource's differs (hierarchical)."""
+    parts = []
+    if entry.get("mode") is not None:
+        parts.append(str(entry["mode"]))
+    if entry.get("quantity") is not None:
+        parts.append(f"x{entry['quantity']}")
+    return " ".join(parts) or "-"
+
+
+_COLUMNS = ("RESOURCE", "TYPE", "STATE", "POS", "PEER", "LOCK", "ELEMENT", "GENERATION", "FOR")
+
+
+def format_table(document: dict[str, object]) -> str:
+    """A plain-text table of a status document, one line per holder and waiter."""
+    daemon = document["daemon"]
+    assert isinstance(daemon, dict)
+    resources = document["resources"]
+    incubator = document["incubator"]
+    assert isinstance(resources, list) and isinstance(incubator, list)
+    uptime = _duration(float(daemon["now"]) - float(daemon["started"]))
+    head = (
+        f"daemon pid {daemon['pid']}, unique id {daemon['peer_id'] or '-'}, up {uptime}, "
+        f"{daemon['connections']} connection(s), {len(resources)} resource(s)"
+        + (", TLS" if daemon.get("tls") else "")
+    )
+    rows: list[tuple[str, ...]] = []
+    for res in resources:
+        name, kind = str(res["name"]), str(res["type"])
+        for holder in res["holders"]:
+            element = holder.get("element")
+            rows.append(
+                (
+                    str(holder["name"]) if kind == "hierarchical" else name,
+                    kind,
+                    "holds",
+                    "",
+                    _who(holder),
+                    _what(holder),
+                    "-" if element is None else str(element),
+                    str(holder["generation"]),
+                    _duration(float(holder["held_s"])),
+                )
+            )
+        for waiter in res["waiters"]:
+            rows.append(
+                (
+                    str(waiter["name"]) if kind == "hierarchical" else name,
+                    kind,
+                    "waits",
+                    str(waiter["position"]),
+                    _who(waiter),
+                    _what(waiter),
+                    "-",
+                    "-",
+                    _duration(float(waiter["waiting_s"])),
+                )
+            )
+    for entry in incubator:
+        rows.append(
+            (
+                str(entry["name"]),
+                str(entry["type"]),
+                "incubates",
+                "",
+                _who(entry),
+                _what(entry),
+                "-",
+                "-",
+                _duration(float(entry["waiting_s"])),
+            )
+        )
+    if not rows:
+        return head + "\nnothing is held, waited for or incubated\n"
+    widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
+    lines = [head]
+    for row in (_COLUMNS, *rows):
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return "\n".join(lines) + "\n"
+
+
+def format_json(document: dict[str, object]) -> str:
+    """The status document as indented JSON (for scripts: ``--status=json``)."""
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def describe_wait(document: dict[str, object], is_me: dict[str, object]) -> str | None:
+    """One sentence on what the waiter matching ``is_me`` (``pid`` or ``peer``) waits
+    for: who holds the resource and the waiter's place in the queue; None if absent."""
+    resources = document["resources"]
+    assert isinstance(resources, list)
+    for res in resources:
+        waiters = res["waiters"]
+        for waiter in waiters:
+            if all(waiter.get(key) == value for key, value in is_me.items()):
+                holders = ", ".join(
+                    f"{_who(h)} ({_what(h)}, for {_duration(float(h['held_s']))})"
+                    for h in res["holders"][:5]
+                )
+                more = len(res["holders"]) - 5
+                if more > 0:
+                    holders += f" and {more} more"
+                return (
+                    f"waiting for '{res['name']}': held by {holders or 'nobody'}; "
+                    f"position {waiter['position']} of {len(waiters)} in the queue"
+                )
+    return None
