@@ -61,6 +61,8 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
             argv += ["--tls-keylog", settings.tls_keylog_file]
     if settings.state_file:
         argv += ["--state-file", settings.state_file]
+    if settings.mount_point_vfs:
+        argv += ["--mount-point-vfs", os.path.abspath(settings.mount_point_vfs)]
     if settings.daemon_trace_file:
         argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
         if settings.append_trace_file:

@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--state-file", help="keep sequence counters and generations here across restarts"
     )
     parser.add_argument(
+        "--mount-point-vfs", help="mount the status file system (FUSE) on this directory"
+    )
+    parser.add_argument(
         "--ready-fd",
         type=int,
         help="detach, then write a 4-byte start status (0 = listening) to this descriptor",
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         trace_file=args.trace_file,
         append_trace_file=args.append_trace_file,
         state_file=None if args.state_file is None else os.path.abspath(args.state_file),
+        mount_point_vfs=None
+        if args.mount_point_vfs is None
+        else os.path.abspath(args.mount_point_vfs),
     )
     return run_daemon(options, ready_fd=args.ready_fd)
 

@@ -48,6 +48,7 @@ from .statefile import StateFile, StateFileError
 from .status import build_status
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
+from .vfs import StatusMount, VfsError, mount
 
 ACCEPT_BURST = 256
 ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or memory
@@ -81,6 +82,7 @@ class DaemonOptions:
     state_file: str | None = None  # keeps sequences and generations across restarts
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
     max_resources: int = MAX_RESOURCES  # live resources; more are refused (rc -12)
+    mount_point_vfs: str | None = None  # serve the status file system there (FUSE)
 
 
 class LockDaemon:
@@ -121,6 +123,7 @@ class LockDaemon:
         self._outbox_flush: asyncio.Handle | None = None
         self._full_refusals = 0  # refused for the resource limit since the last FLM028W
         self._full_logged_at: float | None = None
+        self.state_version = 0  # moves on every event: the status file system rebuilds
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
@@ -205,6 +208,7 @@ class LockDaemon:
         """Send each answer to its connection (if it is still there), once what they
         depend on is in the state file.  Once the daemon is stopping nothing is sent: a
         shutdown never grants a lock."""
+        self.state_version += 1
         if self.stopping:
             return
         if self.state is not None and not self._persist():
@@ -515,6 +519,23 @@ def _log_state(log: DaemonLog, state: StateFile) -> None:
         )
 
 
+def _mount_vfs(daemon: LockDaemon) -> StatusMount | None:
+    """Mount the status file system if asked to (raises :class:`VfsError`)."""
+    mount_point = daemon.options.mount_point_vfs
+    if mount_point is None:
+        return None
+    # The loop handles these before libfuse starts: it takes those left at the default.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        daemon.loop.add_signal_handler(signum, daemon.stop)
+    return mount(
+        mount_point,
+        daemon.loop,
+        lambda: daemon.state_version,
+        lambda: build_status(daemon, time.time()),
+        daemon.log,
+    )
+
+
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     """Run a daemon in this process until it is shut down or idle; return its exit status."""
     # The umask of the starting client is kept: the socket and its lock file are not
@@ -571,14 +592,24 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                     listeners[0].getsockname()[1],
                     log,
                 )
-            _report(ready_fd, _rc.OK)
-            log.notice("FLM003N ready to serve requests")
-            await daemon.serve(listeners, responder)
+            status_fs = _mount_vfs(daemon)
+            try:
+                _report(ready_fd, _rc.OK)
+                log.notice("FLM003N ready to serve requests")
+                await daemon.serve(listeners, responder)
+            finally:
+                if status_fs is not None:
+                    status_fs.unmount()
 
         factory = _event_loop_factory()
-        if factory is None:
-            asyncio.run(main())
-        else:
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(main())
+        try:
+            if factory is None:
+                asyncio.run(main())
+            else:
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    runner.run(main())
+        except VfsError as exc:
+            log.error(f"FLM050E {exc}")
+            _report(ready_fd, _rc.DAEMON_NOT_STARTED, str(exc))
+            return 1
     return 0
