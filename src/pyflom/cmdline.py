@@ -367,8 +367,13 @@ def _socket_name_ok(name: str) -> bool:
 def _openable_dir(path: str) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except (OSError, ValueError):
+    except ValueError:
         return False
+    except OSError as exc:
+        # The status file system a killed daemon left: the next daemon unmounts it.
+        from .mounts import dead_status_mount
+
+        return dead_status_mount(path, exc)
     os.close(fd)
     return True
 

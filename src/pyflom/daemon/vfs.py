@@ -16,7 +16,6 @@ daemon's ``state_version`` moved since the last one, and serves the tree made of
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import errno
 import os
 import shutil
@@ -29,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..lockmodes import LONG_NAMES, LockMode
+from ..mounts import STATUS_FS_TYPE, canonical, dead_status_mount, mounted_type
 from ..names import ResourceType
 from .log import DaemonLog
 
@@ -39,7 +39,6 @@ SNAPSHOT_TIMEOUT_S = 2.0  # a FUSE call that waits longer for the loop fails wit
 MOUNT_TIMEOUT_S = 10.0
 UNMOUNT_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 5.0
-FS_TYPE = "fuse.flom"
 DIR_MODE = stat.S_IFDIR | 0o550
 FILE_MODE = stat.S_IFREG | 0o440
 
@@ -241,29 +240,6 @@ class StatusFs:
 
 
 # -- mounting -----------------------------------------------------------------------------
-def _unescape(field: str) -> str:
-    """A path of /proc/self/mountinfo (spaces and the like are octal escapes)."""
-    parts = field.split("\\")
-    return parts[0] + "".join(chr(int(p[:3], 8)) + p[3:] for p in parts[1:])
-
-
-def mounted_type(path: str) -> str | None:
-    """The file system type mounted on ``path`` (the last mount), None if none is."""
-    found = None
-    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            if len(fields) > 4 and _unescape(fields[4]) == path and " - " in line:
-                found = line.split(" - ", 1)[1].split()[0]
-    return found
-
-
-def _canonical(path: str) -> str:
-    """``path`` without symlinks, not touching ``path`` itself (it may be a dead mount)."""
-    path = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-
-
 def _fusermount(
     fusermount: str, mount_point: str, log: DaemonLog, why: str = ""
 ) -> tuple[bool, str]:
@@ -343,7 +319,7 @@ class StatusMount:
             return
         self._done = True
         self.fs.closing = True
-        if mounted_type(self.mount_point) == FS_TYPE:
+        if mounted_type(self.mount_point) == STATUS_FS_TYPE:
             done, failures = _fusermount(self._fusermount, self.mount_point, self._log)
             if not done:
                 self._log.warning(
@@ -359,9 +335,9 @@ def _check_mount_point(path: str, fusermount: str, log: DaemonLog) -> None:
     try:
         os.stat(path)
     except OSError as exc:
-        if exc.errno != errno.ENOTCONN or mounted_type(path) != FS_TYPE:
+        if not dead_status_mount(path, exc):
             raise VfsError(f"mount point '{path}': {exc.strerror}") from None
-        why = " a daemon that ended without unmounting left"
+        why = " that a killed daemon left mounted,"
         done, failures = _fusermount(fusermount, path, log, why)
         if not done:
             raise VfsError(
@@ -408,7 +384,7 @@ def mount(
         raise VfsError(f"{FUSE_MISSING} (fusermount3 not found)")
     if not os.path.exists("/dev/fuse"):
         raise VfsError(f"{FUSE_MISSING} (/dev/fuse is missing: load the fuse kernel module)")
-    mount_point = _canonical(mount_point)
+    mount_point = canonical(mount_point)
     _check_mount_point(mount_point, fusermount, log)
     for signum in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(signum) in (signal.SIG_DFL, None):
