@@ -11,6 +11,10 @@ STATUS_FS_TYPE = "fuse.flom"  # the type of the status file system (``-m DIR``)
 DEAD_MOUNT_ERRORS = (errno.ENOTCONN, errno.ECONNABORTED)
 
 
+class VfsError(Exception):
+    """The status file system cannot be mounted; the text says why and what to do."""
+
+
 def _unescape(field: str) -> str:
     """A path of /proc/self/mountinfo (spaces and the like are octal escapes)."""
     parts = field.split("\\")

@@ -26,6 +26,7 @@ from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
 from ..core.table import MAX_RESOURCES
 from ..lockmodes import LockMode
+from ..mounts import VfsError
 from ..netaddr import show, tune_tcp
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 from ..tls.contexts import TlsSetupError
@@ -48,7 +49,10 @@ from .statefile import StateFile, StateFileError
 from .status import build_status
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
-from .vfs import StatusMount, VfsError, mount
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .vfs import StatusMount
 
 ACCEPT_BURST = 256
 ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or memory
@@ -524,6 +528,8 @@ def _mount_vfs(daemon: LockDaemon) -> StatusMount | None:
     mount_point = daemon.options.mount_point_vfs
     if mount_point is None:
         return None
+    from .vfs import mount  # only now: most daemons never mount anything
+
     # The loop handles these before libfuse starts: it takes those left at the default.
     for signum in (signal.SIGTERM, signal.SIGINT):
         daemon.loop.add_signal_handler(signum, daemon.stop)

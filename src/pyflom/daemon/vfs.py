@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..lockmodes import LONG_NAMES, LockMode
-from ..mounts import STATUS_FS_TYPE, canonical, dead_status_mount, mounted_type
+from ..mounts import STATUS_FS_TYPE, VfsError, canonical, dead_status_mount, mounted_type
 from ..names import ResourceType
 from .log import DaemonLog
 
@@ -44,10 +44,6 @@ FILE_MODE = stat.S_IFREG | 0o440
 
 Node = bytes | tuple[str, ...]  # a file's content, or a directory's entries
 Tree = dict[str, Node]  # absolute path inside the mount ("/" is DIR itself) -> node
-
-
-class VfsError(Exception):
-    """The status file system cannot be mounted; the text says why and what to do."""
 
 
 # -- the tree ---------------------------------------------------------------------------
