@@ -615,7 +615,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                 with asyncio.Runner(loop_factory=factory) as runner:
                     runner.run(main())
         except VfsError as exc:
-            log.error(f"FLM050E {exc}")
+            log.error(f"FLM030E {exc}")
             _report(ready_fd, _rc.DAEMON_NOT_STARTED, str(exc))
             return 1
     return 0
