@@ -311,7 +311,7 @@ def test_bad_level(level: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 24), (6, 8), (0, 8)]
+    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 24), (6, 24), (7, 8), (0, 8)]
 )
 def test_unknown_verb_step_pair(verb: int, step: int) -> None:
     data = f'<msg level="3" verb="{verb}" step="{step}"></msg>'.encode()
@@ -589,3 +589,41 @@ def test_shutdown_refusal_answer_round_trip() -> None:
     )
     assert codec.decode(data) == codec.ShutdownAnswer(-23)
     assert decode_error(b'<msg level="3" verb="5" step="16"></msg>').rc == rc.MSG_DESERIALIZE_ERROR
+
+
+# -- status query (pyflom extension, verb 6) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        codec.StatusRequest("a1b2"),
+        codec.StatusRequest("", "/a/b"),
+        codec.StatusRequest("id", "caf\u00e9"),
+        codec.StatusAnswer(0, b'{"pyflom_status": 1, "resources": []}'),
+        codec.StatusAnswer(rc.UNIQUE_ID_DOES_NOT_MATCH),
+    ],
+)
+def test_status_messages_round_trip(message: codec.Message) -> None:
+    assert codec.decode(codec.encode(message)) == message
+
+
+def test_status_request_wire_form() -> None:
+    assert codec.encode(codec.StatusRequest("me", "foo")) == (
+        b'<?xml version="1.0" encoding="UTF-8" ?><msg level="3" verb="6" step="8">'
+        b'<session peerid="me"/><status resource="Zm9v"/></msg>'
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<msg level="3" verb="6" step="8"><session peerid=""/></msg>',  # no <status>
+        b'<msg level="3" verb="6" step="16"><status document="e30="/></msg>',  # no rc
+        b'<msg level="3" verb="6" step="16"><status rc="0" document="e30"/></msg>',  # b64
+        b'<msg level="3" verb="6" step="8"><status resource="!!"/></msg>',
+        b'<msg level="3" verb="6" step="8"><status/><status/></msg>',
+    ],
+)
+def test_malformed_status_messages_are_refused(body: bytes) -> None:
+    assert decode_error(body).rc == rc.MSG_DESERIALIZE_ERROR

@@ -73,6 +73,10 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     from .monitor import CommandNotExecutable, run_command
 
     handle = Handle(settings=settings, daemon_lifespan=settings.daemon_lifespan)
+    if settings.verbose:
+        from .status import wait_report
+
+        handle.on_wait = lambda channel, _answer: _out(wait_report(settings, channel))
     try:
         element = handle.lock()
     except LockBusy:

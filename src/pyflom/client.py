@@ -33,6 +33,10 @@ from .settings import Settings
 from .transport import Channel, open_channel
 from .uniqueid import peer_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
 
 
@@ -119,6 +123,9 @@ class Handle:
         self._encoded: tuple[bytes, bytes] | None = None  # (lock request, unlock request)
         self.locked_element: str | None = None
         self.lock_generation: int | None = None  # fencing token of the current lock
+        # Called once when a lock request has to wait (queued or incubated), with the
+        # waiting connection and the daemon's answer (``flom -V`` says what it waits for).
+        self.on_wait: Callable[[Channel, codec.LockAnswer], None] | None = None
         if resource_name is not None:
             self.resource_name = resource_name
         if lock_mode is not None:
@@ -270,6 +277,8 @@ class Handle:
                 raise
         if settings.tls_check_peer_id and channel.tls:
             self._check_daemon_identity(channel, answer)
+        if self.on_wait is not None and answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE):
+            self.on_wait(channel, answer)
         try:
             granted = self._wait_grant(channel, answer, deadline)
         except BaseException:

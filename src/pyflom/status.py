@@ -9,6 +9,8 @@ a daemon.  The answer is the daemon's status document, described in
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 
 from . import codec
@@ -18,6 +20,13 @@ from .settings import Settings
 
 MAX_STATUS_BYTES = 256 << 20  # the largest status answer a client takes
 STATUS_TIMEOUT_S = 30.0
+WAIT_REPORT_TIMEOUT_S = 5.0
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .transport import Channel
 
 
 def query_status(
@@ -175,15 +184,38 @@ def format_json(document: dict[str, object]) -> str:
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
-def describe_wait(document: dict[str, object], is_me: dict[str, object]) -> str | None:
-    """One sentence on what the waiter matching ``is_me`` (``pid`` or ``peer``) waits
-    for: who holds the resource and the waiter's place in the queue; None if absent."""
+def _is_me(sock: socket.socket) -> Callable[[dict[str, object]], bool]:
+    """Recognises this client's own entry in a status document: by pid on a UNIX socket
+    (the daemon reads it from the socket), by local address and port over TCP."""
+    if sock.family == socket.AF_UNIX:
+        pid = os.getpid()
+        return lambda entry: entry.get("pid") == pid
+    host, port = sock.getsockname()[:2]
+    # A dual-stack daemon sees an IPv4 client as ::ffff:a.b.c.d.
+    names = {f"{host}/{port}", f"::ffff:{host}/{port}"}
+    return lambda entry: entry.get("peer") in names
+
+
+def describe_wait(
+    document: dict[str, object], is_me: Callable[[dict[str, object]], bool]
+) -> str | None:
+    """One sentence on what the waiter ``is_me`` recognises waits for: who holds the
+    resource and its place in the queue (or the resource it waits to see created);
+    None when it is not in the document."""
+    incubator = document["incubator"]
+    assert isinstance(incubator, list)
+    for entry in incubator:
+        if is_me(entry):
+            return (
+                f"waiting for resource '{entry['name']}' to be created by another "
+                "requester (this one may not create it: -e no)"
+            )
     resources = document["resources"]
     assert isinstance(resources, list)
     for res in resources:
         waiters = res["waiters"]
         for waiter in waiters:
-            if all(waiter.get(key) == value for key, value in is_me.items()):
+            if is_me(waiter):
                 holders = ", ".join(
                     f"{_who(h)} ({_what(h)}, for {_duration(float(h['held_s']))})"
                     for h in res["holders"][:5]
@@ -196,3 +228,15 @@ def describe_wait(document: dict[str, object], is_me: dict[str, object]) -> str 
                     f"position {waiter['position']} of {len(waiters)} in the queue"
                 )
     return None
+
+
+def wait_report(settings: Settings, channel: Channel) -> str:
+    """What the lock request waiting on ``channel`` waits for, asked of the daemon on a
+    second connection (``flom -V``); a plain sentence even when the daemon cannot say."""
+    name = settings.resource_name
+    try:
+        document = query_status(settings, name, WAIT_REPORT_TIMEOUT_S)
+    except FlomError as exc:
+        return f"waiting for '{name}' (the daemon does not say who holds it: {exc})"
+    said = describe_wait(document, _is_me(channel.sock))
+    return said or f"waiting for '{name}' (the daemon's status does not list this request)"

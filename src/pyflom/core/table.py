@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from .. import rc
@@ -31,12 +31,14 @@ MAX_RESOURCES = 100_000  # live resources a table keeps at most (default)
 
 @dataclass(slots=True)
 class Answer:
-    """Tell connection ``conn`` the outcome ``rc`` (a FLOM_RC code) of its lock request."""
+    """Tell connection ``conn`` the outcome ``rc`` (a FLOM_RC code) of its lock request
+    (``request``: what it asked, for the daemon's log)."""
 
     conn: ConnId
     rc: int
     element: str | None = None
     generation: int | None = None
+    request: Request | None = field(default=None, compare=False)
 
 
 class ProtocolViolation(Exception):
@@ -117,6 +119,12 @@ class LockTable:
         """True while ``conn`` holds, waits for or incubates a lock."""
         return conn in self._conns
 
+    def what(self, conn: ConnId) -> tuple[str, str] | None:
+        """(resource key, ``"holding"``/``"waiting"``/``"incubating"``) for a connection
+        that has a lock request, else None."""
+        state = self._conns.get(conn)
+        return None if state is None else (state.key, state.status.value)
+
     def incubating(self) -> Iterator[tuple[ConnId, Request, float]]:
         """Each incubated request (``create=0``, no resource yet) with when it came."""
         for waiting in self._incubator.values():
@@ -151,7 +159,7 @@ class LockTable:
             raise ProtocolViolation("a second lock request on a connection that already has one")
         kind = resource_type(request.name)
         if kind is None:
-            return [Answer(conn, rc.INVALID_RESOURCE_NAME)]
+            return [Answer(conn, rc.INVALID_RESOURCE_NAME, request=request)]
         if not uses_lock_mode(kind) and request.mode != LockMode.EX:
             request = replace(request, mode=LockMode.EX)
         if kind != ResourceType.NUMERIC and request.quantity != 1:
@@ -162,10 +170,10 @@ class LockTable:
             return self._acquire(conn, resource, request, now)
         if not request.create:
             if not request.wait:
-                return [Answer(conn, rc.LOCK_CANT_WAIT)]
+                return [Answer(conn, rc.LOCK_CANT_WAIT, request=request)]
             self._incubator.setdefault(key, {})[conn] = (request, now)
             self._conns[conn] = _ConnState(key, _Status.INCUBATING)
-            return [Answer(conn, rc.LOCK_WAIT_RESOURCE)]
+            return [Answer(conn, rc.LOCK_WAIT_RESOURCE, request=request)]
         try:
             resource = _RESOURCE_CLASSES[kind](
                 name=request.name,
@@ -177,11 +185,11 @@ class LockTable:
                 kind=kind,
             )
         except ResourceInitError as exc:
-            return [Answer(conn, exc.rc)]
+            return [Answer(conn, exc.rc, request=request)]
         if len(self.resources) >= self.max_resources:
             self._expire(now)  # make room with what is already past its expiry
             if len(self.resources) >= self.max_resources:
-                return [Answer(conn, rc.CONTAINER_FULL)]
+                return [Answer(conn, rc.CONTAINER_FULL, request=request)]
         if self.durable is not None and isinstance(resource, SequenceResource):
             resource.keep_in(self.durable)
         self.resources[key] = resource
@@ -275,19 +283,22 @@ class LockTable:
         self._touch(resource, now)
         if grant is not None:
             self._conns[conn] = _ConnState(resource.key, _Status.HOLDING)
-            return [Answer(conn, rc.OK, grant.element, grant.generation)]
+            return [Answer(conn, rc.OK, grant.element, grant.generation, request)]
         if verdict is Verdict.NEVER:
-            return [Answer(conn, rc.LOCK_IMPOSSIBLE)]
+            return [Answer(conn, rc.LOCK_IMPOSSIBLE, request=request)]
         if request.wait:
             self._conns[conn] = _ConnState(resource.key, _Status.WAITING)
-            return [Answer(conn, rc.LOCK_ENQUEUED)]
-        return [Answer(conn, rc.LOCK_BUSY)]
+            return [Answer(conn, rc.LOCK_ENQUEUED, request=request)]
+        return [Answer(conn, rc.LOCK_BUSY, request=request)]
 
     def _answers(self, grants: list[Grant], resource: Resource, now: float) -> list[Answer]:
         for grant in grants:
             self._conns[grant.conn].status = _Status.HOLDING
         self._touch(resource, now)
-        return [Answer(g.conn, rc.OK, g.element, g.generation) for g in grants]
+        holders = resource.holders
+        return [
+            Answer(g.conn, rc.OK, g.element, g.generation, holders[g.conn].request) for g in grants
+        ]
 
     def _touch(self, resource: Resource, now: float) -> None:
         """After an event on ``resource``: refresh its grant deadline (time-based types),

@@ -9,6 +9,7 @@ import sys
 from ..core.table import MAX_RESOURCES
 from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
 from ..tls.files import TlsFiles
+from .log import LEVELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mount-point-vfs", help="mount the status file system (FUSE) on this directory"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=tuple(LEVELS),
+        help="keep log messages of this syslog priority or above (default info, every lock "
+        "event; or $PYFLOM_LOG_LEVEL)",
     )
     parser.add_argument(
         "--ready-fd",
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan_ms=args.lifespan,
         grant_policy=args.grant_policy,
         max_resources=args.max_resources,
+        log_level=args.log_level or os.environ.get("PYFLOM_LOG_LEVEL") or "info",
         trace_file=args.trace_file,
         append_trace_file=args.append_trace_file,
         state_file=None if args.state_file is None else os.path.abspath(args.state_file),

@@ -182,5 +182,7 @@ class ClientConnection:
         loop.remove_reader(self.fd)
         if self._out:
             loop.remove_writer(self.fd)
-        self.sock.close()
-        self.daemon.lost(self)
+        try:
+            self.daemon.lost(self)  # the socket is still open: the log can name the peer
+        finally:
+            self.sock.close()

@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 import struct
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -44,9 +45,9 @@ from .listeners import (
     open_discovery,
     take_lock_file,
 )
-from .log import DaemonLog
+from .log import LEVELS, DaemonLog
 from .statefile import StateFile, StateFileError
-from .status import build_status
+from .status import build_status, peer_name, peer_process
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -87,6 +88,7 @@ class DaemonOptions:
     stall_timeout_s: float = 10.0  # a silent lock-less or half-sent connection is closed
     max_resources: int = MAX_RESOURCES  # live resources; more are refused (rc -12)
     mount_point_vfs: str | None = None  # serve the status file system there (FUSE)
+    log_level: str = "info"  # syslog priorities kept: err, warning, notice or info
 
 
 class LockDaemon:
@@ -142,7 +144,13 @@ class LockDaemon:
             if isinstance(message, codec.LockRequest):
                 self._lock(conn, message, now)
             elif isinstance(message, codec.UnlockRequest):
-                self.dispatch(self.table.unlock(conn.id, message.name, message.rollback, now))
+                answers = self.table.unlock(conn.id, message.name, message.rollback, now)
+                if self.log.lock_events:
+                    rollback = " (rollback)" if message.rollback else ""
+                    self.log.info(
+                        f"FLM051I {self._who(conn.id)} released '{message.name}'{rollback}"
+                    )
+                self.dispatch(answers)
             elif isinstance(message, codec.ShutdownRequest):
                 self._shutdown(conn, message)
             elif isinstance(message, codec.StatusRequest):
@@ -217,6 +225,8 @@ class LockDaemon:
             return
         if self.state is not None and not self._persist():
             return
+        if answers and self.log.lock_events:
+            self._log_answers(answers)
         if answers:
             outboxed = self._outboxed
             if len(answers) <= OUTBOX_BATCH and not any(a.conn in outboxed for a in answers):
@@ -228,6 +238,38 @@ class LockDaemon:
                 if self._outbox_flush is None:
                     self._flush_outbox()
         self._arm_grant_timer()
+
+    def _who(self, conn_id: object) -> str:
+        """A connection as the log names it: its number, peer and (UNIX) process."""
+        conn = self.connections.get(conn_id)  # type: ignore[call-overload]
+        if conn is None:
+            return f"connection {conn_id}"
+        pid, _ = peer_process(conn.sock)
+        process = "" if pid is None else f" pid {pid}"
+        return f"connection {conn_id} ({peer_name(conn.sock)}{process})"
+
+    def _log_answers(self, answers: list[Answer]) -> None:
+        """FLM050I/FLM052I/FLM054I: one line per grant, refusal and queued request."""
+        info = self.log.info
+        for answer in answers:
+            request = answer.request
+            name, mode = ("?", "") if request is None else (request.name, _asked(request))
+            who = self._who(answer.conn)
+            if answer.rc == _rc.OK:
+                element = "" if answer.element is None else f", element '{answer.element}'"
+                info(
+                    f"FLM050I granted '{name}'{mode} to {who}, generation "
+                    f"{answer.generation}{element}"
+                )
+            elif answer.rc == _rc.LOCK_ENQUEUED:
+                info(f"FLM054I {who} waits for '{name}'{mode}")
+            elif answer.rc == _rc.LOCK_WAIT_RESOURCE:
+                info(f"FLM054I {who} waits for resource '{name}' to be created (-e no)")
+            else:
+                info(
+                    f"FLM052I refused '{name}'{mode} to {who}: {_rc.strerror(answer.rc)} "
+                    f"(reason code {answer.rc})"
+                )
 
     def _send(self, answers: list[Answer]) -> None:
         if self.stopping:
@@ -306,6 +348,16 @@ class LockDaemon:
     def lost(self, conn: ClientConnection) -> None:
         """A connection ended: release its lock or drop its wait (unless the daemon is
         stopping: then every connection is closed and nothing is granted)."""
+        if self.log.lock_events:
+            what = self.table.what(conn.id)
+            if what is not None and not self.stopping:
+                key, state = what
+                outcome = {
+                    "holding": f"holding '{key}': released",
+                    "waiting": f"waiting for '{key}': left the queue",
+                    "incubating": f"waiting for '{key}' to be created: forgotten",
+                }[state]
+                self.log.info(f"FLM053I {self._who(conn.id)} went away while {outcome}")
         self.connections.pop(conn.id, None)
         if self.stopping:
             return
@@ -436,6 +488,12 @@ class LockDaemon:
         self.loop.call_later(ACCEPT_RETRY_S, resume)
 
 
+def _asked(request: Request) -> str:
+    """`` (EX)`` or `` (EX x3)``: the mode and, above one, the quantity asked."""
+    quantity = f" x{request.quantity}" if request.quantity != 1 else ""
+    return f" ({LockMode(request.mode).name}{quantity})"
+
+
 def _file_id(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -554,7 +612,16 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
         options.stall_timeout_s = float(
             os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
         )
-    log = DaemonLog(options.trace_file, options.append_trace_file)
+    if options.log_level not in LEVELS:
+        reason = (
+            f"log level {options.log_level!r} ($PYFLOM_LOG_LEVEL) is not one of {', '.join(LEVELS)}"
+        )
+        print(f"flom daemon: {reason}", file=sys.stderr)
+        _report(ready_fd, _rc.DAEMON_NOT_STARTED, reason)
+        return 1
+    log = DaemonLog(
+        options.trace_file, options.append_trace_file, options.log_level, ready_fd is None
+    )
     tls = None
     if options.tls is not None:
         try:

@@ -48,7 +48,7 @@ def peer_name(sock: socket.socket) -> str:
     return f"{host}/{port}"
 
 
-def _process(sock: socket.socket) -> tuple[int | None, int | None]:
+def peer_process(sock: socket.socket) -> tuple[int | None, int | None]:
     """The (pid, uid) of a UNIX-socket client, (None, None) otherwise."""
     if sock.family != socket.AF_UNIX:
         return None, None
@@ -75,7 +75,7 @@ class _Peers:
             if conn is None:
                 known = {"peer": "?", "pid": None, "user": None, "certificate_cn": None}
             else:
-                pid, uid = _process(conn.sock)
+                pid, uid = peer_process(conn.sock)
                 known = {
                     "peer": peer_name(conn.sock),
                     "pid": pid,
