@@ -299,6 +299,26 @@ def test_unmounted_on_every_exit(vfs: Vfs, how: str) -> None:
     vfs.dir.rmdir()
 
 
+def test_busy_mount_is_detached_lazily(vfs: Vfs) -> None:
+    trace = vfs.box.path("daemon.trace")
+    assert (
+        vfs.box.run("-d", "-1", "-t", str(trace), "-m", str(vfs.dir), "--", "true").returncode == 0
+    )
+    pid = vfs.box.remember_daemon()
+    assert pid is not None
+    # A process whose working directory is inside the mount keeps it busy.
+    busy = subprocess.Popen(["sleep", "60"], cwd=vfs.status)
+    try:
+        assert vfs.box.run("-X").returncode == 0
+        assert wait_for(lambda: not process_alive(pid), timeout=TIMEOUT)
+        assert not vfs.mounted()
+        assert f"with command '{shutil.which('fusermount3')} -uz {vfs.dir}'" in trace.read_text()
+    finally:
+        busy.kill()
+        busy.wait()
+    vfs.dir.rmdir()
+
+
 def test_killed_daemons_mount_is_recovered_by_the_next_daemon(vfs: Vfs) -> None:
     assert vfs.box.run("-d", "-1", "-m", str(vfs.dir), "--", "true").returncode == 0
     pid = vfs.box.remember_daemon()
@@ -326,6 +346,17 @@ def test_non_empty_mount_point_is_refused(vfs: Vfs) -> None:
     assert f"mount point '{vfs.dir}' is not empty" in result.stderr
     assert vfs.box.remember_daemon() is None
     assert not vfs.mounted()
+
+
+def test_mount_point_of_a_running_daemon_is_refused(vfs: Vfs) -> None:
+    assert vfs.box.run("-d", "-1", "-m", str(vfs.dir), "--", "true").returncode == 0
+    assert vfs.mounted()
+    other = str(vfs.box.path("other.sock"))
+    result = vfs.box.run("-s", other, "-m", str(vfs.dir), "--", "true", socket_name=False)
+    assert result.returncode == 99
+    assert f"mount point '{vfs.dir}' already has a file system mounted on it" in result.stderr
+    assert not os.path.exists(other)
+    assert (vfs.status / "lockers").is_dir()  # the first daemon's mount still serves
 
 
 def test_missing_fuse_library_refuses_to_start(sandbox: FlomSandbox) -> None:

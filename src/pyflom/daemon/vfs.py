@@ -39,6 +39,7 @@ SNAPSHOT_TIMEOUT_S = 2.0  # a FUSE call that waits longer for the loop fails wit
 MOUNT_TIMEOUT_S = 10.0
 UNMOUNT_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 5.0
+LAZY_JOIN_TIMEOUT_S = 0.2
 DIR_MODE = stat.S_IFDIR | 0o550
 FILE_MODE = stat.S_IFREG | 0o440
 
@@ -127,7 +128,8 @@ class StatusFs:
         self._version = version
         self._document = document
         self.closing = False  # set before unmounting: then nothing waits for the loop
-        self.ready = threading.Event()  # set once the kernel talked to us (mounted)
+        self.ready = threading.Event()  # set once mounted, or once mounting failed
+        self.mounted = False  # the kernel talked to us
         self._seen: int | None = None
         self._tree: Tree = status_tree({"resources": [], "incubator": []})
         self._mtimes: dict[str, int] = dict.fromkeys(self._tree, time.time_ns())
@@ -181,6 +183,7 @@ class StatusFs:
             config.negative_timeout = 0.0
             config.attr_timeout = 0.0
             config.direct_io = 1  # reads go past a size the kernel may have cached
+        self.mounted = True
         self.ready.set()
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
@@ -238,14 +241,15 @@ class StatusFs:
 # -- mounting -----------------------------------------------------------------------------
 def _fusermount(
     fusermount: str, mount_point: str, log: DaemonLog, why: str = ""
-) -> tuple[bool, str]:
+) -> tuple[bool, list[str]]:
     """Unmount with ``fusermount3 -u``, then lazily (``-uz``) if that failed (busy).
-    Return (done, what failed)."""
-    failures = []
+    Return whether it is unmounted, and what failed on the way."""
+    failures: list[str] = []
     for flag in ("-u", "-uz"):
         command = [fusermount, flag, mount_point]
         shown = " ".join(command)
-        log.info(f"FLM023I unmounting the status file system{why} with command '{shown}'")
+        after = f" (after {failures[-1]})" if failures else ""
+        log.info(f"FLM023I unmounting the status file system{why} with command '{shown}'{after}")
         try:
             result = subprocess.run(
                 command,
@@ -259,9 +263,9 @@ def _fusermount(
             failures.append(f"'{shown}': {exc}")
             continue
         if result.returncode == 0:
-            return True, ""
+            return True, failures
         failures.append(f"'{shown}' exited {result.returncode}: {result.stderr.strip()}")
-    return False, "; ".join(failures)
+    return False, failures
 
 
 class StatusMount:
@@ -300,7 +304,7 @@ class StatusMount:
     def start(self) -> None:
         """Mount and start serving; raise :class:`VfsError` if the mount failed."""
         self._thread.start()
-        if not self.fs.ready.wait(MOUNT_TIMEOUT_S) or not self._thread.is_alive():
+        if not self.fs.ready.wait(MOUNT_TIMEOUT_S) or not self.fs.mounted:
             reason = self._failure or f"no answer from the kernel within {MOUNT_TIMEOUT_S:g} s"
             self.unmount()
             raise VfsError(
@@ -315,15 +319,20 @@ class StatusMount:
             return
         self._done = True
         self.fs.closing = True
+        wait = JOIN_TIMEOUT_S
         if mounted_type(self.mount_point) == STATUS_FS_TYPE:
             done, failures = _fusermount(self._fusermount, self.mount_point, self._log)
             if not done:
                 self._log.warning(
                     f"FLM024W could not unmount the status file system on "
-                    f"'{self.mount_point}' ({failures}): unmount it manually with "
+                    f"'{self.mount_point}' ({'; '.join(failures)}): unmount it manually with "
                     f"'fusermount3 -uz {self.mount_point}'"
                 )
-        self._thread.join(JOIN_TIMEOUT_S)
+            if failures:
+                # Detached lazily (or not at all): libfuse serves until the last user of
+                # the mount leaves, or until this process exits and the kernel drops it.
+                wait = LAZY_JOIN_TIMEOUT_S
+        self._thread.join(wait)
 
 
 def _check_mount_point(path: str, fusermount: str, log: DaemonLog) -> None:
@@ -338,7 +347,7 @@ def _check_mount_point(path: str, fusermount: str, log: DaemonLog) -> None:
         if not done:
             raise VfsError(
                 f"mount point '{path}' holds the dead status file system of a daemon that "
-                f"was killed and it could not be unmounted ({failures}): run "
+                f"was killed and it could not be unmounted ({'; '.join(failures)}): run "
                 f"'fusermount3 -uz {path}'"
             ) from None
     if not os.path.isdir(path):
@@ -383,7 +392,7 @@ def mount(
     mount_point = canonical(mount_point)
     _check_mount_point(mount_point, fusermount, log)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+        if signal.getsignal(signum) == signal.SIG_DFL:
             raise VfsError(f"internal error: signal {signum} is not handled before mounting")
     log.info(f"FLM022I mounting the status file system on '{mount_point}'")
     mounted = StatusMount(
