@@ -311,7 +311,7 @@ def test_bad_level(level: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 24), (6, 8), (0, 8)]
+    ("verb", "step"), [(1, 0), (1, 40), (2, 16), (3, 24), (4, 24), (5, 24), (6, 24), (7, 8), (0, 8)]
 )
 def test_unknown_verb_step_pair(verb: int, step: int) -> None:
     data = f'<msg level="3" verb="{verb}" step="{step}"></msg>'.encode()
