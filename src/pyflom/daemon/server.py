@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import resource
 import signal
@@ -46,7 +45,7 @@ from .listeners import (
 )
 from .log import LEVELS, DaemonLog
 from .statefile import StateFile, StateFileError
-from .status import build_status, peer_name, peer_process
+from .status import encode_status, peer_name, peer_process
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -200,10 +199,8 @@ class LockDaemon:
         """Answer a status query (pyflom extension) and end the connection's sending side."""
         if self.table.involves(conn.id):
             raise ProtocolViolation("a status query on a connection that locks")
-        document = build_status(self, now, message.resource)
-        answer = codec.encode(
-            codec.StatusAnswer(_rc.OK, json.dumps(document, separators=(",", ":")).encode())
-        )
+        document = encode_status(self, now, message.resource)
+        answer = codec.encode(codec.StatusAnswer(_rc.OK, document))
         conn.allow_output(len(answer))
         conn.write(answer)
         conn.write_eof()

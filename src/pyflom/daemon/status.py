@@ -1,7 +1,8 @@
 """The daemon's status document: every resource, its holders and its waiters.
 
-One plain dict (JSON-ready) built from the lock table and the connections, the single
-source of ``flom --status`` and the status file system (``-m``).  Its shape, version 1::
+One JSON document (:func:`encode_status`; :func:`build_status` gives it as a plain dict)
+built from the lock table and the connections, the single source of ``flom --status``
+and the status file system (``-m``).  Its shape, version 1::
 
     {"pyflom_status": 1,
      "daemon": {"pid", "peer_id", "started", "now", "connections", "lifespan_ms", "tls"},
@@ -16,13 +17,24 @@ from their resource's), ``mode`` (short lock-mode name, simple and hierarchical
 resources, else null) and ``quantity`` (numeric resources, else null).  Holders add
 ``element``, ``generation``, ``since`` and ``held_s``; waiters ``position`` (1 = next)
 ``since`` and ``waiting_s``.  Times are seconds since the epoch.
+
+The JSON text is written directly, not through dicts and :func:`json.dumps`: a queue of
+10000 waiters is then encoded in a few tens of milliseconds, during which the daemon
+grants nothing.  Who a connection is (its peer, process and uid) is worked out once in
+its life.  The text is what ``json.dumps(document, separators=(",", ":"))`` would give
+(ASCII, members in the order above), but for ``held_s`` and ``waiting_s``, written
+with six decimals (the same numbers: they are rounded to the microsecond).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import struct
+import weakref
+from json.encoder import encode_basestring_ascii as _string
 
 from ..lockmodes import LockMode
 from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
@@ -35,13 +47,25 @@ if TYPE_CHECKING:
 
 STATUS_VERSION = 1
 _UCRED = struct.Struct("3i")  # pid, uid, gid
+_UNKNOWN_PEER = '"peer":"?","pid":null,"user":null,"certificate_cn":null,"connection":'
+
+
+def _scalar(value: object) -> str:
+    """``value`` (None, a bool, a number or a string) as :func:`json.dumps` writes it."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _string(value)
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)  # True, False, NaN, infinities, subclasses
 
 
 def peer_name(sock: socket.socket) -> str:
     """FLoM's name for a client: ``ip/port`` over TCP, ``localhost/`` on a UNIX socket."""
+    if sock.family == socket.AF_UNIX:
+        return "localhost/"
     try:
-        if sock.family == socket.AF_UNIX:
-            return "localhost/"
         host, port = sock.getpeername()[:2]
     except OSError:
         return "?"
@@ -61,44 +85,77 @@ def peer_process(sock: socket.socket) -> tuple[int | None, int | None]:
     return pid, uid
 
 
+def _who(conn_id: object, conn: ClientConnection) -> str:
+    """The JSON members ``peer`` .. ``connection`` of ``conn``: its peer (FLoM's name,
+    ``ip/port`` over TCP, ``localhost/`` on a UNIX socket), the client's pid and uid
+    (UNIX sockets only) and its certificate's CN."""
+    sock = conn.sock
+    peer = peer_name(sock)
+    pid, uid = peer_process(sock)
+    return (
+        f'"peer":{_string(peer)},"pid":{_scalar(pid)},"user":{_scalar(uid)},'
+        f'"certificate_cn":{_scalar(conn.peer_common_name)},"connection":{_scalar(conn_id)}'
+    )
+
+
+# Each daemon's connections: id -> (certificate CN, the JSON members of who it is).
+# Connection ids are never reused, so an entry stays right while its connection lives.
+_KNOWN_PEERS: weakref.WeakKeyDictionary[LockDaemon, dict[object, tuple[str | None, str]]]
+_KNOWN_PEERS = weakref.WeakKeyDictionary()
+
+
 class _Peers:
-    """Who each connection is, worked out once per connection and document."""
+    """The JSON members ``peer`` .. ``connection`` of each connection: the peer, process
+    and uid found once per connection, its certificate's CN read each time."""
 
-    def __init__(self, connections: dict[int, ClientConnection]) -> None:
-        self._connections = connections
-        self._known: dict[object, dict[str, object]] = {}
-
-    def __call__(self, conn_id: object) -> dict[str, object]:
-        known = self._known.get(conn_id)
+    def __init__(self, daemon: LockDaemon) -> None:
+        connections = self._connections = daemon.connections
+        known = _KNOWN_PEERS.get(daemon)
         if known is None:
-            conn = self._connections.get(conn_id)  # type: ignore[call-overload]
-            if conn is None:
-                known = {"peer": "?", "pid": None, "user": None, "certificate_cn": None}
-            else:
-                pid, uid = peer_process(conn.sock)
-                known = {
-                    "peer": peer_name(conn.sock),
-                    "pid": pid,
-                    "user": uid,
-                    "certificate_cn": conn.peer_common_name,
-                }
-            self._known[conn_id] = known
-        return known
+            known = _KNOWN_PEERS[daemon] = {}
+        elif len(known) > 2 * len(connections) + 1024:  # forget closed connections
+            known = _KNOWN_PEERS[daemon] = {
+                conn_id: members for conn_id, members in known.items() if conn_id in connections
+            }
+        self._known = known
+
+    def __call__(self, conn_id: object) -> str:
+        conn = self._connections.get(conn_id)  # type: ignore[call-overload]
+        if conn is None:
+            return _UNKNOWN_PEER + _scalar(conn_id)
+        known = self._known.get(conn_id)
+        common_name = conn.peer_common_name
+        if known is None or known[0] != common_name:
+            known = self._known[conn_id] = (common_name, _who(conn_id, conn))
+        return known[1]
 
 
-def _request_fields(kind: str, request: Request) -> dict[str, object]:
-    return {
-        "name": request.name,
-        "mode": LockMode(request.mode).name if uses_lock_mode(kind) else None,
-        "quantity": request.quantity if kind == ResourceType.NUMERIC else None,
-    }
+class _Requests:
+    """The JSON members ``name``, ``mode`` and ``quantity`` of a request (the same for
+    every request alike, so worked out once per document)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str, int, int], str] = {}
+
+    def __call__(self, kind: str, request: Request) -> str:
+        key = (kind, request.name, request.mode, request.quantity)
+        members = self._known.get(key)
+        if members is None:
+            mode = LockMode(request.mode).name if uses_lock_mode(kind) else None
+            quantity = request.quantity if kind == ResourceType.NUMERIC else None
+            members = self._known[key] = (
+                f'"name":{_string(request.name)},"mode":{_scalar(mode)},'
+                f'"quantity":{_scalar(quantity)}'
+            )
+        return members
 
 
-def build_status(daemon: LockDaemon, now: float, resource: str | None = None) -> dict[str, object]:
-    """The status document of ``daemon`` at ``now`` (epoch seconds); with ``resource``,
-    only the resource that name locks (and its incubated requests)."""
+def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -> bytes:
+    """The status document of ``daemon`` at ``now`` (epoch seconds) as compact JSON;
+    with ``resource``, only the resource that name locks (and its incubated requests)."""
     table = daemon.table
-    peers = _Peers(daemon.connections)
+    peers = _Peers(daemon)
+    fields = _Requests()
     only = None
     if resource is not None:
         kind = resource_type(resource)
@@ -109,52 +166,49 @@ def build_status(daemon: LockDaemon, now: float, resource: str | None = None) ->
         if res is None:
             continue
         kind = res.kind or resource_type(res.name) or ResourceType.SIMPLE
-        holders = []
-        for conn_id, holding in res.holders.items():
-            entry = dict(peers(conn_id))
-            entry["connection"] = conn_id
-            entry.update(_request_fields(kind, holding.request))
-            entry["element"] = holding.element
-            entry["generation"] = holding.generation
-            entry["since"] = holding.since
-            entry["held_s"] = round(max(0.0, now - holding.since), 6)
-            holders.append(entry)
-        waiters = []
+        holders = ",".join(
+            f"{{{peers(conn_id)},{fields(kind, holding.request)},"
+            f'"element":{_scalar(holding.element)},"generation":{holding.generation!r},'
+            f'"since":{holding.since!r},"held_s":{max(0.0, now - holding.since):.6f}}}'
+            for conn_id, holding in res.holders.items()
+        )
         # ``waiting`` keeps arrival order, which is the order of the queue.
-        for position, (conn_id, waiter) in enumerate(res.waiting.items(), 1):
-            entry = dict(peers(conn_id))
-            entry["connection"] = conn_id
-            entry.update(_request_fields(kind, waiter.request))
-            entry["position"] = position
-            entry["since"] = waiter.since
-            entry["waiting_s"] = round(max(0.0, now - waiter.since), 6)
-            waiters.append(entry)
+        waiters = ",".join(
+            f"{{{peers(conn_id)},{fields(kind, waiter.request)},"
+            f'"position":{position},"since":{waiter.since!r},'
+            f'"waiting_s":{max(0.0, now - waiter.since):.6f}}}'
+            for position, (conn_id, waiter) in enumerate(res.waiting.items(), 1)
+        )
         resources.append(
-            {"id": res.uid, "name": res.name, "type": kind, "holders": holders, "waiters": waiters}
+            f'{{"id":{_scalar(res.uid)},"name":{_string(res.name)},"type":{_string(kind)},'
+            f'"holders":[{holders}],"waiters":[{waiters}]}}'
         )
     incubator = []
     for conn_id, request, since in table.incubating():
         kind = resource_type(request.name) or ResourceType.SIMPLE
         if only is not None and locker_key(request.name, kind) != only:
             continue
-        entry = dict(peers(conn_id))
-        entry["connection"] = conn_id
-        entry.update(_request_fields(kind, request))
-        entry["type"] = kind
-        entry["since"] = since
-        entry["waiting_s"] = round(max(0.0, now - since), 6)
-        incubator.append(entry)
-    return {
-        "pyflom_status": STATUS_VERSION,
-        "daemon": {
-            "pid": os.getpid(),
-            "peer_id": daemon.peer_id,
-            "started": daemon.started,
-            "now": now,
-            "connections": len(daemon.connections),
-            "lifespan_ms": daemon.lifespan_ms,
-            "tls": daemon.tls is not None,
-        },
-        "resources": resources,
-        "incubator": incubator,
+        incubator.append(
+            f'{{{peers(conn_id)},{fields(kind, request)},"type":{_string(kind)},'
+            f'"since":{since!r},"waiting_s":{max(0.0, now - since):.6f}}}'
+        )
+    about = {
+        "pid": os.getpid(),
+        "peer_id": daemon.peer_id,
+        "started": daemon.started,
+        "now": now,
+        "connections": len(daemon.connections),
+        "lifespan_ms": daemon.lifespan_ms,
+        "tls": daemon.tls is not None,
     }
+    return (
+        f'{{"pyflom_status":{STATUS_VERSION},"daemon":{json.dumps(about, separators=(",", ":"))},'
+        f'"resources":[{",".join(resources)}],"incubator":[{",".join(incubator)}]}}'
+    ).encode("ascii")
+
+
+def build_status(daemon: LockDaemon, now: float, resource: str | None = None) -> dict[str, object]:
+    """The status document of ``daemon`` at ``now`` as a plain dict (see
+    :func:`encode_status`)."""
+    document: dict[str, object] = json.loads(encode_status(daemon, now, resource))
+    return document
