@@ -19,8 +19,8 @@ resources, else null) and ``quantity`` (numeric resources, else null).  Holders 
 ``since`` and ``waiting_s``.  Times are seconds since the epoch.
 
 The JSON text is written directly, not through dicts and :func:`json.dumps`: a queue of
-10000 waiters is then encoded in a few tens of milliseconds, during which the daemon
-grants nothing.  Who a connection is (its peer, process and uid) is worked out once in
+10000 waiters is then encoded in a few tens of milliseconds, in slices between which the
+daemon serves other clients.  Who a connection is (its peer, process and uid) is worked out once in
 its life.  The text is what ``json.dumps(document, separators=(",", ":"))`` would give
 (ASCII, members in the order above), but for ``held_s`` and ``waiting_s``, written
 with six decimals (the same numbers: they are rounded to the microsecond).
@@ -33,7 +33,6 @@ import math
 import os
 import socket
 import struct
-import weakref
 from json.encoder import encode_basestring_ascii as _string
 
 from ..lockmodes import LockMode
@@ -41,6 +40,8 @@ from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..core.resource import Request
     from .connection import ClientConnection
     from .server import LockDaemon
@@ -98,36 +99,21 @@ def _who(conn_id: object, conn: ClientConnection) -> str:
     )
 
 
-# Each daemon's connections: id -> (certificate CN, the JSON members of who it is).
-# Connection ids are never reused, so an entry stays right while its connection lives.
-_KNOWN_PEERS: weakref.WeakKeyDictionary[LockDaemon, dict[object, tuple[str | None, str]]]
-_KNOWN_PEERS = weakref.WeakKeyDictionary()
-
-
 class _Peers:
-    """The JSON members ``peer`` .. ``connection`` of each connection: the peer, process
-    and uid found once per connection, its certificate's CN read each time."""
+    """The JSON members ``peer`` .. ``connection`` of each connection, worked out once
+    in its life and kept on it (its certificate's CN is known before its first request)."""
 
-    def __init__(self, daemon: LockDaemon) -> None:
-        connections = self._connections = daemon.connections
-        known = _KNOWN_PEERS.get(daemon)
-        if known is None:
-            known = _KNOWN_PEERS[daemon] = {}
-        elif len(known) > 2 * len(connections) + 1024:  # forget closed connections
-            known = _KNOWN_PEERS[daemon] = {
-                conn_id: members for conn_id, members in known.items() if conn_id in connections
-            }
-        self._known = known
+    def __init__(self, connections: dict[int, ClientConnection]) -> None:
+        self._connections = connections
 
     def __call__(self, conn_id: object) -> str:
-        conn = self._connections.get(conn_id)  # type: ignore[call-overload]
+        conn: ClientConnection | None = self._connections.get(conn_id)  # type: ignore[call-overload]
         if conn is None:
             return _UNKNOWN_PEER + _scalar(conn_id)
-        known = self._known.get(conn_id)
-        common_name = conn.peer_common_name
-        if known is None or known[0] != common_name:
-            known = self._known[conn_id] = (common_name, _who(conn_id, conn))
-        return known[1]
+        described = conn.described
+        if described is None:
+            described = conn.described = _who(conn_id, conn)
+        return described
 
 
 class _Requests:
@@ -150,61 +136,107 @@ class _Requests:
         return members
 
 
-def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -> bytes:
-    """The status document of ``daemon`` at ``now`` (epoch seconds) as compact JSON;
-    with ``resource``, only the resource that name locks (and its incubated requests)."""
+ENTRIES_PER_SLICE = 1000  # holders and waiters encoded between two turns of the loop
+
+
+def status_slices(
+    daemon: LockDaemon, now: float, resource: str | None = None
+) -> Iterator[bytes | None]:
+    """Encode the status document of ``daemon`` at ``now`` (epoch seconds) as compact
+    JSON, in slices: ``None`` after each :data:`ENTRIES_PER_SLICE` entries (the daemon
+    serves others, then goes on), the whole document last.
+
+    The state is copied when the first slice is asked for (references only, a fraction
+    of a millisecond for 10000 waiters): the document is that moment's, whatever
+    happens while it is written.  With ``resource``, only the resource that name locks
+    (and its incubated requests)."""
     table = daemon.table
-    peers = _Peers(daemon)
-    fields = _Requests()
     only = None
     if resource is not None:
         kind = resource_type(resource)
         only = "" if kind is None else locker_key(resource, kind)
-    resources = []
     selected = table.resources.values() if only is None else [table.resources.get(only)]
-    for res in selected:
-        if res is None:
-            continue
-        kind = res.kind or resource_type(res.name) or ResourceType.SIMPLE
-        holders = ",".join(
-            f"{{{peers(conn_id)},{fields(kind, holding.request)},"
-            f'"element":{_scalar(holding.element)},"generation":{holding.generation!r},'
-            f'"since":{holding.since!r},"held_s":{max(0.0, now - holding.since):.6f}}}'
-            for conn_id, holding in res.holders.items()
+    frozen = [
+        (
+            res.uid,
+            res.name,
+            res.kind or resource_type(res.name) or ResourceType.SIMPLE,
+            list(res.holders.items()),
+            list(res.waiting.items()),  # arrival order, which is the order of the queue
         )
-        # ``waiting`` keeps arrival order, which is the order of the queue.
-        waiters = ",".join(
-            f"{{{peers(conn_id)},{fields(kind, waiter.request)},"
-            f'"position":{position},"since":{waiter.since!r},'
-            f'"waiting_s":{max(0.0, now - waiter.since):.6f}}}'
-            for position, (conn_id, waiter) in enumerate(res.waiting.items(), 1)
-        )
+        for res in selected
+        if res is not None
+    ]
+    incubating = [
+        (conn_id, request, since, kind)
+        for conn_id, request, since in table.incubating()
+        if (kind := resource_type(request.name) or ResourceType.SIMPLE)
+        and (only is None or locker_key(request.name, kind) == only)
+    ]
+    about = json.dumps(
+        {
+            "pid": os.getpid(),
+            "peer_id": daemon.peer_id,
+            "started": daemon.started,
+            "now": now,
+            "connections": len(daemon.connections),
+            "lifespan_ms": daemon.lifespan_ms,
+            "tls": daemon.tls is not None,
+        },
+        separators=(",", ":"),
+    )
+    peers = _Peers(daemon.connections)
+    fields = _Requests()
+    resources = []
+    budget = ENTRIES_PER_SLICE
+    for uid, name, kind, holding_items, waiting_items in frozen:
+        holders = []
+        for conn_id, holding in holding_items:
+            holders.append(
+                f"{{{peers(conn_id)},{fields(kind, holding.request)},"
+                f'"element":{_scalar(holding.element)},"generation":{holding.generation!r},'
+                f'"since":{holding.since!r},"held_s":{max(0.0, now - holding.since):.6f}}}'
+            )
+            budget -= 1
+            if budget <= 0:
+                budget = ENTRIES_PER_SLICE
+                yield None
+        waiters = []
+        for position, (conn_id, waiter) in enumerate(waiting_items, 1):
+            waiters.append(
+                f"{{{peers(conn_id)},{fields(kind, waiter.request)},"
+                f'"position":{position},"since":{waiter.since!r},'
+                f'"waiting_s":{max(0.0, now - waiter.since):.6f}}}'
+            )
+            budget -= 1
+            if budget <= 0:
+                budget = ENTRIES_PER_SLICE
+                yield None
         resources.append(
-            f'{{"id":{_scalar(res.uid)},"name":{_string(res.name)},"type":{_string(kind)},'
-            f'"holders":[{holders}],"waiters":[{waiters}]}}'
+            f'{{"id":{_scalar(uid)},"name":{_string(name)},"type":{_string(kind)},'
+            f'"holders":[{",".join(holders)}],"waiters":[{",".join(waiters)}]}}'
         )
-    incubator = []
-    for conn_id, request, since in table.incubating():
-        kind = resource_type(request.name) or ResourceType.SIMPLE
-        if only is not None and locker_key(request.name, kind) != only:
-            continue
-        incubator.append(
-            f'{{{peers(conn_id)},{fields(kind, request)},"type":{_string(kind)},'
-            f'"since":{since!r},"waiting_s":{max(0.0, now - since):.6f}}}'
-        )
-    about = {
-        "pid": os.getpid(),
-        "peer_id": daemon.peer_id,
-        "started": daemon.started,
-        "now": now,
-        "connections": len(daemon.connections),
-        "lifespan_ms": daemon.lifespan_ms,
-        "tls": daemon.tls is not None,
-    }
-    return (
-        f'{{"pyflom_status":{STATUS_VERSION},"daemon":{json.dumps(about, separators=(",", ":"))},'
+        budget -= 1
+        if budget <= 0:
+            budget = ENTRIES_PER_SLICE
+            yield None
+    incubator = [
+        f'{{{peers(conn_id)},{fields(kind, request)},"type":{_string(kind)},'
+        f'"since":{since!r},"waiting_s":{max(0.0, now - since):.6f}}}'
+        for conn_id, request, since, kind in incubating
+    ]
+    yield (
+        f'{{"pyflom_status":{STATUS_VERSION},"daemon":{about},'
         f'"resources":[{",".join(resources)}],"incubator":[{",".join(incubator)}]}}'
     ).encode("ascii")
+
+
+def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -> bytes:
+    """The whole status document at once (see :func:`status_slices`)."""
+    for part in status_slices(daemon, now, resource):
+        if part is not None:
+            return part
+    raise AssertionError("status_slices ended without a document")
 
 
 def build_status(daemon: LockDaemon, now: float, resource: str | None = None) -> dict[str, object]:
