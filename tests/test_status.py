@@ -15,7 +15,14 @@ import pytest
 
 import pyflom
 from conftest import FlomSandbox, wait_for
-from pki import Pki, Standard, pki_fixture, standard  # noqa: F401
+from pki import (  # noqa: F401
+    CaFiles,
+    NodeFiles,
+    Standard,
+    certs_fixture,
+    pki_fixture,
+    tls_options,
+)
 from pyflom import codec
 from pyflom.settings import Settings
 from pyflom.status import format_table, query_status
@@ -39,16 +46,7 @@ def entries(document: dict[str, object], name: str) -> dict[str, list[dict[str, 
 
 def start_holder(box: FlomSandbox, *args: str) -> subprocess.Popen[str]:
     """``flom ARGS -- sh`` whose command holds the lock until it reads a line."""
-    proc = subprocess.Popen(
-        box.args("-d", "-1", *args, "--", "sh", "-c", "echo held; read _"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=box.env,
-        cwd=box.root,
-    )
-    box.started.append(proc)
+    proc = box.start("-d", "-1", *args, "--", "sh", "-c", "echo held; read _", stdin=True)
     assert proc.stdout is not None
     assert proc.stdout.readline() == "held\n"
     return proc
@@ -199,21 +197,8 @@ def test_status_over_tcp_names_the_peer_by_address(sandbox: FlomSandbox) -> None
     assert sandbox.run(*where, "-X", socket_name=False).returncode == 0
 
 
-@pytest.fixture
-def certs(pki: Pki) -> Standard:
-    unique_id = peer_id()
-    if not unique_id:
-        pytest.skip("this machine has no unique id (/etc/machine-id): level 3 needs one")
-    return standard(pki, unique_id)
-
-
-def tls(node: object, ca: object, check: bool = True) -> list[str]:
-    args = [
-        f"--tls-certificate={node.cert}",  # type: ignore[attr-defined]
-        f"--tls-private-key={node.key}",  # type: ignore[attr-defined]
-        f"--tls-ca-certificate={ca.cert}",  # type: ignore[attr-defined]
-    ]
-    return [*args, "--tls-check-peer-id=yes"] if check else args
+def tls(node: NodeFiles, ca: CaFiles) -> list[str]:
+    return tls_options(node, ca, check=True)
 
 
 def test_status_over_tls_at_level_3(sandbox: FlomSandbox, certs: Standard) -> None:
