@@ -1,8 +1,11 @@
-"""Helpers shared by the benchmarks: a private daemon, its PID and memory."""
+"""Helpers shared by the benchmarks: a private daemon, its PID and memory, raw-protocol
+clients (a request's bytes, a connection, the rc of an answer) and a probe process that
+times lock/unlock pairs on its own resource."""
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import struct
@@ -10,11 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pyflom
+from pyflom import codec
 
 FLOM = str(Path(sys.executable).with_name("flom"))
 
@@ -78,3 +83,126 @@ def pairs_per_second(handle: pyflom.Handle, seconds: float, batch: int = 100) ->
 def rerun_line(script: str, *args: str) -> str:
     """The command that reproduces a benchmark's figures."""
     return "rerun: .venv/bin/python bench/" + " ".join((script, *args))
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's soft limit on open files to the hard limit (one fd a client)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def lock_request(name: str, wait: bool = True, mode: int = 5) -> bytes:
+    """The bytes of a lock request on ``name`` (EX by default, waiting when busy)."""
+    return codec.encode(
+        codec.LockRequest(peer_id="bench", name=name, wait=wait, create=True, lifespan=0, mode=mode)
+    )
+
+
+def unlock_request(name: str) -> bytes:
+    """The bytes of an unlock (no rollback) of ``name``."""
+    return codec.encode(codec.UnlockRequest(name, False))
+
+
+def connect(path: str) -> socket.socket:
+    """A blocking connection to the daemon's UNIX socket ``path``."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    return sock
+
+
+def read_answer(sock: socket.socket) -> codec.LockAnswer:
+    """The next lock answer on ``sock`` (blocking; no other message may be pending)."""
+    framer = codec.Framer()
+    while True:
+        data = sock.recv(4096)
+        assert data, "the daemon closed the connection"
+        frames = framer.feed(data)
+        if frames:
+            answer = codec.decode(frames[0])
+            assert isinstance(answer, codec.LockAnswer)
+            return answer
+
+
+def read_rc(sock: socket.socket) -> int:
+    """The rc of the next lock answer on ``sock``: 0 granted, 1 enqueued, 4 busy..."""
+    return read_answer(sock).rc
+
+
+def ask(path: str, request: bytes) -> tuple[socket.socket, int]:
+    """Connect, send ``request``, return the connection and the rc of the first answer."""
+    sock = connect(path)
+    sock.sendall(request)
+    return sock, read_rc(sock)
+
+
+def hold_and_queue(
+    path: str, holder: str, waiters: Iterable[str]
+) -> tuple[socket.socket, list[socket.socket]]:
+    """One connection granted ``holder`` (EX), then one connection a name of
+    ``waiters`` queued behind it (EX, waiting; every one enqueued when this returns)."""
+    holder_sock, rc = ask(path, lock_request(holder))
+    assert rc == 0, rc
+    socks = []
+    for name in waiters:  # all sent before any answer is read: the daemon works meanwhile
+        sock = connect(path)
+        sock.sendall(lock_request(name))
+        socks.append(sock)
+    for sock in socks:
+        rc = read_rc(sock)
+        assert rc == 1, rc  # enqueued
+    return holder_sock, socks
+
+
+_PROBE = r"""
+import select, sys, time
+import pyflom
+handle = pyflom.Handle(sys.argv[2], socket_name=sys.argv[1], keep_connection=True)
+handle.lock(); handle.unlock()
+print("ready", flush=True)
+pairs = []
+while not select.select([sys.stdin], [], [], 0)[0]:
+    start = time.monotonic()
+    handle.lock()
+    granted = time.monotonic()
+    handle.unlock()
+    pairs.append((start, granted, time.monotonic()))
+windows = [tuple(map(float, line.split())) for line in sys.stdin.read().split("\n") if line]
+for t0, t1 in windows:
+    inside = [p for p in pairs if p[2] >= t0 and p[0] <= t1]
+    pair = max((end - start for start, _, end in inside), default=float("nan"))
+    grant = max((granted - start for start, granted, _ in inside), default=float("nan"))
+    print(f"{pair:.6f} {grant:.6f} {len(inside)}")
+"""
+
+
+class ProbeWindow(NamedTuple):
+    """What the probe saw in one window of time: its slowest lock/unlock pair, its
+    slowest grant (request sent to grant received) and how many pairs it did."""
+
+    worst_pair: float
+    worst_grant: float
+    pairs: int
+
+
+class Probe:
+    """A process doing lock/unlock pairs on ``name`` over a kept connection, back to
+    back, until :meth:`finish`; it then reports on windows of ``time.monotonic()``."""
+
+    def __init__(self, path: str, name: str = "Probe") -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, path, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        assert self._process.stdout.readline().strip() == "ready"
+
+    def finish(self, *windows: tuple[float, float]) -> list[ProbeWindow]:
+        """Stop the probe; what it saw in each ``(start, end)`` window."""
+        text = "".join(f"{start} {end}\n" for start, end in windows)
+        out, _ = self._process.communicate(text, timeout=60)
+        return [
+            ProbeWindow(float(pair), float(grant), int(count))
+            for pair, grant, count in (line.split() for line in out.splitlines())
+        ]

@@ -10,36 +10,14 @@ with N (it was 32 -> 77 MiB for 200000 cycles).
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 
-from _common import daemon_pid, private_daemon, rerun_line, rss_mib
-from pyflom import codec
+from _common import ask, daemon_pid, lock_request, private_daemon, rerun_line, rss_mib
 
 NAME = "Cancel"
-REQUEST = codec.encode(
-    codec.LockRequest(peer_id="bench", name=NAME, wait=True, create=True, lifespan=0, mode=5)
-)
-PROBE = codec.encode(
-    codec.LockRequest(peer_id="bench", name=NAME, wait=False, create=True, lifespan=0, mode=5)
-)
+REQUEST = lock_request(NAME)
+PROBE = lock_request(NAME, wait=False)
 WARM_UP = 5000
-
-
-def ask(path: str, request: bytes) -> tuple[socket.socket, int]:
-    """Connect, send ``request``, return the connection and the rc of the first answer."""
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(path)
-    sock.sendall(request)
-    framer = codec.Framer()
-    while True:
-        data = sock.recv(4096)
-        assert data, "the daemon closed the connection"
-        frames = framer.feed(data)
-        if frames:
-            answer = codec.decode(frames[0])
-            assert isinstance(answer, codec.LockAnswer)
-            return sock, answer.rc
 
 
 def cycles(path: str, count: int) -> None:

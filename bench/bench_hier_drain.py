@@ -10,74 +10,24 @@ granted within 0.3 s (FLoM C: 0.18 s), no pair slower than 50 ms.
 from __future__ import annotations
 
 import argparse
-import resource
 import selectors
 import socket
-import subprocess
-import sys
 import time
 
-from _common import private_daemon, rerun_line
-from pyflom import codec
-
-PROBE = r"""
-import sys, time
-import pyflom
-handle = pyflom.Handle("Probe", socket_name=sys.argv[1], keep_connection=True)
-handle.lock(); handle.unlock()
-print("ready", flush=True)
-pairs = []
-import select
-while not select.select([sys.stdin], [], [], 0)[0]:
-    start = time.monotonic()
-    handle.lock()
-    handle.unlock()
-    pairs.append((start, time.monotonic()))
-windows = [tuple(map(float, line.split())) for line in sys.stdin.read().split("\n") if line]
-for t0, t1 in windows:
-    inside = [end - start for start, end in pairs if end >= t0 and start <= t1]
-    print(f"{max(inside, default=float('nan')):.6f} {len(inside)}")
-"""
-
-
-def lock_request(name: str) -> bytes:
-    return codec.encode(codec.LockRequest("bench", name, True, True, 0, mode=5))
-
-
-def read_rc(sock: socket.socket) -> int:
-    framer = codec.Framer()
-    while True:
-        data = sock.recv(4096)
-        assert data, "the daemon closed the connection"
-        frames = framer.feed(data)
-        if frames:
-            answer = codec.decode(frames[0])
-            assert isinstance(answer, codec.LockAnswer)
-            return answer.rc
+from _common import (
+    Probe,
+    hold_and_queue,
+    private_daemon,
+    raise_fd_limit,
+    rerun_line,
+    unlock_request,
+)
 
 
 def run(path: str, waiters: int) -> tuple[float, tuple[float, int], tuple[float, int]]:
     """(drain seconds, (quiet worst pair, pairs), (drain worst pair, pairs))."""
-    holder = socket.socket(socket.AF_UNIX)
-    holder.connect(path)
-    holder.sendall(lock_request("/h"))
-    assert read_rc(holder) == 0
-    socks = []
-    for i in range(1, waiters + 1):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(path)
-        sock.sendall(lock_request(f"/h/x{i}"))
-        socks.append(sock)
-    for sock in socks:
-        assert read_rc(sock) == 1  # enqueued
-    probe = subprocess.Popen(
-        [sys.executable, "-c", PROBE, path],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert probe.stdin is not None and probe.stdout is not None
-    assert probe.stdout.readline().strip() == "ready"
+    holder, socks = hold_and_queue(path, "/h", (f"/h/x{i}" for i in range(1, waiters + 1)))
+    probe = Probe(path)
     selector = selectors.DefaultSelector()
     for sock in socks:
         sock.setblocking(False)
@@ -85,7 +35,7 @@ def run(path: str, waiters: int) -> tuple[float, tuple[float, int], tuple[float,
     quiet_start = time.monotonic()
     time.sleep(1.0)  # the probe's noise floor
     quiet_end = start = time.monotonic()
-    holder.sendall(codec.encode(codec.UnlockRequest("/h", False)))
+    holder.sendall(unlock_request("/h"))
     granted = 0
     while granted < waiters:
         events = selector.select(timeout=60)
@@ -98,20 +48,18 @@ def run(path: str, waiters: int) -> tuple[float, tuple[float, int], tuple[float,
             selector.unregister(sock)
             granted += 1
     end = time.monotonic()
-    out, _ = probe.communicate(f"{quiet_start} {quiet_end}\n{start} {end}\n", timeout=60)
-    quiet, drain = (line.split() for line in out.splitlines())
+    quiet, drain = probe.finish((quiet_start, quiet_end), (start, end))
     holder.close()
     for sock in socks:
         sock.close()
-    return end - start, (float(quiet[0]), int(quiet[1])), (float(drain[0]), int(drain[1]))
+    return end - start, (quiet.worst_pair, quiet.pairs), (drain.worst_pair, drain.pairs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--waiters", type=int, default=3000)
     args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     with private_daemon() as path:
         run(path, 100)  # warm up
         elapsed, quiet, drain = run(path, args.waiters)

@@ -8,47 +8,26 @@ Targets (issue 2): 5000 waiters served in < 4 s; RSS with 10000 waiters <= 128 M
 from __future__ import annotations
 
 import argparse
-import resource
 import selectors
 import socket
 import time
 
-from _common import daemon_pid, private_daemon, rerun_line, rss_mib
-from pyflom import codec
-
-REQUEST = codec.encode(
-    codec.LockRequest(peer_id="bench", name="Queue", wait=True, create=True, lifespan=0, mode=5)
+from _common import (
+    daemon_pid,
+    hold_and_queue,
+    private_daemon,
+    raise_fd_limit,
+    rerun_line,
+    rss_mib,
+    unlock_request,
 )
-UNLOCK = codec.encode(codec.UnlockRequest("Queue", False))
 
-
-def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(path)
-    return sock
-
-
-def read_answer(sock: socket.socket) -> codec.LockAnswer:
-    framer = codec.Framer()
-    while True:
-        frames = framer.feed(sock.recv(4096))
-        if frames:
-            answer = codec.decode(frames[0])
-            assert isinstance(answer, codec.LockAnswer)
-            return answer
+UNLOCK = unlock_request("Queue")
 
 
 def run(path: str, waiters: int) -> tuple[float, float]:
-    holder = connect(path)
-    holder.sendall(REQUEST)
-    assert read_answer(holder).rc == 0
-    socks = []
-    for _ in range(waiters):
-        sock = connect(path)
-        sock.sendall(REQUEST)
-        socks.append(sock)
-    for sock in socks:  # every waiter is queued (rc 1) before we measure
-        assert read_answer(sock).rc == 1
+    # every waiter is queued (rc 1) before we measure
+    holder, socks = hold_and_queue(path, "Queue", ["Queue"] * waiters)
     pid = daemon_pid(path)
     assert pid is not None
     rss = rss_mib(pid)
@@ -79,8 +58,7 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=5000)
     parser.add_argument("--rss-waiters", type=int, default=10000)
     args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     with private_daemon() as path:
         small, _ = run(path, 100)
         elapsed, _ = run(path, args.waiters)

@@ -16,6 +16,7 @@ for script in (
     "bench_cancel.py",
     "bench_many_resources.py",
     "bench_hier_drain.py",
+    "bench_status.py",
     "bench_network.py",
     "bench_tls.py",
     "bench_statefile.py",

@@ -96,10 +96,14 @@ class FlomSandbox:
         self.remember_daemon()
         return proc
 
-    def start(self, *args: str, socket_name: bool = True) -> subprocess.Popen[str]:
-        """Start ``flom -s SOCKET ARGS`` in the background."""
+    def start(
+        self, *args: str, socket_name: bool = True, stdin: bool = False
+    ) -> subprocess.Popen[str]:
+        """Start ``flom -s SOCKET ARGS`` in the background (``stdin``: with a pipe to
+        write to its standard input)."""
         proc = subprocess.Popen(
             self.args(*args, socket_name=socket_name),
+            stdin=subprocess.PIPE if stdin else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -365,3 +365,25 @@ def standard(pki: Pki, unique_id: str) -> Standard:
 def pki_fixture(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """One Pki per test session (per xdist worker), in a temporary directory."""
     return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(name="certs")
+def certs_fixture(pki: Pki) -> Standard:
+    """The standard set named after this machine's unique id (skips without one)."""
+    from pyflom.uniqueid import peer_id
+
+    unique_id = peer_id()
+    if not unique_id:
+        pytest.skip("this machine has no unique id (/etc/machine-id): level 3 needs one")
+    return standard(pki, unique_id)
+
+
+def tls_options(node: NodeFiles, ca: CaFiles, *, check: bool = False) -> list[str]:
+    """The ``flom`` options that give a side ``node``'s certificate and key and ``ca``'s
+    certificate (``check``: and the peer-id check of level 3)."""
+    args = [
+        f"--tls-certificate={node.cert}",
+        f"--tls-private-key={node.key}",
+        f"--tls-ca-certificate={ca.cert}",
+    ]
+    return [*args, "--tls-check-peer-id=yes"] if check else args

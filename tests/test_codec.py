@@ -551,6 +551,8 @@ _SAMPLES = [
     codec.encode(codec.UnlockRequest("R", True)),
     codec.encode(codec.ShutdownRequest("p", False)),
     codec.encode(codec.DiscoverAnswer("::1", 28015)),
+    codec.encode(codec.StatusAnswer(0, b'{"pyflom_status":1}')),
+    codec.encode(codec.StatusAnswer(-23)),
 ]
 
 
@@ -576,7 +578,8 @@ def test_flom_shape_fast_path_agrees_with_expat(
 
 @pytest.mark.parametrize("sample", _SAMPLES)
 def test_flom_messages_take_the_fast_path(sample: bytes) -> None:
-    if b'verb="1"' in sample or b'verb="2"' in sample:
+    if b'verb="1"' in sample or b'verb="2"' in sample or b'verb="6"' in sample:
+        assert codec._decode_flom_shape(sample) is not None
         assert codec._decode_flom_shape(sample) == codec._decode_with_expat(sample)
 
 

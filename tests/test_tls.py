@@ -16,29 +16,14 @@ import time
 import pytest
 
 from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
-from pki import NodeFiles, Pki, Standard, pki_fixture, standard  # noqa: F401
+from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from pyflom.uniqueid import peer_id
 from vhosts import VirtualNetwork, vnet_fixture  # noqa: F401
 
 FAST_S = 8.0  # a mismatch must fail well before the 10 s handshake timeout
 
 
-def tls(node: NodeFiles, ca: object, *, check: bool = False) -> list[str]:
-    """The options that give a side ``node``'s certificate and key and ``ca``'s cert."""
-    args = [
-        f"--tls-certificate={node.cert}",
-        f"--tls-private-key={node.key}",
-        f"--tls-ca-certificate={ca.cert}",  # type: ignore[attr-defined]
-    ]
-    return [*args, "--tls-check-peer-id=yes"] if check else args
-
-
-@pytest.fixture
-def certs(pki: Pki) -> Standard:
-    unique_id = peer_id()
-    if not unique_id:
-        pytest.skip("this machine has no unique id (/etc/machine-id): level 3 needs one")
-    return standard(pki, unique_id)
+tls = tls_options
 
 
 def start_daemon(box: FlomSandbox, *args: str) -> int:

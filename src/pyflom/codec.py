@@ -639,6 +639,10 @@ def _answer_shapes(
     return shapes
 
 
+def _status_answer(values: list[str]) -> StatusAnswer:
+    return StatusAnswer(_int(values[0], "rc"), _unb64_bytes(values[1], "status document"))
+
+
 def _unlock(values: list[str]) -> UnlockRequest:
     return UnlockRequest(_unb64(values[0]), _bool(values[1], "rollback", False))
 
@@ -671,6 +675,10 @@ _FLOM_SHAPES: tuple[tuple[str, dict[tuple[str, ...], Callable[[list[str]], Messa
     (
         XML_HEADER + '<msg level="3" verb="1" step="24"><answer rc="',
         _answer_shapes(24, session=False),
+    ),
+    (  # a status document runs to megabytes: expat would take tens of milliseconds
+        XML_HEADER + '<msg level="3" verb="6" step="16"><status rc="',
+        {(" document=", "/></msg>"): _status_answer},
     ),
 )
 

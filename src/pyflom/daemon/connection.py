@@ -35,12 +35,14 @@ class ClientConnection:
         "answers_sent",
         "closed",
         "daemon",
+        "described",
         "fd",
         "framer",
         "id",
         "last_activity",
         "out_limit",
         "peer_common_name",
+        "queried",
         "sock",
     )
 
@@ -57,6 +59,8 @@ class ClientConnection:
         self.out_limit = MAX_PENDING_OUTPUT
         self._eof_pending = False
         self.peer_common_name: str | None = None  # CN of the client's certificate (TLS)
+        self.described: str | None = None  # who it is, as the status document says it
+        self.queried = False  # it asked for the status: it may send nothing more
         daemon.loop.add_reader(self.fd, self.on_readable)
 
     def on_readable(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import resource
 import signal
@@ -20,6 +19,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import codec
@@ -47,7 +47,7 @@ from .listeners import (
 )
 from .log import LEVELS, DaemonLog
 from .statefile import StateFile, StateFileError
-from .status import build_status, peer_name, peer_process
+from .status import peer_name, peer_process, status_slices
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -140,6 +140,9 @@ class LockDaemon:
         self._idle_since = None
         if self.tls is not None and not self.tls.admits(conn, message):
             return
+        if conn.queried:
+            self.reject(conn, "a message after a status query")
+            return
         try:
             if isinstance(message, codec.LockRequest):
                 self._lock(conn, message, now)
@@ -204,13 +207,21 @@ class LockDaemon:
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
 
     def _status(self, conn: ClientConnection, message: codec.StatusRequest, now: float) -> None:
-        """Answer a status query (pyflom extension) and end the connection's sending side."""
+        """Answer a status query (pyflom extension), then end the connection's sending
+        side.  A long document is written in slices, serving others in between."""
         if self.table.involves(conn.id):
             raise ProtocolViolation("a status query on a connection that locks")
-        document = build_status(self, now, message.resource)
-        answer = codec.encode(
-            codec.StatusAnswer(_rc.OK, json.dumps(document, separators=(",", ":")).encode())
-        )
+        conn.queried = True
+        self._write_status(conn, status_slices(self, now, message.resource))
+
+    def _write_status(self, conn: ClientConnection, slices: Iterator[bytes | None]) -> None:
+        if conn.closed or self.stopping:
+            return
+        document = next(slices)
+        if document is None:  # more to write after the others had their turn
+            self.loop.call_soon(self._write_status, conn, slices)
+            return
+        answer = codec.encode(codec.StatusAnswer(_rc.OK, document))
         conn.allow_output(len(answer))
         conn.write(answer)
         conn.write_eof()
