@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import shutil
 import signal
@@ -475,7 +476,7 @@ class _Loop:
 def test_snapshot_is_rebuilt_only_when_the_state_moved() -> None:
     loop, state = _Loop(), {"version": 1}
     document = _document()
-    fs = StatusFs(loop, lambda: state["version"], lambda: document)
+    fs = StatusFs(loop, lambda: state["version"], lambda: json.dumps(document).encode())
     for _ in range(50):
         fs.getattr("/status/lockers/1/holders/2/lock_mode")
         assert fs.readdir("/status/lockers", None)[2:] == ["1", "4", "7", "10", "12"]
@@ -507,7 +508,7 @@ def test_a_loop_that_does_not_answer_gives_eio(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(vfs_module, "SNAPSHOT_TIMEOUT_S", 0.05)
     loop = asyncio.new_event_loop()  # never run: nothing it is given ever happens
     try:
-        fs = StatusFs(loop, lambda: 1, dict)
+        fs = StatusFs(loop, lambda: 1, bytes)
         with pytest.raises(OSError) as failed:
             fs.getattr("/status")
         assert failed.value.errno == errno.EIO

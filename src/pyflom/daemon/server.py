@@ -47,7 +47,7 @@ from .listeners import (
 )
 from .log import LEVELS, DaemonLog
 from .statefile import StateFile, StateFileError
-from .status import peer_name, peer_process, status_slices
+from .status import encode_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
 from .tlsconnection import TlsClientConnection
 
@@ -606,7 +606,7 @@ def _mount_vfs(daemon: LockDaemon) -> StatusMount | None:
         mount_point,
         daemon.loop,
         lambda: daemon.state_version,
-        lambda: build_status(daemon, time.time()),
+        lambda: encode_status(daemon, time.time()),
         daemon.log,
     )
 

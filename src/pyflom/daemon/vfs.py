@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
+import json
 import os
 import shutil
 import signal
@@ -114,7 +115,8 @@ class StatusFs:
     """mfusepy operations serving the tree of the latest status document (read-only).
 
     ``version()`` is read on the FUSE thread (an int: safe under the GIL);
-    ``document()`` runs on ``loop`` and returns the status document."""
+    ``document()`` runs on ``loop`` and returns the status document as JSON, which the
+    FUSE thread parses: the loop does no more than encode it."""
 
     use_ns = True  # times in nanoseconds (mfusepy)
 
@@ -122,7 +124,7 @@ class StatusFs:
         self,
         loop: Any,
         version: Callable[[], int],
-        document: Callable[[], Mapping[str, Any]],
+        document: Callable[[], bytes],
     ) -> None:
         self._loop = loop
         self._version = version
@@ -141,7 +143,7 @@ class StatusFs:
     def _current(self) -> Tree:
         if self.closing or self._seen == self._version():
             return self._tree
-        future: concurrent.futures.Future[tuple[int, Mapping[str, Any]]]
+        future: concurrent.futures.Future[tuple[int, bytes]]
         future = concurrent.futures.Future()
 
         def build() -> None:
@@ -157,7 +159,7 @@ class StatusFs:
         except Exception as exc:  # loop closed or busy, document failed
             future.cancel()
             raise OSError(errno.EIO, "the daemon did not answer") from exc
-        self._install(version, status_tree(document))
+        self._install(version, status_tree(json.loads(document)))
         return self._tree
 
     def _install(self, version: int, tree: Tree) -> None:
@@ -372,7 +374,7 @@ def mount(
     mount_point: str,
     loop: Any,
     version: Callable[[], int],
-    document: Callable[[], Mapping[str, Any]],
+    document: Callable[[], bytes],
     log: DaemonLog,
 ) -> StatusMount:
     """Mount the status file system on ``mount_point`` and serve it from a new thread.
