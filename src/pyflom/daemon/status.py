@@ -161,8 +161,12 @@ def status_slices(
             res.uid,
             res.name,
             res.kind or resource_type(res.name) or ResourceType.SIMPLE,
-            list(res.holders.items()),
-            list(res.waiting.items()),  # arrival order, which is the order of the queue
+            # Keys and values apart: no tuple per entry for the garbage collector to track
+            # (thousands of them would trigger a full collection, a long pause).
+            list(res.holders),
+            list(res.holders.values()),
+            list(res.waiting),  # arrival order, which is the order of the queue
+            list(res.waiting.values()),
         )
         for res in selected
         if res is not None
@@ -189,9 +193,9 @@ def status_slices(
     fields = _Requests()
     resources = []
     budget = ENTRIES_PER_SLICE
-    for uid, name, kind, holding_items, waiting_items in frozen:
+    for uid, name, kind, holding_conns, holdings, waiting_conns, waiting in frozen:
         holders = []
-        for conn_id, holding in holding_items:
+        for conn_id, holding in zip(holding_conns, holdings, strict=True):
             holders.append(
                 f"{{{peers(conn_id)},{fields(kind, holding.request)},"
                 f'"element":{_scalar(holding.element)},"generation":{holding.generation!r},'
@@ -202,7 +206,7 @@ def status_slices(
                 budget = ENTRIES_PER_SLICE
                 yield None
         waiters = []
-        for position, (conn_id, waiter) in enumerate(waiting_items, 1):
+        for position, (conn_id, waiter) in enumerate(zip(waiting_conns, waiting, strict=True), 1):
             waiters.append(
                 f"{{{peers(conn_id)},{fields(kind, waiter.request)},"
                 f'"position":{position},"since":{waiter.since!r},'
