@@ -180,8 +180,10 @@ def format_table(document: dict[str, object]) -> str:
 
 
 def format_json(document: dict[str, object]) -> str:
-    """The status document as indented JSON (for scripts: ``--status=json``)."""
-    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+    """The status document as one line of JSON (for scripts: ``--status=json``; pipe it
+    through ``python -m json.tool`` or ``jq`` to read it).  Not indented: indenting
+    takes Python's slow encoder, seconds for a long queue."""
+    return json.dumps(document) + "\n"
 
 
 def _is_me(sock: socket.socket) -> Callable[[dict[str, object]], bool]:
