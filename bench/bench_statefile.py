@@ -21,7 +21,7 @@ CASES = (("sequence", "_s_bench[1]"), ("simple", "BenchSimple"))
 
 
 def grants_per_second(path: str, name: str, keep: bool, seconds: float) -> float:
-    handle = pyflom.Handle(name, socket_name=path, keep_connection=keep, idle_lifespan=60000)
+    handle = pyflom.Handle(name, socket_name=path, keep_connection=keep, idle_lifespan=60)
     return pairs_per_second(handle, seconds, batch=20)
 
 

@@ -26,7 +26,7 @@ def grants_per_second(
     path: str, name: str, options: dict[str, object], keep: bool, seconds: float
 ) -> float:
     handle = pyflom.Handle(
-        name, socket_name=path, keep_connection=keep, idle_lifespan=60000, **options
+        name, socket_name=path, keep_connection=keep, idle_lifespan=60, **options
     )  # type: ignore[arg-type]
     return pairs_per_second(handle, seconds, batch=50)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 
 import pyflom
-from conftest import FlomSandbox
+from conftest import FlomSandbox, process_alive, wait_for
 from pyflom.lockmodes import LockMode
 
 
@@ -27,7 +31,7 @@ def test_handle_defaults_match_libflom(sandbox: FlomSandbox) -> None:
     assert handle.resource_quantity == 1
     assert handle.resource_create is True
     assert handle.resource_idle_lifespan == 0
-    assert handle.daemon_lifespan == 0
+    assert handle.daemon_lifespan == 5000  # a daemon is started on demand, as by flom
     assert handle.socket_name is not None and handle.socket_name.startswith("/tmp/flom-")
     assert handle.state is pyflom.HandleState.INIT
     assert handle.locked_element is None
@@ -101,11 +105,12 @@ def test_exception_in_block_still_unlocks(daemon: FlomSandbox) -> None:
 
 def test_no_daemon_and_no_autostart(sandbox: FlomSandbox) -> None:
     with pytest.raises(pyflom.ConnectionFailed):
-        pyflom.Handle(socket_name=sandbox.socket).lock()
+        pyflom.Handle(socket_name=sandbox.socket, start_daemon=False).lock()
+    assert sandbox.remember_daemon() is None
 
 
 def test_handle_may_start_a_daemon_when_asked(sandbox: FlomSandbox) -> None:
-    with pyflom.lock("Auto", socket_name=sandbox.socket, daemon_lifespan=1000):
+    with pyflom.lock("Auto", socket_name=sandbox.socket, daemon_lifespan=1):
         assert sandbox.remember_daemon() is not None
 
 
@@ -143,3 +148,135 @@ def test_threads_with_own_handles_exclude_each_other(daemon: FlomSandbox) -> Non
     for t in threads:
         t.join(timeout=60)
     assert worst == 1
+
+
+# -- issue 11: one timeout unit, a daemon on demand, threads ------------------------------
+
+
+def test_durations_are_seconds(sandbox: FlomSandbox) -> None:
+    import datetime
+
+    assert pyflom.Handle(timeout=5).resource_timeout == 5000
+    assert pyflom.Handle(timeout=0.25).resource_timeout == 250
+    assert pyflom.Handle(timeout=0.0001).resource_timeout == 1  # never rounded to "no wait"
+    assert pyflom.Handle(timeout=0).resource_timeout == 0
+    assert pyflom.Handle(timeout=None).resource_timeout == -1
+    assert pyflom.Handle(timeout=datetime.timedelta(minutes=2)).resource_timeout == 120000
+    assert pyflom.Handle(idle_lifespan=1.5).resource_idle_lifespan == 1500
+    assert pyflom.Handle(daemon_lifespan=2).daemon_lifespan == 2000
+    assert pyflom.Handle(daemon_lifespan=float("inf")).daemon_lifespan == -1
+    assert pyflom.Handle(start_daemon=False).daemon_lifespan == 0
+    for bad in (-1, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number of seconds"):
+            pyflom.Handle(timeout=bad)
+    with pytest.raises(TypeError, match="number of seconds or a timedelta"):
+        pyflom.Handle(timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="start_daemon=False"):
+        pyflom.Handle(daemon_lifespan=0)
+
+
+def test_a_duration_that_looks_like_milliseconds_warns(daemon: FlomSandbox) -> None:
+    from pyflom.durations import DurationWarning
+
+    with pytest.warns(DurationWarning, match=r"timeout=2000 is in seconds \(33 minutes\)"):
+        context = pyflom.lock("Free", timeout=2000, socket_name=daemon.socket)
+    with context:  # honoured as given: a free resource is granted at once
+        pass
+    with pytest.warns(DurationWarning, match="write idle_lifespan=60"):
+        pyflom.Handle(idle_lifespan=60000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pyflom.Handle(timeout=999)
+        pyflom.Handle(timeout=1000.5)
+
+
+def test_lock_timeout_reads_as_a_timeout(daemon: FlomSandbox) -> None:
+    with pyflom.lock("Slow", socket_name=daemon.socket):
+        begin = time.monotonic()
+        with (
+            pytest.raises(pyflom.LockTimeout) as timeout,
+            pyflom.lock("Slow", timeout=0.3, socket_name=daemon.socket),
+        ):
+            pass
+        assert time.monotonic() - begin >= 0.3
+    message = str(timeout.value)
+    assert message == "'Slow' was not granted within 0.3 s (timeout; someone else holds it)"
+    assert "network" not in message
+    assert timeout.value.rc == pyflom.LockTimeout.rc  # FLoM's reason code is kept
+
+
+def test_the_library_starts_a_daemon_on_demand(sandbox: FlomSandbox) -> None:
+    with pyflom.lock("Fresh", socket_name=sandbox.socket):
+        pid = sandbox.remember_daemon()
+        assert pid is not None
+    assert wait_for(lambda: not process_alive(pid), timeout=30)  # default lifespan: 5 s
+
+
+def test_the_readme_snippet_runs_on_a_fresh_machine(sandbox: FlomSandbox) -> None:
+    """No daemon runs: the README's first example must work as it is."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("## The Python library")
+    code = readme[readme.index("```python\n", start) + 10 :]
+    code = code[: code.index("```")]
+    # The user's configuration (~/.flom, HOME is the sandbox) puts the socket there.
+    sandbox.path(".flom").write_text(f"[Daemon]\nSocketName={sandbox.socket}\n")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=sandbox.env,
+        cwd=sandbox.root,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "only one process at a time gets here\n"
+    assert sandbox.remember_daemon() is not None
+
+
+def test_a_handle_refuses_a_second_thread_while_a_call_runs(daemon: FlomSandbox) -> None:
+    holder = pyflom.Handle("Shared", socket_name=daemon.socket)
+    holder.lock()
+    shared = pyflom.Handle("Shared", socket_name=daemon.socket, timeout=60)
+    outcome: list[object] = []
+    waiter = threading.Thread(target=lambda: outcome.append(shared.lock()))
+    waiter.start()
+    assert wait_for(lambda: daemon.run("--status=json").stdout.count('"position"') == 1, timeout=30)
+    for call in (shared.lock, shared.unlock, shared.close):
+        with pytest.raises(pyflom.InvalidSequence, match="another thread is inside"):
+            call()
+    with pytest.raises(pyflom.InvalidSequence, match="another thread is inside"):
+        shared.resource_name = "Other"
+    holder.unlock()
+    waiter.join(timeout=60)
+    assert outcome == [None] and shared.state is pyflom.HandleState.LOCKED
+    # One call at a time from any thread is fine: unlock where it was not locked.
+    shared.unlock()
+    shared.close()
+    holder.close()
+
+
+def test_threads_with_a_handle_each_never_overlap(daemon: FlomSandbox) -> None:
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, most
+        handle = pyflom.Handle("Mutex", socket_name=daemon.socket, keep_connection=True)
+        for _ in range(30):
+            handle.lock()
+            with guard:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.001)
+            with guard:
+                inside -= 1
+            handle.unlock()
+        handle.close()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert most == 1

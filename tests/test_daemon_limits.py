@@ -123,9 +123,7 @@ def test_release_granting_many_waiters_answers_each_once_in_order(
             queued.append(sock)
         holder.sendall(codec.encode(codec.UnlockRequest("/h", False)))
         # Meanwhile another client is served on another resource.
-        probe = pyflom.Handle(
-            "Probe", socket_name=sandbox.socket, keep_connection=True, timeout=60000
-        )
+        probe = pyflom.Handle("Probe", socket_name=sandbox.socket, keep_connection=True, timeout=60)
         probe.lock()
         probe.unlock()
         probe.close()

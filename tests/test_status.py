@@ -339,7 +339,7 @@ def test_a_stderr_nobody_reads_never_blocks_the_daemon(sandbox: FlomSandbox) -> 
     """3000 lock events make some 300 KB of log, far more than a pipe holds (64 KiB):
     the daemon keeps serving while nobody reads its stderr."""
     proc = foreground_daemon(sandbox, "--lifespan", "-1")
-    handle = pyflom.Handle("spam", socket_name=sandbox.socket, keep_connection=True, timeout=30000)
+    handle = pyflom.Handle("spam", socket_name=sandbox.socket, keep_connection=True, timeout=30)
     for _ in range(1500):
         handle.lock()
         handle.unlock()

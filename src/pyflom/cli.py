@@ -72,7 +72,7 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     from .client import Handle
     from .monitor import CommandNotExecutable, run_command
 
-    handle = Handle(settings=settings, daemon_lifespan=settings.daemon_lifespan)
+    handle = Handle(settings=settings)
     if settings.verbose:
         from .status import wait_report
 

@@ -7,14 +7,22 @@ Example::
     with pyflom.lock("printer", mode="EX", timeout=2.0):
         ...  # only one process at a time gets here
 
-A handle speaks FLoM's protocol to the daemon on the configured socket; by default it
-never starts a daemon (as libflom), pass ``daemon_lifespan`` (ms, non-zero) to allow it.
+A handle speaks FLoM's protocol to the daemon on the configured socket and, as the
+``flom`` command does, starts one when nobody answers (``start_daemon=False``: never).
+Durations given as arguments are in seconds (:mod:`pyflom.durations`); libflom's handle
+properties (``resource_timeout``...) keep FLoM's milliseconds.
+
+A handle may be used from any thread, one call at a time: a call made while another
+thread is inside ``lock()``, ``unlock()`` or ``close()`` of the same handle raises
+:class:`~pyflom.errors.InvalidSequence` at once (give each thread its own handle to
+wait in parallel).
 """
 
 from __future__ import annotations
 
+import _thread
 import time
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 from . import codec
 from . import rc as _rc
@@ -25,6 +33,7 @@ from .errors import (
     LockBusy,
     LockCantWait,
     LockImpossible,
+    LockTimeout,
     ProtocolError,
 )
 from .lockmodes import LockMode, parse_lock_mode
@@ -37,7 +46,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .durations import Seconds
+
 _CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
+
+
+class _Default(Enum):
+    FROM_SETTINGS = "from the settings"  # an argument not given: the settings' value
+
+
+_FROM_SETTINGS = _Default.FROM_SETTINGS
 
 
 class HandleState(IntEnum):
@@ -103,19 +121,30 @@ class Handle:
         resource_name: str | None = None,
         *,
         lock_mode: LockMode | str | None = None,
-        timeout: int | None = None,
+        timeout: Seconds | _Default | None = _FROM_SETTINGS,
         quantity: int | None = None,
         create: bool | None = None,
-        idle_lifespan: int | None = None,
+        idle_lifespan: Seconds | None = None,
         socket_name: str | None = None,
-        daemon_lifespan: int = 0,
+        daemon_lifespan: Seconds | None = None,
+        start_daemon: bool = True,
         keep_connection: bool = False,
         settings: Settings | None = None,
     ) -> None:
-        """Arguments left at None take their value from ``settings`` (default: FLoM's
-        built-in defaults overlaid with ``flom.conf`` and ``~/.flom``, as libflom)."""
+        """Arguments not given take their value from ``settings`` (default: FLoM's
+        built-in defaults overlaid with ``flom.conf`` and ``~/.flom``, as libflom).
+
+        ``timeout`` is in seconds: ``None`` waits forever, ``0`` does not wait.
+        ``idle_lifespan`` (seconds) keeps the resource's state that long after its last
+        use.  When no daemon answers, one is started (as ``flom`` does) that lives
+        ``daemon_lifespan`` seconds without clients (default: the settings', 5 s;
+        ``math.inf``: forever); ``start_daemon=False`` never starts one.
+        """
+        from .durations import to_ms
+
         base = settings if settings is not None else _default_settings()
-        self._settings = base.copy(daemon_lifespan=daemon_lifespan)
+        self._settings = base.copy()
+        self._busy = _thread.allocate_lock()  # held while a call works on the handle
         self.state = HandleState.INIT
         self.keep_connection = keep_connection
         self._channel: Channel | None = None
@@ -130,19 +159,33 @@ class Handle:
             self.resource_name = resource_name
         if lock_mode is not None:
             self.lock_mode = lock_mode
-        if timeout is not None:
-            self.resource_timeout = timeout
+        if timeout is None:
+            self.resource_timeout = -1
+        elif not isinstance(timeout, _Default):
+            self.resource_timeout = to_ms(timeout, "timeout")
         if quantity is not None:
             self.resource_quantity = quantity
         if create is not None:
             self.resource_create = create
         if idle_lifespan is not None:
-            self.resource_idle_lifespan = idle_lifespan
+            self.resource_idle_lifespan = to_ms(idle_lifespan, "idle_lifespan")
         if socket_name is not None:
             self.socket_name = socket_name
+        if not start_daemon:
+            self._settings.daemon_lifespan = 0
+        elif daemon_lifespan is not None:
+            forever = isinstance(daemon_lifespan, (int, float)) and daemon_lifespan == float("inf")
+            lifespan = -1 if forever else to_ms(daemon_lifespan, "daemon_lifespan")
+            if lifespan == 0:
+                raise ValueError(
+                    "daemon_lifespan=0 would never start a daemon: pass start_daemon=False"
+                )
+            self._settings.daemon_lifespan = lifespan
 
     # -- properties ---------------------------------------------------------------------
     def _mutable(self) -> None:
+        if self._busy.locked():
+            raise self._in_use("change a property of")
         if self.state == HandleState.LOCKED:
             raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
         self._encoded = None  # the request changes with the property
@@ -173,7 +216,8 @@ class Handle:
 
     @property
     def resource_timeout(self) -> int:
-        """Milliseconds to wait for the lock: 0 don't wait, < 0 wait forever."""
+        """Milliseconds (libflom's unit) to wait for the lock: 0 don't wait, < 0 wait
+        forever.  The ``timeout`` argument of the constructor is in seconds."""
         return self._settings.resource_timeout
 
     @resource_timeout.setter
@@ -231,7 +275,8 @@ class Handle:
 
     @property
     def daemon_lifespan(self) -> int:
-        """Lifespan (ms) of a daemon this handle starts; 0 (default): never start one."""
+        """Lifespan (ms, libflom's unit) of a daemon this handle starts: < 0 forever,
+        0 never start one."""
         return self._settings.daemon_lifespan
 
     @daemon_lifespan.setter
@@ -239,6 +284,12 @@ class Handle:
         self._settings.daemon_lifespan = int(ms)
 
     # -- operations ---------------------------------------------------------------------
+    def _in_use(self, doing: str) -> InvalidSequence:
+        return InvalidSequence(
+            f"cannot {doing} this handle: another thread is inside one of its calls "
+            "(one call at a time per handle; give each thread its own handle)"
+        )
+
     def lock(self) -> str | None:
         """Lock the resource; return the locked element (or None).
 
@@ -246,6 +297,20 @@ class Handle:
         :class:`LockImpossible`, :class:`InvalidResourceName`,
         :class:`ConnectionFailed` or another :class:`FlomError`.
         """
+        if not self._busy.acquire(False):
+            raise self._in_use("lock")
+        try:
+            return self._lock()
+        except LockTimeout:
+            ms = self._settings.resource_timeout
+            raise LockTimeout(
+                f"'{self._settings.resource_name}' was not granted within {ms / 1000:g} s "
+                f"(timeout; someone else holds it)"
+            ) from None
+        finally:
+            self._busy.release()
+
+    def _lock(self) -> str | None:
         if self.state in (HandleState.LOCKED, HandleState.CLEANED):
             raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
         settings = self._settings
@@ -292,6 +357,14 @@ class Handle:
 
     def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
+        if not self._busy.acquire(False):
+            raise self._in_use("unlock")
+        try:
+            self._unlock(rollback)
+        finally:
+            self._busy.release()
+
+    def _unlock(self, rollback: bool) -> None:
         if self.state != HandleState.LOCKED or self._channel is None:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
         assert self._locked_name is not None and self._encoded is not None
@@ -321,12 +394,15 @@ class Handle:
 
     def close(self) -> None:
         """Unlock if locked, then disconnect; the handle cannot be used afterwards."""
+        if not self._busy.acquire(False):
+            raise self._in_use("close")
         try:
             if self.state == HandleState.LOCKED:
-                self.unlock()
+                self._unlock(False)
         finally:
             self._disconnect()
             self.state = HandleState.CLEANED
+            self._busy.release()
 
     def __enter__(self) -> Handle:
         return self
@@ -409,8 +485,10 @@ class lock:
     """Hold a lock for the duration of a ``with`` block; ``as`` gives the locked
     :class:`Handle` (its ``locked_element`` for set, sequence and timestamp resources).
 
-    ``timeout`` and ``idle_lifespan`` are in seconds (``timeout=None`` waits forever,
-    ``0`` does not wait).  An exception inside the block unlocks with rollback, so a
+    Durations are in seconds: ``timeout=None`` (default) waits forever, ``0`` does not
+    wait.  A daemon is started when none answers, as ``flom`` does (it lives
+    ``daemon_lifespan`` seconds without clients, default 5; ``start_daemon=False``:
+    never start one).  An exception inside the block unlocks with rollback, so a
     transactional sequence value is given back.  ``settings`` gives everything else
     (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
     """
@@ -420,23 +498,25 @@ class lock:
         resource: str = RESERVED_NAME,
         mode: LockMode | str = LockMode.EX,
         *,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         quantity: int = 1,
         create: bool = True,
-        idle_lifespan: float = 0.0,
+        idle_lifespan: Seconds = 0,
         socket_name: str | None = None,
-        daemon_lifespan: int = 0,
+        daemon_lifespan: Seconds | None = None,
+        start_daemon: bool = True,
         settings: Settings | None = None,
     ) -> None:
         self.handle = Handle(
             resource,
             lock_mode=mode,
-            timeout=-1 if timeout is None else int(timeout * 1000),
+            timeout=timeout,
             quantity=quantity,
             create=create,
-            idle_lifespan=int(idle_lifespan * 1000),
+            idle_lifespan=idle_lifespan,
             socket_name=socket_name,
             daemon_lifespan=daemon_lifespan,
+            start_daemon=start_daemon,
             settings=settings,
         )
 
