@@ -96,8 +96,7 @@ def _who(entry: dict[str, object]) -> str:
 
 
 def _what(entry: dict[str, object]) -> str:
-    """What was asked: the mode, or the quantity, and the requested name when the
-    resource's differs (hierarchical)."""
+    """What was asked: the lock mode or the quantity (``-`` for other types)."""
     parts = []
     if entry.get("mode") is not None:
         parts.append(str(entry["mode"]))
@@ -123,51 +122,31 @@ def format_table(document: dict[str, object]) -> str:
         + (", TLS" if daemon.get("tls") else "")
     )
     rows: list[tuple[str, ...]] = []
+
+    def add(name: str, kind: str, state: str, entry: dict[str, object], seconds: str) -> None:
+        element, generation = entry.get("element"), entry.get("generation")
+        rows.append(
+            (
+                str(entry["name"]) if kind == "hierarchical" else name,
+                kind,
+                state,
+                str(entry.get("position", "")),
+                _who(entry),
+                _what(entry),
+                "-" if element is None else str(element),
+                "-" if generation is None else str(generation),
+                _duration(float(entry[seconds])),  # type: ignore[arg-type]
+            )
+        )
+
     for res in resources:
         name, kind = str(res["name"]), str(res["type"])
         for holder in res["holders"]:
-            element = holder.get("element")
-            rows.append(
-                (
-                    str(holder["name"]) if kind == "hierarchical" else name,
-                    kind,
-                    "holds",
-                    "",
-                    _who(holder),
-                    _what(holder),
-                    "-" if element is None else str(element),
-                    str(holder["generation"]),
-                    _duration(float(holder["held_s"])),
-                )
-            )
+            add(name, kind, "holds", holder, "held_s")
         for waiter in res["waiters"]:
-            rows.append(
-                (
-                    str(waiter["name"]) if kind == "hierarchical" else name,
-                    kind,
-                    "waits",
-                    str(waiter["position"]),
-                    _who(waiter),
-                    _what(waiter),
-                    "-",
-                    "-",
-                    _duration(float(waiter["waiting_s"])),
-                )
-            )
+            add(name, kind, "waits", waiter, "waiting_s")
     for entry in incubator:
-        rows.append(
-            (
-                str(entry["name"]),
-                str(entry["type"]),
-                "incubates",
-                "",
-                _who(entry),
-                _what(entry),
-                "-",
-                "-",
-                _duration(float(entry["waiting_s"])),
-            )
-        )
+        add(str(entry["name"]), str(entry["type"]), "incubates", entry, "waiting_s")
     if not rows:
         return head + "\nnothing is held, waited for or incubated\n"
     widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
