@@ -41,8 +41,8 @@ _BY_PLACEHOLDER: dict[str, str | tuple[str, ...]] = {
 _BY_LONG: dict[str, str | tuple[str, ...]] = {"debug-feature": tuple(sorted(FEATURES))}
 
 _ACTIONS = {
-    _FILES: "compopt -o filenames 2>/dev/null; _flom_reply -f -- \"$2\"",
-    _DIRS: "compopt -o filenames 2>/dev/null; _flom_reply -d -- \"$2\"",
+    _FILES: 'compopt -o filenames 2>/dev/null; _flom_reply -f -- "$2"',
+    _DIRS: 'compopt -o filenames 2>/dev/null; _flom_reply -d -- "$2"',
     "hostnames": '_flom_reply -A hostname -- "$2"',
     "interfaces": '_flom_reply -W "$(command ls /sys/class/net 2>/dev/null)" -- "$2"',
 }
@@ -104,7 +104,7 @@ def _flom_functions() -> list[str]:
         "_flom_long() {",
         "    case $1 in",
         *short_to_long,
-        '        *) REPLY=$1 ;;',
+        "        *) REPLY=$1 ;;",
         "    esac",
         "}",
         "",
@@ -138,7 +138,7 @@ def _flom_functions() -> list[str]:
         '                    _flom_reply -f -- "$cur"',
         "                fi",
         "                return 0 ;;",
-        f"            {'|'.join(takes_value)}) _flom_long \"$word\"; pending=$REPLY; need_eq=0 ;;",
+        f'            {"|".join(takes_value)}) _flom_long "$word"; pending=$REPLY; need_eq=0 ;;',
         f"            {'|'.join(optional_value)}) pending=$word; need_eq=1 ;;",
         "            -*) ;;",
         "            *) (( cmd )) || cmd=$i ;;",
