@@ -1,0 +1,122 @@
+"""contrib/systemd/flom.service: a valid unit whose ExecStart runs a foreground daemon that
+clients reach with ``-s PATH -d 0``, and that SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "contrib" / "systemd" / "flom.service"
+SERVICE_SOCKET = "/run/flom/flom.sock"
+
+
+def _service_settings() -> dict[str, str]:
+    """``Key=Value`` lines of the unit's [Service] section (each key once)."""
+    settings: dict[str, str] = {}
+    section = ""
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            key, _, value = line.partition("=")
+            assert key not in settings, f"{key} twice"
+            settings[key] = value
+    return settings
+
+
+def test_unit_file_verifies() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    check = subprocess.run(
+        [analyze, "verify", "--man=no", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+
+
+def test_unit_settings() -> None:
+    service = _service_settings()
+    argv = shlex.split(service["ExecStart"])
+    assert argv[:4] == ["/usr/bin/env", "python3", "-m", "pyflom.daemon"]
+    assert argv[argv.index("--socket-name") + 1] == SERVICE_SOCKET
+    assert argv[argv.index("--lifespan") + 1] == "-1"
+    assert "--ready-fd" not in argv  # the daemon stays in the foreground: Type=exec
+    assert service["Type"] == "exec"
+    assert service["RuntimeDirectory"] == Path(SERVICE_SOCKET).parent.name
+    # the socket must not be in a private /tmp: clients could not see it
+    assert not SERVICE_SOCKET.startswith(("/tmp/", "/var/tmp/"))
+    assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
+    assert "docs/service.md" in UNIT.read_text()
+    assert SERVICE_SOCKET in (ROOT / "docs" / "service.md").read_text()
+
+
+def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandbox) -> None:
+    """Runs exactly the unit's ExecStart (with a private socket path) under its UMask."""
+    service = _service_settings()
+    path = str(sandbox.root / "flom.sock")
+    argv = [path if word == SERVICE_SOCKET else word for word in shlex.split(service["ExecStart"])]
+    env = sandbox.env
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"  # our python3
+    log = sandbox.path("daemon.log").open("w+")
+    daemon = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        cwd=sandbox.root,
+        umask=int(service["UMask"], 8),
+    )
+    try:
+        assert wait_for(lambda: daemon_pid(path) is not None, timeout=30), "daemon not listening"
+        assert daemon_pid(path) == daemon.pid  # no fork: systemd watches the daemon itself
+        # UMask=0007: the socket is shared with the group, closed to others
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o770
+
+        def flom(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [FLOM, "-s", path, "-d", "0", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=sandbox.env,
+                cwd=sandbox.root,
+            )
+
+        locked = flom("-r", "svc", "-l", "EX", "--", "sh", "-c", "echo locked")
+        assert (locked.returncode, locked.stdout) == (0, "locked\n"), locked.stderr
+        status = flom("--status")
+        assert status.returncode == 0 and f"daemon pid {daemon.pid}" in status.stdout
+        assert daemon.poll() is None  # lifespan -1: still there when idle
+
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        assert not os.path.exists(path)
+        if not os.path.exists("/dev/log"):  # no syslog here: the log went to stderr
+            log.seek(0)
+            text = log.read()
+            assert "FLM003N" in text and "FLM050I granted 'svc'" in text
+        # -d 0: with the service stopped, a client fails instead of starting a daemon
+        refused = flom("--", "true")
+        assert refused.returncode == 99
+        assert not os.path.exists(path)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=30)
+        log.close()
+        assert not process_alive(daemon.pid)
