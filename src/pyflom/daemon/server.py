@@ -528,6 +528,13 @@ def _report(ready_fd: int | None, status: int, reason: str = "") -> None:
             os.close(ready_fd)
 
 
+def _give_up(stack: contextlib.ExitStack, ready_fd: int | None, reason: str) -> None:
+    """Close and remove what was opened (the socket first), then tell the starting
+    client why: once told, it must not find this daemon still listening."""
+    stack.close()
+    _report(ready_fd, _rc.DAEMON_NOT_STARTED, reason)
+
+
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
@@ -661,7 +668,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                 state = stack.enter_context(StateFile.open(options.state_file, time.time()))
             except StateFileError as exc:
                 log.error(f"FLM040E {exc}")
-                _report(ready_fd, _rc.DAEMON_NOT_STARTED, str(exc))
+                _give_up(stack, ready_fd, str(exc))
                 return 1
             _log_state(log, state)
 
@@ -694,6 +701,6 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                     runner.run(main())
         except VfsError as exc:
             log.error(f"FLM030E {exc}")
-            _report(ready_fd, _rc.DAEMON_NOT_STARTED, str(exc))
+            _give_up(stack, ready_fd, str(exc))
             return 1
     return 0
