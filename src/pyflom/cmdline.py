@@ -35,8 +35,17 @@ Product decisions (reference section 10):
 * Configuration files use a small GKeyFile reader (not :mod:`configparser`, which would
   treat indented lines as continuations, ignore GKeyFile escapes such as ``\\s`` and cost
   an import of ``re``): ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys,
-  unknown groups/keys ignored, ``;``-separated lists, last duplicate wins.  Leading and
-  trailing blanks of a value are dropped (keep one with ``\\s``).
+  ``;``-separated lists, last duplicate wins.  Leading and trailing blanks of a value are
+  dropped (keep one with ``\\s``).
+* Diagnostics (FLoM's texts and exit statuses kept, pyflom's ``flom: ...`` lines added on
+  stderr, :attr:`CliError.explanation`): unknown groups and keys are still ignored, but
+  with a warning naming file, line and a close known name; a system or user file that is
+  not a key file is skipped with a warning (FLoM: silently); a refused value names file,
+  line, key and value; a ``-c`` file that cannot be read says why; a refused lock mode,
+  boolean, grant or lock-loss policy lists the valid words.
+* Options that only configure a daemon this command starts (:data:`DAEMON_ONLY_OPTIONS`)
+  are reported by :func:`pyflom.cli.report_ignored_daemon_options` when the daemon was
+  already running (FLoM ignores them silently).
 * System files are :data:`SYSTEM_CONFIG_FILES`, loaded in that order.
 * ``--ignore-signal`` and ``[Monitor]/IgnoredSignals`` replace, not extend, what an
   earlier layer set.

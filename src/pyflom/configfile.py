@@ -2,7 +2,8 @@
 
 Imported only when a configuration file exists (the command's hot path stays small).
 ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys, unknown groups/keys
-ignored, ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
+ignored with a warning (file, line, the closest known name: :mod:`difflib` is imported only
+then), ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
 product decisions (quirks Q5, Q6, Q7, Q8).
 """
 
