@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import rc as _rc
-from .cmdline import CliError, load_settings, parse_args, validate
+from .cmdline import CliError, daemon_only_options, load_settings, parse_args, validate
 from .errors import (
     ConnectionFailed,
     FlomError,
@@ -25,7 +25,9 @@ from .settings import Settings
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .client import Handle
+    from .cmdline import DaemonOption
     from .monitor import LockWatch
+    from .transport import Channel
 
 SHUTDOWN_WAIT_S = 1.0  # as FLoM: how long -x/-X wait for the daemon's reaction
 
@@ -67,8 +69,13 @@ def _timestamp_problem(name: str) -> str:
     return f"'{name}' was refused by the daemon as an invalid timestamp format"
 
 
-def lock_and_run(settings: Settings, command: list[str]) -> int:
-    """Lock as ``settings`` say, run ``command`` (plus the locked element), unlock."""
+def lock_and_run(
+    settings: Settings, command: list[str], daemon_options: list[DaemonOption] | None = None
+) -> int:
+    """Lock as ``settings`` say, run ``command`` (plus the locked element), unlock.
+
+    ``daemon_options``: the daemon-only options the user gave, reported when the daemon
+    was already running (:func:`report_ignored_daemon_options`)."""
     from .client import Handle
     from .monitor import CommandNotExecutable, run_command
 
@@ -113,6 +120,8 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
             )
             return _rc.ES_GENERIC_ERROR
         return _failure("flom_client_lock", exc)
+    if daemon_options:
+        report_ignored_daemon_options(handle.connection, settings, daemon_options)
     if settings.verbose and element is not None:
         _out(f"Locked element is '{element}'")
     argv = command + ([element] if element is not None else [])
@@ -136,6 +145,29 @@ def lock_and_run(settings: Settings, command: list[str]) -> int:
     except FlomError as exc:
         return _failure("flom_client_unlock", exc)
     return status
+
+
+def report_ignored_daemon_options(
+    channel: Channel | None, settings: Settings, given: list[DaemonOption]
+) -> None:
+    """Say on stderr which of the daemon-only options ``given`` a daemon that was already
+    running when ``channel`` connected does not have (none when the command started it)."""
+    if channel is None or channel.daemon_started:
+        return
+    from .spawn import ignored_daemon_options
+    from .transport import daemon_address
+
+    ignored = [
+        option.label for option in ignored_daemon_options(settings, given, channel.peer_pid())
+    ]
+    if not ignored:
+        return
+    names = ignored[0] if len(ignored) == 1 else f"{', '.join(ignored[:-1])} and {ignored[-1]}"
+    apply, were = ("applies", "it was") if len(ignored) == 1 else ("apply", "they were")
+    _err(
+        f"flom: a daemon already runs on {daemon_address(settings)}: {names} {apply} only to "
+        f"a daemon this command starts; {were} ignored (stop it with flom -x, then run again)"
+    )
 
 
 def _lock_watch(handle: Handle, settings: Settings) -> LockWatch | None:
@@ -222,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             _out(exc.stdout)
         if exc.stderr:
             _err(exc.stderr)
+        if exc.explanation:
+            _err(exc.explanation)
         return exc.status
     except KeyboardInterrupt:
         return 128 + 2
@@ -277,7 +311,7 @@ def _main(argv: list[str]) -> int:
     if not parsed.command:
         _err("No command to execute!")
         return _rc.ES_UNABLE_TO_EXECUTE_COMMAND
-    return lock_and_run(settings, parsed.command)
+    return lock_and_run(settings, parsed.command, daemon_only_options(parsed, settings))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,17 @@ Product decisions (reference section 10):
 * Configuration files use a small GKeyFile reader (not :mod:`configparser`, which would
   treat indented lines as continuations, ignore GKeyFile escapes such as ``\\s`` and cost
   an import of ``re``): ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys,
-  unknown groups/keys ignored, ``;``-separated lists, last duplicate wins.  Leading and
-  trailing blanks of a value are dropped (keep one with ``\\s``).
+  ``;``-separated lists, last duplicate wins.  Leading and trailing blanks of a value are
+  dropped (keep one with ``\\s``).
+* Diagnostics (FLoM's texts and exit statuses kept, pyflom's ``flom: ...`` lines added on
+  stderr, :attr:`CliError.explanation`): unknown groups and keys are still ignored, but
+  with a warning naming file, line and a close known name; a system or user file that is
+  not a key file is skipped with a warning (FLoM: silently); a refused value names file,
+  line, key and value; a ``-c`` file that cannot be read says why; a refused lock mode,
+  boolean, grant or lock-loss policy lists the valid words.
+* Options that only configure a daemon this command starts (:data:`DAEMON_ONLY_OPTIONS`)
+  are reported by :func:`pyflom.cli.report_ignored_daemon_options` when the daemon was
+  already running (FLoM ignores them silently).
 * System files are :data:`SYSTEM_CONFIG_FILES`, loaded in that order.
 * ``--ignore-signal`` and ``[Monitor]/IgnoredSignals`` replace, not extend, what an
   earlier layer set.
@@ -59,7 +68,7 @@ from __future__ import annotations
 import os
 
 from . import rc as _rc
-from .lockmodes import parse_lock_mode
+from .lockmodes import lock_mode_choices, parse_lock_mode
 from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
 from .record import Record
 from .settings import UNIX_PATH_MAX, GrantPolicy, LockLoss, Settings, default_socket_name
@@ -84,20 +93,28 @@ _SIGNAL_NUMBERS = {name: number for number, name in SIGNAL_NAMES.items()}
 _INT_MIN = -(2**31)
 _INT_MAX = 2**31 - 1
 _BLANKS = " \t\n\r\f\v"
-_TRUE_WORDS = frozenset(("yes", "y", "true", "on", "1"))
-_FALSE_WORDS = frozenset(("no", "n", "false", "off", "0"))
+_TRUE_WORDS = ("yes", "y", "true", "on", "1")
+_FALSE_WORDS = ("no", "n", "false", "off", "0")
+BOOLEAN_WORDS = f"{', '.join(_TRUE_WORDS)} or {', '.join(_FALSE_WORDS)} (any case)"
+"""The words :func:`parse_bool` takes, for messages."""
+NOT_A_DIRECTORY = "is not a directory that can be opened"
+SOCKET_NAME_TOO_LONG = f"is too long: a socket name must be shorter than {UNIX_PATH_MAX} bytes"
 _GENERIC = _rc.ES_GENERIC_ERROR
 
 
 class CliError(Exception):
     """A command line or configuration error: exit with ``status`` after printing ``stdout``
-    and ``stderr`` (each verbatim plus a newline, when not empty)."""
+    and ``stderr`` (FLoM's texts, each verbatim plus a newline, when not empty), then
+    ``explanation`` on stderr (pyflom's own ``flom: ...`` lines, added after FLoM's)."""
 
-    def __init__(self, status: int, stdout: str = "", stderr: str = "") -> None:
+    def __init__(
+        self, status: int, stdout: str = "", stderr: str = "", explanation: str = ""
+    ) -> None:
         super().__init__(stderr or stdout)
         self.status = status
         self.stdout = stdout
         self.stderr = stderr
+        self.explanation = explanation
 
 
 # --------------------------------------------------------------------------------------
@@ -173,6 +190,7 @@ class ParsedArgs(Record):
 
     __slots__ = (
         "command",
+        "config_keys",
         "debug_feature",
         "immediate_exit",
         "options",
@@ -207,6 +225,8 @@ class ParsedArgs(Record):
         self.immediate_exit = immediate_exit
         self.debug_feature = debug_feature
         self.status_format = status_format
+        # Filled by load_settings: (group, key) -> "FILE:LINE" of the file that set it last.
+        self.config_keys: dict[tuple[str, str], str] = {}
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -423,6 +443,22 @@ def _invalid_value(name: str, value: str) -> str:
     return f"{name}: '{value}' is an invalid value"
 
 
+def choices_text(words: tuple[str, ...]) -> str:
+    """``is not one of a, b or c``: why a word out of ``words`` was refused."""
+    return f"is not {', '.join(words[:-1])} or {words[-1]}"
+
+
+def _refused(name: str, value: str, valid: str, on_stdout: bool = False) -> CliError:
+    """FLoM's ``NAME: 'VALUE' is an invalid value``, then which values are valid."""
+    message = _invalid_value(name, value)
+    return CliError(
+        _GENERIC,
+        stdout=message if on_stdout else "",
+        stderr="" if on_stdout else message,
+        explanation=f"flom: --{name}: valid values are {valid}",
+    )
+
+
 def _apply_options(s: Settings, options: dict[str, object], warnings: list[str]) -> None:
     """Apply the command line values in FLoM's order, validating each (reference 1.3)."""
 
@@ -440,10 +476,7 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
             return None
         flag = parse_bool(value)
         if flag is None:
-            message = _invalid_value(name, value)
-            if on_stdout:
-                raise CliError(_GENERIC, stdout=message)
-            raise CliError(_GENERIC, stderr=message)
+            raise _refused(name, value, BOOLEAN_WORDS, on_stdout)
         return flag
 
     def existing_file(name: str) -> str | None:
@@ -483,7 +516,7 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
         try:
             s.lock_mode = parse_lock_mode(value)
         except ValueError:
-            raise CliError(_GENERIC, stderr=_invalid_value("lock-mode", value)) from None
+            raise _refused("lock-mode", value, lock_mode_choices()) from None
     if (flag := boolean("resource-create", on_stdout=True)) is not None:
         s.resource_create = flag
     if (count := number("resource-idle-lifespan")) is not None:
@@ -547,12 +580,12 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
     if (value := text("grant-policy")) is not None:
         policy = _grant_policy(value)
         if policy is None:
-            raise CliError(_GENERIC, stderr=_invalid_value("grant-policy", value))
+            raise _refused("grant-policy", value, " or ".join(GrantPolicy.ALL))
         s.grant_policy = policy
     if (value := text("lock-loss")) is not None:
         loss = lock_loss_policy(value)
         if loss is None:
-            raise CliError(_GENERIC, stderr=_invalid_value("lock-loss", value))
+            raise _refused("lock-loss", value, " or ".join(LockLoss.ALL))
         s.lock_loss = loss
     if (count := number("lock-loss-grace")) is not None:
         s.lock_loss_grace = abs(count)
@@ -571,12 +604,21 @@ def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
     return error
 
 
-def _load_file(settings: Settings, path: str, required: bool) -> None:
-    """Apply one configuration file; the reader is imported only when a file exists."""
+def _load_file(
+    settings: Settings, path: str, required: bool, parsed: ParsedArgs, warnings: list[str]
+) -> None:
+    """Apply one configuration file; the reader is imported only when a file exists.
+    Its warnings go to ``warnings``, the place of each key it set to ``parsed``."""
     if required or os.path.exists(path):
         from .configfile import load_file
 
-        load_file(settings, path, required)
+        try:
+            file_warnings, lines = load_file(settings, path, required)
+        except CliError as exc:
+            raise _with_warnings(exc, warnings) from None
+        warnings.extend(file_warnings)
+        for place, line in lines.items():
+            parsed.config_keys[place] = f"{path}:{line}"
 
 
 def load_settings(
@@ -591,20 +633,67 @@ def load_settings(
     Returns the settings and the warnings to print on stderr; raises :class:`CliError`.
     """
     settings = Settings()
+    warnings: list[str] = []
     for path in system_files:
-        _load_file(settings, path, required=False)
+        _load_file(settings, path, False, parsed, warnings)
     user_home = _home_dir() if home is None else home
     if user_home:
-        _load_file(settings, os.path.join(user_home, USER_CONFIG_FILE), required=False)
+        _load_file(settings, os.path.join(user_home, USER_CONFIG_FILE), False, parsed, warnings)
     config_file = parsed.options.get("config-file")
     if isinstance(config_file, str):
-        _load_file(settings, config_file, required=True)
-    warnings: list[str] = []
+        _load_file(settings, config_file, True, parsed, warnings)
     try:
         _apply_options(settings, parsed.options, warnings)
     except CliError as exc:
         raise _with_warnings(exc, warnings) from None
     return settings, warnings
+
+
+# Settings that only configure a daemon this command starts (what pyflom.spawn.daemon_argv
+# passes on and the client itself never uses): (setting, command line option, config
+# group, config key, the daemon's option).  TLS, keepalive, interface and addresses are
+# used by the client too; -A/-P only when -a is given as well (the client then uses TCP).
+DAEMON_ONLY_OPTIONS = (
+    ("daemon_lifespan", "daemon-lifespan", "Daemon", "Lifespan", "--lifespan"),
+    ("grant_policy", "grant-policy", "Daemon", "GrantPolicy", "--grant-policy"),
+    ("state_file", "state-file", "Daemon", "StateFile", "--state-file"),
+    ("mount_point_vfs", "mount-point-vfs", "Daemon", "MountPointVFS", "--mount-point-vfs"),
+    ("daemon_trace_file", "daemon-trace-file", "Trace", "DaemonTraceFile", "--trace-file"),
+    ("multicast_address", "multicast-address", "Daemon", "MulticastAddress", "--multicast-address"),
+    ("multicast_port", "multicast-port", "Daemon", "MulticastPort", "--multicast-port"),
+)
+
+
+class DaemonOption(Record):
+    """A daemon-only setting the user gave: how to name it, the daemon's option for it,
+    and whether it came from the command line (else from a configuration file)."""
+
+    __slots__ = ("daemon_flag", "label", "on_command_line")
+
+    def __init__(self, label: str, daemon_flag: str, on_command_line: bool) -> None:
+        self.label = label
+        self.daemon_flag = daemon_flag
+        self.on_command_line = on_command_line
+
+
+def daemon_only_options(parsed: ParsedArgs, settings: Settings) -> list[DaemonOption]:
+    """The daemon-only settings (:data:`DAEMON_ONLY_OPTIONS`) given on the command line or
+    in a configuration file, built-in defaults aside: what a daemon already running
+    ignores.  ``-d 0`` is left out (it means "start none", which holds)."""
+    given = []
+    for setting, option, group, key, flag in DAEMON_ONLY_OPTIONS:
+        if setting == "daemon_lifespan" and settings.daemon_lifespan == 0:
+            continue
+        if setting.startswith("multicast_") and not (
+            settings.unicast_address and settings.multicast_address
+        ):
+            continue
+        if option in parsed.options:
+            short = _BY_LONG[option][0]
+            given.append(DaemonOption(f"-{short}" if short else f"--{option}", flag, True))
+        elif (place := parsed.config_keys.get((group, key))) is not None:
+            given.append(DaemonOption(f"[{group}]/{key} ({place})", flag, False))
+    return given
 
 
 # --------------------------------------------------------------------------------------

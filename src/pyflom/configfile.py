@@ -2,7 +2,8 @@
 
 Imported only when a configuration file exists (the command's hot path stays small).
 ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys, unknown groups/keys
-ignored, ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
+ignored with a warning (file, line, the closest known name: :mod:`difflib` is imported only
+then), ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
 product decisions (quirks Q5, Q6, Q7, Q8).
 """
 
@@ -14,6 +15,9 @@ from .cmdline import (
     _GENERIC,
     _INT_MAX,
     _INT_MIN,
+    BOOLEAN_WORDS,
+    NOT_A_DIRECTORY,
+    SOCKET_NAME_TOO_LONG,
     CliError,
     _c_int,
     _grant_policy,
@@ -21,36 +25,63 @@ from .cmdline import (
     _real_file,
     _resource_name_error,
     _socket_name_ok,
+    choices_text,
     lock_loss_policy,
     parse_bool,
     parse_signals,
     state_file_path,
 )
-from .lockmodes import parse_lock_mode
-from .settings import Settings
+from .lockmodes import lock_mode_choices, parse_lock_mode
+from .settings import GrantPolicy, LockLoss, Settings
 
 
 class _BadConfig(Exception):
-    """A semantic error in a configuration file (``detail`` goes to stdout first)."""
+    """A semantic error in a configuration file: ``detail`` goes to stdout first (FLoM's
+    line), ``why`` completes pyflom's ``FILE:LINE: [Group] Key='value' ...`` line."""
 
-    def __init__(self, detail: str = "", rc: int = _rc.INVALID_OPTION) -> None:
+    def __init__(self, detail: str = "", rc: int = _rc.INVALID_OPTION, why: str = "") -> None:
         super().__init__(detail)
         self.detail = detail
         self.rc = rc
+        self.why = why
 
 
-def read_key_file(path: str) -> dict[str, dict[str, str]] | None:
-    """Groups of the GKeyFile at ``path`` (raw, still escaped values), or None when the
-    file cannot be read or is not a key file."""
+class KeyFileError(Exception):
+    """A file that cannot be loaded as a key file: ``reason``, at ``line`` (0: the file)."""
+
+    def __init__(self, reason: str, line: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    return exc.strerror or str(exc)
+
+
+def read_key_file(path: str) -> _KeyFile:
+    """The GKeyFile at ``path`` (raw, still escaped values, with their line numbers).
+
+    Raises :class:`KeyFileError` when the file cannot be read or is not a key file."""
     try:
         with open(path, "rb") as file:
             data = file.read()
+    except OSError as exc:
+        raise KeyFileError(_os_reason(exc)) from None
+    try:
         text = data.decode("utf-8-sig")
-    except (OSError, ValueError):
-        return None
-    groups: dict[str, dict[str, str]] = {}
+    except ValueError:
+        raise KeyFileError("not UTF-8 text") from None
+    keys = _KeyFile()
     current: dict[str, str] | None = None
-    for raw in text.split("\n"):
+    group = ""
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.lstrip(_BLANKS)
         if not line or line.startswith("#"):
             continue
@@ -58,15 +89,23 @@ def read_key_file(path: str) -> dict[str, dict[str, str]] | None:
             end = line.find("]")
             name = line[1:end]
             if end < 0 or line[end + 1 :].strip(" \t\r") or not _group_name_ok(name):
-                return None
-            current = groups.setdefault(name, {})
+                raise KeyFileError(f"'{line.rstrip()}' is not a [Group] header", number)
+            group = name
+            current = keys.groups.setdefault(name, {})
+            keys.group_lines.setdefault(name, number)
             continue
         key, equal, value = line.partition("=")
         key = key.rstrip(_BLANKS)
-        if not equal or not _key_name_ok(key) or current is None:
-            return None
+        if not equal or not _key_name_ok(key):
+            raise KeyFileError(
+                f"'{line.rstrip()}' is neither Key=Value, a [Group] header nor a # comment",
+                number,
+            )
+        if current is None:
+            raise KeyFileError(f"key {key} comes before the first [Group] header", number)
         current[key] = value.strip(_BLANKS)
-    return groups
+        keys.lines[group, key] = number
+    return keys
 
 
 def _key_name_ok(key: str) -> bool:
@@ -81,6 +120,7 @@ def _group_name_ok(name: str) -> bool:
     return bool(name) and "[" not in name and all(ch >= " " and ch != "\x7f" for ch in name)
 
 
+_BAD_ESCAPE = "has a bad escape sequence (GKeyFile knows \\s \\n \\t \\r \\\\)"
 _ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 
@@ -95,7 +135,7 @@ def _unescape(value: str, separator: str | None = None) -> list[str]:
         index += 1
         if char == "\\":
             if index >= len(value):
-                raise _BadConfig()
+                raise _BadConfig(why=_BAD_ESCAPE)
             escaped = value[index]
             index += 1
             if escaped in _ESCAPES:
@@ -103,7 +143,7 @@ def _unescape(value: str, separator: str | None = None) -> list[str]:
             elif separator is not None and escaped == separator:
                 chars.append(escaped)
             else:
-                raise _BadConfig()
+                raise _BadConfig(why=_BAD_ESCAPE)
         elif char == separator:
             pieces.append("".join(chars))
             chars = []
@@ -115,12 +155,22 @@ def _unescape(value: str, separator: str | None = None) -> list[str]:
 
 
 class _KeyFile:
-    """Typed access to the groups of one configuration file."""
+    """Typed access to the groups of one configuration file.
 
-    def __init__(self, groups: dict[str, dict[str, str]]) -> None:
-        self.groups = groups
+    Remembers the line of each key and group, every key asked for (the keys
+    :func:`_apply_key_file` reads are the keys pyflom knows) and the last key read (the
+    one a :class:`_BadConfig` is about)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, str]] = {}
+        self.lines: dict[tuple[str, str], int] = {}
+        self.group_lines: dict[str, int] = {}
+        self.asked: dict[str, list[str]] = {}
+        self.last: tuple[str, str] = ("", "")
 
     def raw(self, group: str, key: str) -> str | None:
+        self.asked.setdefault(group, []).append(key)
+        self.last = (group, key)
         return self.groups.get(group, {}).get(key)
 
     def string(self, group: str, key: str) -> str | None:
@@ -141,7 +191,8 @@ class _KeyFile:
         if number is None or not _INT_MIN <= number <= _INT_MAX:
             raise _BadConfig(
                 f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d "
-                "which has a value that cannot be interpreted."
+                "which has a value that cannot be interpreted.",
+                why=f"is not a whole number from {_INT_MIN} to {_INT_MAX}",
             )
         return number
 
@@ -151,7 +202,7 @@ class _KeyFile:
             return None
         value = parse_bool(text)
         if value is None:
-            raise _BadConfig()
+            raise _BadConfig(why=f"is not a boolean: {BOOLEAN_WORDS}")
         return value
 
 
@@ -169,7 +220,7 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
     if (text := keys.string("Resource", "Name")) is not None:
         error = _resource_name_error(text)
         if error is not None:
-            raise _BadConfig(error)
+            raise _BadConfig(error, why="is not a valid resource name")
         s.resource_name = text
     if (number := keys.integer("Resource", "Timeout")) is not None:
         s.resource_timeout = number
@@ -179,14 +230,16 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         try:
             s.lock_mode = parse_lock_mode(text)
         except ValueError:
-            raise _BadConfig() from None
+            raise _BadConfig(
+                why=f"is not a lock mode; the valid ones are {lock_mode_choices()}"
+            ) from None
     if (flag := keys.boolean("Resource", "Create")) is not None:
         s.resource_create = flag
     if (number := keys.integer("Resource", "IdleLifespan")) is not None and number != 0:
         s.resource_idle_lifespan = abs(number)
     if (text := keys.string("Daemon", "SocketName")) is not None:
         if not _socket_name_ok(text):
-            raise _BadConfig()
+            raise _BadConfig(why=SOCKET_NAME_TOO_LONG)
         s.socket_name = text
     if (number := keys.integer("Daemon", "Lifespan")) is not None:
         s.daemon_lifespan = number
@@ -200,19 +253,19 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
         s.multicast_port = abs(number)
     if (text := keys.string("Daemon", "MountPointVFS")) is not None:
         if not _openable_dir(text):
-            raise _BadConfig()
+            raise _BadConfig(why=NOT_A_DIRECTORY)
         s.mount_point_vfs = text
     if (text := keys.string("Daemon", "GrantPolicy")) is not None:
         policy = _grant_policy(text)
         if policy is None:
-            raise _BadConfig()
+            raise _BadConfig(why=choices_text(GrantPolicy.ALL))
         s.grant_policy = policy
     if (text := keys.string("Daemon", "StateFile")) is not None:
         s.state_file = state_file_path(text)
     if (text := keys.string("Monitor", "LockLoss")) is not None:
         loss = lock_loss_policy(text)
         if loss is None:
-            raise _BadConfig()
+            raise _BadConfig(why=choices_text(LockLoss.ALL))
         s.lock_loss = loss
     if (number := keys.integer("Monitor", "LockLossGrace")) is not None:
         s.lock_loss_grace = abs(number)
@@ -237,39 +290,95 @@ def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
     if (number := keys.integer("Network", "TcpKeepaliveProbes")) is not None:
         s.tcp_keepalive_probes = abs(number)
     realpath_error = _rc.SYSCALL_ERRORS["realpath"]
+    no_file = "names no existing file"
     if (text := keys.string("TLS", "TlsCertificate")) is not None:
         if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
+            raise _BadConfig(rc=realpath_error, why=no_file)
         s.tls_certificate = path
     if (text := keys.string("TLS", "TlsPrivateKey")) is not None:
         if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
+            raise _BadConfig(rc=realpath_error, why=no_file)
         s.tls_private_key = path
     if (text := keys.string("TLS", "TlsCaCertificate")) is not None:
         if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error)
+            raise _BadConfig(rc=realpath_error, why=no_file)
         s.tls_ca_certificate = path
     if (flag := keys.boolean("TLS", "TlsCheckPeerId")) is not None:
         s.tls_check_peer_id = flag
 
 
-def load_file(settings: Settings, path: str, required: bool) -> None:
-    """Apply the configuration file at ``path``; a missing or unreadable file is an
-    error only when ``required`` (the ``-c`` file)."""
-    groups = read_key_file(path)
-    if groups is None:
+def _unknown_names(path: str, keys: _KeyFile) -> list[str]:
+    """Warnings for the groups and keys of ``keys`` that pyflom does not know (asked for
+    none of them): FLoM ignores them silently, a typo deserves better."""
+    known_groups = list(keys.asked)
+    warnings = []
+    for group, entries in keys.groups.items():
+        line = keys.group_lines[group]
+        if group not in keys.asked:
+            hint = _suggestion(group, known_groups, "[{}]")
+            warnings.append(
+                f"flom: {path}:{line}: unknown group [{group}]{hint}; its keys are ignored"
+            )
+            continue
+        known = keys.asked[group]
+        for key in entries:
+            if key.partition("[")[0] in known:
+                continue  # the key itself, or a localised Key[locale] (unused, as in FLoM)
+            elsewhere = [other for other, names in keys.asked.items() if key in names]
+            if elsewhere:
+                hint = f" (it belongs in [{elsewhere[0]}])"
+            else:
+                hint = _suggestion(key, known, "{}")
+            warnings.append(
+                f"flom: {path}:{keys.lines[group, key]}: unknown key {key} in [{group}]"
+                f"{hint}; it is ignored"
+            )
+    return warnings
+
+
+def _suggestion(word: str, candidates: list[str], form: str) -> str:
+    """`` (did you mean X?)`` for the candidate closest to ``word`` (case-insensitive:
+    GKeyFile names are case-sensitive, ``name`` is not ``Name``), else ``""``."""
+    import difflib  # only when something is misspelt
+
+    folded = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(word.lower(), list(folded), n=1)
+    return f" (did you mean {form.format(folded[close[0]])}?)" if close else ""
+
+
+def load_file(
+    settings: Settings, path: str, required: bool
+) -> tuple[list[str], dict[tuple[str, str], int]]:
+    """Apply the configuration file at ``path``; a missing, unreadable or malformed file
+    is an error only when ``required`` (the ``-c`` file), else a warning.
+
+    Returns the warnings for stderr and the line of each key the file set."""
+    try:
+        keys = read_key_file(path)
+    except KeyFileError as exc:
+        where = f"configuration file '{path}'"
+        if exc.line:
+            where += f", line {exc.line}"
         if required:
             raise CliError(
                 _GENERIC,
                 stdout=f"ERROR: error while loading file '{path}'",
                 stderr=f"flom_config_init: ret_cod={_rc.G_KEY_FILE_LOAD_FROM_FILE_ERROR}",
-            )
-        return
+                explanation=f"flom: {where}: {exc.reason}",
+            ) from None
+        return [f"flom: {where}: {exc.reason}; the file is ignored"], {}
     try:
-        _apply_key_file(settings, _KeyFile(groups))
+        _apply_key_file(settings, keys)
     except _BadConfig as exc:
         lines = [exc.detail] if exc.detail else []
         lines.append(f"ERROR: invalid configuration found in file '{path}'")
+        group, key = keys.last
+        value = keys.groups[group][key]
         raise CliError(
-            _GENERIC, stdout="\n".join(lines), stderr=f"flom_config_init: ret_cod={exc.rc}"
+            _GENERIC,
+            stdout="\n".join(lines),
+            stderr=f"flom_config_init: ret_cod={exc.rc}",
+            explanation=f"flom: {path}:{keys.lines[group, key]}: [{group}] {key}='{value}' "
+            f"{exc.why}",
         ) from None
+    return _unknown_names(path, keys), keys.lines

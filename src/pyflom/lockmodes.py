@@ -52,6 +52,16 @@ def parse_lock_mode(text: str) -> LockMode:
         raise ValueError(text) from None
 
 
+def lock_mode_choices() -> str:
+    """The valid lock modes, for messages: ``NL, CR, ... (or NullLock, ...)``."""
+    return (
+        ", ".join(mode.name for mode in LockMode)
+        + " (or "
+        + ", ".join(LONG_NAMES[mode] for mode in LockMode)
+        + ")"
+    )
+
+
 def compatible(held: LockMode | int, requested: LockMode | int) -> bool:
     """True when ``requested`` may be granted next to a holder in mode ``held``."""
     return COMPATIBLE[held][requested]

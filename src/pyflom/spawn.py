@@ -17,7 +17,16 @@ import sys
 
 from . import rc as _rc
 from .errors import FlomError
-from .settings import Settings
+from .settings import (
+    DEFAULT_DAEMON_LIFESPAN_MS,
+    DEFAULT_MULTICAST_PORT,
+    GrantPolicy,
+    Settings,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .cmdline import DaemonOption
 
 READY_TIMEOUT_S = 10.0
 
@@ -68,6 +77,60 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
         if settings.append_trace_file:
             argv.append("--append-trace-file")
     return argv
+
+
+# What the daemon does when its command line lacks an option (pyflom.daemon.__main__).
+_DAEMON_DEFAULTS = {
+    "--lifespan": str(DEFAULT_DAEMON_LIFESPAN_MS),
+    "--grant-policy": GrantPolicy.FLOM,
+    "--multicast-port": str(DEFAULT_MULTICAST_PORT),
+}
+
+
+def _option_values(argv: list[str], names: set[str]) -> dict[str, str]:
+    """The values of the options ``names`` in a daemon command line (``--name value`` or
+    ``--name=value``; the last one wins, as in argparse)."""
+    values = {}
+    for index, word in enumerate(argv):
+        name, equal, value = word.partition("=")
+        if name in names:
+            values[name] = value if equal else (argv[index + 1] if index + 1 < len(argv) else "")
+    return values
+
+
+def running_daemon_argv(pid: int) -> list[str] | None:
+    """The command line of the pyflom daemon ``pid``, None when unknown (not this host's
+    /proc, or not a pyflom daemon: FLoM's own, say)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            words = os.fsdecode(file.read()).split("\0")
+    except (OSError, ValueError):
+        return None
+    return words if "pyflom.daemon" in words else None
+
+
+def ignored_daemon_options(
+    settings: Settings, given: list[DaemonOption], daemon_pid: int | None
+) -> list[DaemonOption]:
+    """Of the daemon-only options ``given`` to a command that found its daemon already
+    running (``daemon_pid``, when known), those that daemon does not have.
+
+    With the daemon's command line at hand (a local pyflom daemon), an option counts only
+    when its value differs from the daemon's: the same ``~/.flom`` gave the first command
+    the same values.  Otherwise only the command line's options count, not the
+    configuration files' (read by every command, the one that started it included)."""
+    running = None if daemon_pid is None else running_daemon_argv(daemon_pid)
+    if running is None:
+        return [option for option in given if option.on_command_line]
+    names = {option.daemon_flag for option in given}
+    wanted = _option_values(daemon_argv(settings, -1), names)
+    actual = _option_values(running, names)
+    return [
+        option
+        for option in given
+        if wanted.get(option.daemon_flag)
+        != actual.get(option.daemon_flag, _DAEMON_DEFAULTS.get(option.daemon_flag))
+    ]
 
 
 def start_daemon(settings: Settings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 import time
 
 from . import codec, netaddr, trace
@@ -24,6 +25,7 @@ class Channel:
 
     tls = False
     peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
+    daemon_started = False  # True when open_channel started the daemon for this connection
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -123,6 +125,16 @@ class Channel:
     def fileno(self) -> int:
         """The connection's descriptor."""
         return self.sock.fileno()
+
+    def peer_pid(self) -> int | None:
+        """The daemon's process id, when the connection is a local (UNIX) socket."""
+        try:
+            if self.sock.family != socket.AF_UNIX:
+                return None
+            creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        except (OSError, AttributeError):
+            return None
+        return int.from_bytes(creds[:4], sys.byteorder, signed=True) or None
 
     def peer_closed(self) -> bool:
         """Without waiting: has the daemon closed or broken the connection?  A message
@@ -224,7 +236,8 @@ def _connect_once(settings: Settings) -> socket.socket:
     return netaddr.connect_first(candidates, keepalive)
 
 
-def _where(settings: Settings) -> str:
+def daemon_address(settings: Settings) -> str:
+    """Where the settings look for the daemon, for messages."""
     path = settings.effective_socket_name()
     if path is not None:
         return path
@@ -238,7 +251,9 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
 
     A daemon is started only when nobody answers, ``may_start_daemon`` is true and the
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
-    socket's lock file (or the TCP address) and every client connects to it.
+    socket's lock file (or the TCP address) and every client connects to it.  The
+    channel's ``daemon_started`` says whether this call started the daemon it reached
+    (when not, the daemon-only settings were not this call's to choose).
     """
     files = None
     if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
@@ -256,6 +271,7 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
         check_private_socket(path)
     deadline = None
     pause = 0.002
+    started = False
     while True:
         try:
             sock = _connect_once(settings)
@@ -265,10 +281,13 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             )
             if not (nobody_listens and may_start_daemon and settings.daemon_lifespan != 0):
                 raise ConnectionFailed(
-                    f"cannot connect to {_where(settings)}: {exc.strerror or exc}"
+                    f"cannot connect to {daemon_address(settings)}: {exc.strerror or exc}"
                 ) from exc
         else:
-            return Channel(sock) if files is None else open_tls(sock, files)
+            channel = Channel(sock) if files is None else open_tls(sock, files)
+            if started:
+                channel.daemon_started = True
+            return channel
         now = time.monotonic()
         if deadline is None:
             deadline = now + START_TIMEOUT_S
@@ -283,3 +302,5 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
             pause = min(pause * 2, 0.05)
         elif status != _rc.OK:
             raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+        else:
+            started = True
