@@ -326,7 +326,7 @@ def foreground_daemon(box: FlomSandbox, *args: str) -> subprocess.Popen[bytes]:
 
 
 def test_a_foreground_daemon_without_syslog_logs_to_stderr(sandbox: FlomSandbox) -> None:
-    proc = foreground_daemon(sandbox, "--lifespan", "300")
+    proc = foreground_daemon(sandbox, "--lifespan", "3000")
     assert sandbox.run("-r", "shown", "--", "true").returncode == 0
     _, err = proc.communicate(timeout=60)
     text = err.decode()
