@@ -44,7 +44,8 @@ from .uniqueid import peer_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
+    from typing import Any
 
     from .durations import Seconds
 
@@ -56,6 +57,17 @@ class _Default(Enum):
 
 
 _FROM_SETTINGS = _Default.FROM_SETTINGS
+
+
+class Step(Enum):
+    """What :meth:`HandleCore._lock_steps` asks its driver to do."""
+
+    CONNECT = "connect"
+    SEND = "send"
+    RECEIVE = "receive"
+
+
+CONNECT, SEND, RECEIVE = Step.CONNECT, Step.SEND, Step.RECEIVE
 
 
 class HandleState(IntEnum):
@@ -298,6 +310,43 @@ class HandleCore:
             self._encoded = self._encode_requests()
         return self._encoded[0]
 
+    def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
+        """The request waits (queued or incubated): a hook for the subclass."""
+
+    def _lock_steps(self) -> Generator[tuple[Step, Any], Any, str | None]:
+        """The whole of a ``lock()``, independent of the kind of I/O: yields the steps
+        ``(CONNECT, None)`` (send back the channel), ``(SEND, bytes)`` and ``(RECEIVE,
+        deadline)`` (send back the message); the driver throws the I/O's errors in."""
+        request = self._lock_request()
+        deadline: float | None = None
+        attempt = 1
+        while True:
+            channel = yield CONNECT, None
+            if deadline is None:
+                deadline = self._deadline()
+            try:
+                yield SEND, request
+                answer = first_answer((yield RECEIVE, deadline))
+                break
+            except FlomError as exc:
+                self._disconnect(graceful=False)
+                if not self._may_retry(exc, attempt):
+                    raise
+                attempt += 1
+            except BaseException:
+                self._disconnect()
+                raise
+        self._check_answer(answer, channel.tls, channel.peer_common_name)
+        if waiting(answer):
+            self._waits(channel, answer)
+        try:
+            while waiting(answer):
+                answer = later_answer((yield RECEIVE, deadline))
+            return self._locked(granted(answer))
+        except BaseException:
+            self._disconnect()  # the daemon forgets the request with the connection
+            raise
+
     def _deadline(self) -> float | None:
         """When the lock request times out (``time.monotonic()``; None: never).  The
         timeout counts from the request: starting a daemon is not waiting."""
@@ -449,35 +498,30 @@ class Handle(HandleCore):
             self._busy.release()
 
     def _lock(self) -> str | None:
-        request = self._lock_request()
-        deadline: float | None = None
-        attempt = 1
+        steps = self._lock_steps()
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            channel = self._connect()
-            if deadline is None:
-                deadline = self._deadline()
             try:
-                channel.send_bytes(request)
-                answer = first_answer(channel.receive(deadline))
-                break
-            except (ProtocolError, FlomError) as exc:
-                self._disconnect(graceful=False)
-                if not self._may_retry(exc, attempt):
-                    raise
-                attempt += 1
-            except BaseException:
-                self._disconnect()
-                raise
-        self._check_answer(answer, channel.tls, channel.peer_common_name)
-        if self.on_wait is not None and waiting(answer):
+                step, arg = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply = error = None
+            try:
+                if step is CONNECT:
+                    reply = self._connect()
+                elif step is SEND:
+                    assert self._channel is not None
+                    self._channel.send_bytes(arg)
+                else:
+                    assert self._channel is not None
+                    reply = self._channel.receive(arg)
+            except BaseException as exc:
+                error = exc
+
+    def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
+        if self.on_wait is not None:
             self.on_wait(channel, answer)
-        try:
-            while waiting(answer):
-                answer = later_answer(channel.receive(deadline))
-            return self._locked(granted(answer))
-        except BaseException:
-            self._disconnect()  # the daemon forgets the request with the connection
-            raise
 
     def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
@@ -554,6 +598,9 @@ class lock:
     (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
     """
 
+    handle: Handle
+    _handle_class: Callable[..., Any] = Handle
+
     def __init__(
         self,
         resource: str = RESERVED_NAME,
@@ -568,7 +615,7 @@ class lock:
         start_daemon: bool = True,
         settings: Settings | None = None,
     ) -> None:
-        self.handle = Handle(
+        self.handle = self._handle_class(
             resource,
             lock_mode=mode,
             timeout=timeout,
