@@ -32,20 +32,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 
 from . import codec, netaddr, spawn, trace
 from . import rc as _rc
-from .client import (
-    CONNECT,
-    SEND,
-    HandleCore,
-    HandleState,
-)
+from .client import CONNECT, SEND, HandleCore, HandleState, Step, StepRun
 from .client import lock as _blocking_lock
-from .errors import ConnectionFailed, FlomError, InvalidSequence, LockTimeout, ProtocolError
+from .errors import ConnectionFailed, InvalidSequence, LockTimeout
 from .settings import Settings
-from .transport import DaemonStarts, Frames, tls_files, trace_sending
+from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,29 +90,19 @@ class AsyncChannel(Frames):
             self.writer.write(payload)
             await self.writer.drain()
         except OSError as exc:
-            raise self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR) from exc
+            raise self._send_failed(exc) from exc
 
     async def receive(self, deadline: float | None = None) -> codec.Message:
         """Wait for the next message until ``deadline`` (``time.monotonic()``, None:
         forever); raises as :meth:`pyflom.transport.Channel.receive` does."""
         while not self._ready:
+            remaining = time_left(deadline)
             try:
-                if deadline is None:
+                async with asyncio.timeout(remaining):
                     data = await self.reader.read(_READ_BYTES)
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise LockTimeout()
-                    async with asyncio.timeout(remaining):
-                        data = await self.reader.read(_READ_BYTES)
-            except TimeoutError:
-                raise LockTimeout() from None
-            except OSError as exc:
-                message = f"receive failed: {exc}"
-                raise self._failure(ProtocolError, exc, message, _rc.RECV_ERROR) from exc
-            if not data:
-                raise self._failure(ProtocolError, None, self._closed_message(), _rc.RECV_ERROR)
-            self._feed(data)
+            except OSError as exc:  # TimeoutError: the deadline
+                raise self._receive_failed(exc) from exc
+            self._received(data)
         return self._next_message()
 
     def drop(self, graceful: bool = True) -> None:
@@ -372,26 +356,19 @@ class Handle(HandleCore):
             self._busy = False
 
     async def _lock(self) -> str | None:
-        steps = self._lock_steps()
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
+        run = StepRun(self._lock_steps())
+        while (step := run.next()) is not None:
             try:
-                step, arg = steps.send(reply) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = error = None
-            try:
-                if step is CONNECT:
-                    reply = await self._connect()
-                elif step is SEND:
-                    assert self._channel is not None
-                    await self._channel.send_bytes(arg)
-                else:
-                    assert self._channel is not None
-                    reply = await self._channel.receive(arg)
+                run.reply = await self._perform(*step)
             except BaseException as exc:
-                error = exc
+                run.error = exc
+        return run.result
+
+    async def _perform(self, step: Step, arg: Any) -> Any:
+        if step is CONNECT:
+            return await self._connect()
+        assert self._channel is not None
+        return await (self._channel.send_bytes if step is SEND else self._channel.receive)(arg)
 
     async def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""

@@ -70,6 +70,27 @@ class Step(Enum):
 CONNECT, SEND, RECEIVE = Step.CONNECT, Step.SEND, Step.RECEIVE
 
 
+class StepRun:
+    """Runs :meth:`HandleCore._lock_steps` for a driver: :meth:`next` gives the next step
+    (None when done: see :attr:`result`); the driver sets :attr:`reply` or :attr:`error`."""
+
+    def __init__(self, steps: Generator[tuple[Step, Any], Any, str | None]) -> None:
+        self.steps = steps
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.result: str | None = None
+
+    def next(self) -> tuple[Step, Any] | None:
+        """The next step; raises what the steps raise."""
+        reply, error = self.reply, self.error
+        self.reply = self.error = None
+        try:
+            return self.steps.send(reply) if error is None else self.steps.throw(error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
 class HandleState(IntEnum):
     """Handle states, with libflom's numbers."""
 
@@ -498,26 +519,19 @@ class Handle(HandleCore):
             self._busy.release()
 
     def _lock(self) -> str | None:
-        steps = self._lock_steps()
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
+        run = StepRun(self._lock_steps())
+        while (step := run.next()) is not None:
             try:
-                step, arg = steps.send(reply) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = error = None
-            try:
-                if step is CONNECT:
-                    reply = self._connect()
-                elif step is SEND:
-                    assert self._channel is not None
-                    self._channel.send_bytes(arg)
-                else:
-                    assert self._channel is not None
-                    reply = self._channel.receive(arg)
+                run.reply = self._perform(*step)
             except BaseException as exc:
-                error = exc
+                run.error = exc
+        return run.result
+
+    def _perform(self, step: Step, arg: Any) -> Any:
+        if step is CONNECT:
+            return self._connect()
+        assert self._channel is not None
+        return (self._channel.send_bytes if step is SEND else self._channel.receive)(arg)
 
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         if self.on_wait is not None:

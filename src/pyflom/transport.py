@@ -39,6 +39,20 @@ class Frames:
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
 
+    def _received(self, data: bytes) -> None:
+        """Take what a read returned (``b""``: the daemon closed the connection)."""
+        if not data:
+            raise self._failure(ProtocolError, None, self._closed_message(), _rc.RECV_ERROR)
+        self._feed(data)
+
+    def _receive_failed(self, exc: OSError) -> FlomError:
+        if isinstance(exc, TimeoutError):
+            return LockTimeout()
+        return self._failure(ProtocolError, exc, f"receive failed: {exc}", _rc.RECV_ERROR)
+
+    def _send_failed(self, exc: OSError) -> FlomError:
+        return self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR)
+
     def _closed_message(self) -> str:
         """What to say when the daemon closes the connection."""
         message = "the daemon closed the connection"
@@ -74,6 +88,17 @@ class Frames:
             return codec.decode(frame)
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic()``; None: no deadline); raises
+    :class:`LockTimeout` once it has passed."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise LockTimeout()
+    return remaining
 
 
 def encode_message(message: codec.Message) -> bytes:
@@ -112,7 +137,7 @@ class Channel(Frames):
         try:
             self.sock.sendall(payload)
         except OSError as exc:
-            raise self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR) from exc
+            raise self._send_failed(exc) from exc
 
     def receive(self, deadline: float | None = None) -> codec.Message:
         """Wait for the next message until ``deadline`` (``time.monotonic()``, None: forever).
@@ -122,26 +147,15 @@ class Channel(Frames):
         malformed message.
         """
         while not self._ready:
-            if deadline is None:
-                if self._timeout is not None:
-                    self.sock.settimeout(None)
-                    self._timeout = None
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LockTimeout()
+            remaining = time_left(deadline)
+            if remaining is not None or self._timeout is not None:
                 self.sock.settimeout(remaining)
                 self._timeout = remaining
             try:
                 data = self.sock.recv(self._recv_bytes)
-            except TimeoutError:
-                raise LockTimeout() from None
-            except OSError as exc:
-                message = f"receive failed: {exc}"
-                raise self._failure(ProtocolError, exc, message, _rc.RECV_ERROR) from exc
-            if not data:
-                raise self._failure(ProtocolError, None, self._closed_message(), _rc.RECV_ERROR)
-            self._feed(data)
+            except OSError as exc:  # TimeoutError: the deadline
+                raise self._receive_failed(exc) from exc
+            self._received(data)
         return self._next_message()
 
     def accept_large_messages(self, max_bytes: int) -> None:
