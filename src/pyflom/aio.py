@@ -43,6 +43,7 @@ from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .tls.files import TlsFiles
@@ -326,6 +327,13 @@ class Handle(HandleCore):
     def _init_io(self) -> None:
         self._busy = False  # a task is inside a call
         self._channel = None
+        # Called once when a lock request has to wait (queued or incubated), with the
+        # waiting connection and the daemon's answer.
+        self.on_wait: Callable[[AsyncChannel, codec.LockAnswer], None] | None = None
+
+    def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
+        if self.on_wait is not None:
+            self.on_wait(channel, answer)
 
     def _in_call(self) -> bool:
         return self._busy
