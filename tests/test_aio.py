@@ -15,7 +15,7 @@ import pytest
 import pyflom
 import pyflom.aio
 from conftest import FlomSandbox, process_alive, wait_for
-from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
+from pki import NodeFiles, Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from pyflom import rc
 from pyflom.settings import Settings
 from pyflom.uniqueid import peer_id
@@ -293,24 +293,26 @@ def test_kept_connection(daemon: FlomSandbox) -> None:
     run(main())
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-def test_tls_level_3_with_the_peer_id_check(
-    sandbox: FlomSandbox, certs: Standard, loop: str
-) -> None:
-    assert (
-        sandbox.run(
-            "-d", "-1", *tls_options(certs.peer1, certs.ca1, check=True), "--", "true"
-        ).returncode
-        == 0
-    )
-    sandbox.remember_daemon()
-    settings = Settings(
-        socket_name=sandbox.socket,
+def tls_daemon(box: FlomSandbox, certs: Standard, node: NodeFiles, check: bool) -> Settings:
+    """Start a TLS daemon with ``node``'s certificate; return the settings of a client
+    at level 3 (peer2's certificate, the peer-id check)."""
+    daemon_side = tls_options(node, certs.ca1, check=check)
+    assert box.run("-d", "-1", *daemon_side, "--", "true").returncode == 0
+    box.remember_daemon()
+    return Settings(
+        socket_name=box.socket,
         tls_certificate=str(certs.peer2.cert),
         tls_private_key=str(certs.peer2.key),
         tls_ca_certificate=str(certs.ca1.cert),
         tls_check_peer_id=True,
     )
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_tls_level_3_with_the_peer_id_check(
+    sandbox: FlomSandbox, certs: Standard, loop: str
+) -> None:
+    settings = tls_daemon(sandbox, certs, certs.peer1, check=True)
 
     async def main() -> None:
         async with pyflom.aio.lock("Secret", settings=settings) as h:
@@ -327,17 +329,7 @@ def test_tls_level_3_with_the_peer_id_check(
 
 def test_tls_daemon_failing_the_peer_id_check(sandbox: FlomSandbox, certs: Standard) -> None:
     """The daemon's certificate CN is not the id it announces: refused, as blocking."""
-    assert (
-        sandbox.run("-d", "-1", *tls_options(certs.peer3, certs.ca1), "--", "true").returncode == 0
-    )
-    sandbox.remember_daemon()
-    settings = Settings(
-        socket_name=sandbox.socket,
-        tls_certificate=str(certs.peer2.cert),
-        tls_private_key=str(certs.peer2.key),
-        tls_ca_certificate=str(certs.ca1.cert),
-        tls_check_peer_id=True,
-    )
+    settings = tls_daemon(sandbox, certs, certs.peer3, check=False)
 
     async def main() -> None:
         with pytest.raises(pyflom.FlomError, match="TLS-PEER-ID-MISMATCH") as refused:
