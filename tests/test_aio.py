@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import subprocess
 import sys
 import threading
@@ -198,6 +199,9 @@ def test_cancelling_a_waiter_withdraws_its_request(
 
 def test_the_loop_runs_while_1000_tasks_wait(daemon: FlomSandbox) -> None:
     waiters = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * waiters:  # a connection each (the daemon raises its own limit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * waiters), hard))
 
     async def main() -> tuple[float, float]:
         holder = handle(daemon, "Crowd")
@@ -246,7 +250,8 @@ def test_the_loop_runs_while_1000_tasks_wait(daemon: FlomSandbox) -> None:
     assert granting_lag < 2.0, granting_lag
 
 
-def test_a_daemon_is_started_on_demand_without_threads(sandbox: FlomSandbox) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_daemon_is_started_on_demand_without_threads(sandbox: FlomSandbox, loop: str) -> None:
     async def main() -> None:
         with pytest.raises(pyflom.ConnectionFailed):
             await pyflom.aio.Handle("R", socket_name=sandbox.socket, start_daemon=False).lock()
@@ -256,7 +261,7 @@ def test_a_daemon_is_started_on_demand_without_threads(sandbox: FlomSandbox) -> 
             assert threading.active_count() == 1
         assert sandbox.remember_daemon() is not None
 
-    run(main())
+    run(main(), loop)
     (pid,) = sandbox.daemon_pids
     assert wait_for(lambda: not process_alive(pid), timeout=30)  # lifespan: 1 s
 
@@ -287,6 +292,11 @@ def test_kept_connection(daemon: FlomSandbox) -> None:
             await h.lock()
             await h.unlock()
         assert h.connection is connection and h.state is pyflom.HandleState.CONNECTED
+        await h.lock()
+        h.abandon()  # leaving without unlocking gives the lock up
+        assert h.state is pyflom.HandleState.DISCONNECTED
+        async with pyflom.aio.lock("Kept", timeout=WIDE, socket_name=daemon.socket):
+            pass
         await h.close()
         assert h.connection is None
 

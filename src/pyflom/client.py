@@ -331,6 +331,13 @@ class HandleCore:
             self._encoded = self._encode_requests()
         return self._encoded[0]
 
+    def abandon(self) -> None:
+        """Drop the connection without unlocking: the lock is gone already (the daemon
+        went away), or is given up by leaving.  The handle may lock again."""
+        self.locked_element = None
+        self.lock_generation = None
+        self._disconnect(graceful=False)
+
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         """The request waits (queued or incubated): a hook for the subclass."""
 
@@ -559,13 +566,6 @@ class Handle(HandleCore):
     def connection(self) -> Channel | None:
         """The connection to the daemon (while connected): the lock lives with it."""
         return self._channel
-
-    def abandon(self) -> None:
-        """Drop the connection without unlocking: the lock is gone already (the daemon
-        went away), or is given up by leaving.  The handle may lock again."""
-        self.locked_element = None
-        self.lock_generation = None
-        self._disconnect(graceful=False)
 
     def close(self) -> None:
         """Unlock if locked, then disconnect; the handle cannot be used afterwards."""
