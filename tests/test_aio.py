@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -357,21 +358,30 @@ def test_tls_daemon_failing_the_peer_id_check(sandbox: FlomSandbox, certs: Stand
     run(main())
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.mark.parametrize("loop", LOOPS)
-def test_tcp(sandbox: FlomSandbox, loop: str) -> None:
-    port = free_tcp_port()
+def test_tcp_and_multicast_discovery(sandbox: FlomSandbox, loop: str) -> None:
+    port, udp = free_tcp_port(), free_udp_port()
     where = ["-a", "127.0.0.1", "-p", str(port)]
-    assert sandbox.run("-d", "-1", *where, "--", "true", socket_name=False).returncode == 0
-    settings = Settings(unicast_address="127.0.0.1", unicast_port=port, daemon_lifespan=0)
+    group = ["-A", "224.0.0.199", "-P", str(udp)]
+    assert sandbox.run("-d", "-1", *where, *group, "--", "true", socket_name=False).returncode == 0
+    tcp = Settings(unicast_address="127.0.0.1", unicast_port=port)
+    multicast = Settings(multicast_address="224.0.0.199", multicast_port=udp)
 
     async def main() -> None:
-        async with pyflom.aio.lock("Net", settings=settings, start_daemon=False) as h:
+        async with pyflom.aio.lock("Net", settings=tcp, start_daemon=False) as h:
             assert h.lock_generation is not None
+            found = pyflom.aio.Handle("Net", timeout=0, settings=multicast, start_daemon=False)
             with pytest.raises(pyflom.LockBusy):
-                await pyflom.aio.Handle("Net", timeout=0, settings=settings).lock()
-        multicast = Settings(multicast_address="224.0.0.1", daemon_lifespan=0)
-        with pytest.raises(pyflom.ConnectionFailed, match="multicast"):
-            await pyflom.aio.Handle("Net", settings=multicast).lock()
+                await found.lock()  # the same daemon, found by discovery
+        async with pyflom.aio.lock("Net", settings=multicast, start_daemon=False) as h:
+            assert h.connection is not None
+        assert threading.active_count() == 1
 
     try:
         run(main(), loop)

@@ -21,8 +21,8 @@ A handle serves one task at a time: a call made while another task is inside
 ``lock()``, ``unlock()`` or ``close()`` of the same handle raises
 :class:`~pyflom.errors.InvalidSequence` at once (give each task its own handle).
 
-Works on asyncio's own loop and on uvloop.  Not supported: finding the daemon by
-multicast discovery only (``-A`` without ``-a``) raises :class:`ConnectionFailed`.
+Works on asyncio's own loop and on uvloop, with every transport of the blocking
+library: UNIX socket, TCP, multicast discovery (without ``-v``'s chatter) and TLS.
 Host names (not numeric addresses) are resolved by the loop's ``getaddrinfo``, which
 runs in the loop's default executor.
 """
@@ -33,11 +33,11 @@ import asyncio
 import os
 import socket
 
-from . import codec, netaddr, spawn, trace
+from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
 from .client import CONNECT, SEND, HandleCore, HandleState, Step, StepRun
 from .client import lock as _blocking_lock
-from .errors import ConnectionFailed, InvalidSequence, LockTimeout
+from .errors import InvalidSequence, LockTimeout
 from .settings import Settings
 from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
 
@@ -209,12 +209,10 @@ async def start_daemon(settings: Settings) -> int:
     return spawn.start_result(code, reason)
 
 
-async def _resolve(host: str, port: int, interface: str | None) -> list[tuple[int, Any]]:
-    """:func:`pyflom.netaddr.resolve` for TCP: numeric addresses at once, names by the
-    loop's ``getaddrinfo``."""
-    name, port, family, kind, proto, flags = netaddr.address_query(
-        host, port, socket.SOCK_STREAM, interface
-    )
+async def _resolve(host: str, port: int, kind: int, interface: str | None) -> list[tuple[int, Any]]:
+    """:func:`pyflom.netaddr.resolve` on the loop: numeric addresses at once, names by
+    the loop's ``getaddrinfo``."""
+    name, port, family, kind, proto, flags = netaddr.address_query(host, port, kind, interface)
     try:
         try:
             infos = socket.getaddrinfo(
@@ -229,12 +227,10 @@ async def _resolve(host: str, port: int, interface: str | None) -> list[tuple[in
     return netaddr.resolved(infos, interface)
 
 
-async def _connect_tcp(settings: Settings) -> socket.socket:
-    """:func:`pyflom.netaddr.connect_tcp` on the loop: the first address that accepts."""
-    assert settings.unicast_address is not None
-    candidates = await _resolve(
-        settings.unicast_address, settings.unicast_port, settings.network_interface
-    )
+async def _connect_first(
+    candidates: list[tuple[int, Any]], keepalive_s: tuple[int, int, int] | None
+) -> socket.socket:
+    """:func:`pyflom.netaddr.connect_first` on the loop: the first address that accepts."""
     loop = asyncio.get_running_loop()
     error: OSError = ConnectionRefusedError(_rc.CONNECTION_REFUSED, "no address to connect to")
     for family, sockaddr in candidates:
@@ -249,24 +245,99 @@ async def _connect_tcp(settings: Settings) -> socket.socket:
         except BaseException:
             sock.close()
             raise
-        netaddr.tune_tcp(sock, settings.keepalive_s())
+        netaddr.tune_tcp(sock, keepalive_s)
         return sock
     raise error
+
+
+class _Replies(asyncio.DatagramProtocol):
+    """The datagrams a discovery socket receives, in a queue."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait((data, addr))
+
+
+async def _first_reply(
+    replies: _Replies, timeout_s: float
+) -> tuple[codec.DiscoverAnswer, Any] | None:
+    """The first well-formed discover answer within ``timeout_s`` (others are ignored)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                raw, source = await replies.queue.get()
+                answer = discovery.valid_reply(raw)
+                if answer is not None:
+                    return answer, source
+    except TimeoutError:
+        return None
+
+
+async def discover(settings: Settings) -> list[tuple[int, Any]] | None:
+    """:func:`pyflom.discovery.discover` on the loop (without the verbose chatter)."""
+    loop = asyncio.get_running_loop()
+    interface = settings.network_interface
+    group = settings.multicast_address or ""
+    for family, sockaddr in await _resolve(
+        group, settings.multicast_port, socket.SOCK_DGRAM, interface
+    ):
+        sock = discovery.query_socket(family, settings)
+        try:
+            sock.setblocking(False)
+            transport, replies = await loop.create_datagram_endpoint(_Replies, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            for _ in range(settings.discovery_attempts):
+                try:
+                    sock.sendto(discovery.REQUEST, sockaddr)
+                except OSError:
+                    break  # this address is unusable (no route): try the next one
+                reply = await _first_reply(replies, settings.discovery_timeout / 1000)
+                if reply is None:
+                    continue
+                answer, source = reply
+                found = discovery.source_candidates(answer, source)
+                if found is None:
+                    scope = discovery.scope_of(source)
+                    resolved = await _resolve(
+                        answer.address or "", answer.port, socket.SOCK_STREAM, interface
+                    )
+                    found = [(f, netaddr.with_scope(a, scope)) for f, a in resolved]
+                return found
+        finally:
+            transport.close()
+    return None
 
 
 async def _connect_once(
     settings: Settings,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """One connection attempt by the settings' transport; ``OSError`` when nobody answers."""
+    """One connection attempt by the settings' transport; ``OSError`` when nobody answers.
+
+    Local: the UNIX socket.  Unicast (``-a``, also when ``-A`` is set too): TCP to the
+    first address that accepts.  Multicast only: a discovery round, then TCP.
+    """
     path = settings.effective_socket_name()
     if path is not None:
         return await asyncio.open_unix_connection(path)
-    if not settings.unicast_address:
-        raise ConnectionFailed(
-            "pyflom.aio cannot find a daemon by multicast discovery (-A) alone: give its "
-            "TCP address (unicast_address, -a) too, or use the blocking pyflom.Handle"
+    if settings.unicast_address:
+        candidates = await _resolve(
+            settings.unicast_address,
+            settings.unicast_port,
+            socket.SOCK_STREAM,
+            settings.network_interface,
         )
-    return await asyncio.open_connection(sock=await _connect_tcp(settings))
+    else:
+        found = await discover(settings)
+        if found is None:
+            raise ConnectionRefusedError(_rc.CONNECTION_REFUSED, "no daemon answered the discovery")
+        candidates = found
+    sock = await _connect_first(candidates, settings.keepalive_s())
+    return await asyncio.open_connection(sock=sock)
 
 
 async def _secure(
