@@ -218,30 +218,16 @@ def test_the_loop_runs_while_1000_tasks_wait(daemon: FlomSandbox) -> None:
                 lateness.append(loop.time() - due)
 
         tick = asyncio.create_task(ticker())
-        count = 0
-        all_wait = asyncio.Event()
-
-        def waits(_channel: object, _answer: object) -> None:
-            nonlocal count
-            count += 1
-            if count == waiters:
-                all_wait.set()
-
-        async def waiter() -> None:
-            h = handle(daemon, "Crowd")
-            h.on_wait = waits
-            await h.lock()
-            await h.unlock()
-
-        tasks = [asyncio.create_task(waiter()) for _ in range(waiters)]
-        await asyncio.wait_for(all_wait.wait(), 120)
+        crowd = [handle(daemon, "Crowd") for _ in range(waiters)]
+        tasks = [(await queued(h))[0] for h in crowd]  # each one queued before the next
         lateness.clear()  # from here on: everybody waits
-        ticks = len(lateness)
-        while len(lateness) < ticks + 30:
+        while len(lateness) < 30:
             await asyncio.sleep(0.01)
         waiting_lag = max(lateness)
         await holder.unlock()
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        for h, task in zip(crowd, tasks, strict=True):  # granted in turn (FIFO)
+            await asyncio.wait_for(task, WIDE)
+            await h.unlock()
         stop.set()
         await tick
         return waiting_lag, max(lateness)
