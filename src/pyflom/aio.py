@@ -37,7 +37,7 @@ from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
 from .client import CONNECT, SEND, HandleCore, HandleState, Step, StepRun
 from .client import lock as _blocking_lock
-from .errors import InvalidSequence, LockTimeout
+from .errors import LockTimeout
 from .settings import Settings
 from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
 
@@ -394,6 +394,7 @@ class Handle(HandleCore):
     handle.close()`` and ``async with handle``."""
 
     _channel: AsyncChannel | None
+    _CALLER = "task"
 
     def _init_io(self) -> None:
         self._busy = False  # a task is inside a call
@@ -408,12 +409,6 @@ class Handle(HandleCore):
 
     def _in_call(self) -> bool:
         return self._busy
-
-    def _in_use(self, doing: str) -> InvalidSequence:
-        return InvalidSequence(
-            f"cannot {doing} this handle: another task is inside one of its calls "
-            "(one call at a time per handle; give each task its own handle)"
-        )
 
     def _enter(self, doing: str) -> None:
         if self._busy:

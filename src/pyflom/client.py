@@ -320,8 +320,14 @@ class HandleCore:
         self._settings.daemon_lifespan = int(ms)
 
     # -- shared by both clients ---------------------------------------------------------
+    _CALLER = "thread"  # who calls a handle: a thread (blocking) or a task (asyncio)
+
     def _in_use(self, doing: str) -> InvalidSequence:
-        raise NotImplementedError
+        who = self._CALLER
+        return InvalidSequence(
+            f"cannot {doing} this handle: another {who} is inside one of its calls "
+            f"(one call at a time per handle; give each {who} its own handle)"
+        )
 
     def _lock_request(self) -> bytes:
         """The encoded lock request; checks that the handle may lock."""
@@ -502,12 +508,6 @@ class Handle(HandleCore):
 
     def _in_call(self) -> bool:
         return self._busy.locked()
-
-    def _in_use(self, doing: str) -> InvalidSequence:
-        return InvalidSequence(
-            f"cannot {doing} this handle: another thread is inside one of its calls "
-            "(one call at a time per handle; give each thread its own handle)"
-        )
 
     def lock(self) -> str | None:
         """Lock the resource; return the locked element (or None).
