@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -303,6 +305,25 @@ def tls_daemon(box: FlomSandbox, certs: Standard, node: NodeFiles, check: bool) 
         tls_ca_certificate=str(certs.ca1.cert),
         tls_check_peer_id=True,
     )
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_kept_connection_outlives_its_daemon(sandbox: FlomSandbox, loop: str) -> None:
+    """The daemon dies between locks: the next lock starts over on a new daemon."""
+
+    async def main() -> None:
+        h = pyflom.aio.Handle("K", socket_name=sandbox.socket, keep_connection=True)
+        await h.lock()
+        await h.unlock()
+        first = sandbox.remember_daemon()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: not process_alive(first))
+        await h.lock()
+        assert sandbox.remember_daemon() not in (None, first)
+        await h.close()
+
+    run(main(), loop)
 
 
 @pytest.mark.parametrize("loop", LOOPS)

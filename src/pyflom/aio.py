@@ -129,7 +129,7 @@ class AsyncChannel(Frames):
                         pass
                 writer.close()  # TLS: close_notify, then the daemon's
                 await writer.wait_closed()
-        except (OSError, TimeoutError):
+        except Exception:  # best effort: the daemon may be gone already
             pass
         finally:
             writer.transport.abort()  # a no-op once closed; at once when cancelled
