@@ -231,12 +231,14 @@ def main() -> None:
         for kind in loops:
             result = on_loop(kind, loop_lag(path, args.waiters, 1.0))
             print(f"\nloop lag on {kind}, a 10 ms ticker, {args.waiters} tasks on a held resource:")
-            print(f"  idle loop, nothing to do (1 s)    {lag(result['idle'])}")
-            print(
-                f"  connecting and queueing ({result['queue_s']:.2f} s)  {lag(result['queueing'])}"
-            )
-            print(f"  all waiting (1 s)                 {lag(result['waiting'])}")
-            print(f"  granted one by one ({result['grant_s']:.2f} s)     {lag(result['granting'])}")
+            phases = [
+                ("idle loop, nothing to do (1 s)", result["idle"]),
+                (f"connecting and queueing ({result['queue_s']:.2f} s)", result["queueing"]),
+                ("all waiting (1 s)", result["waiting"]),
+                (f"granted one by one ({result['grant_s']:.2f} s)", result["granting"]),
+            ]
+            for label, samples in phases:
+                print(f"  {label:34}{lag(samples)}")
     print(
         rerun_line(
             "bench_aio.py",
