@@ -20,6 +20,7 @@ for script in (
     "bench_network.py",
     "bench_tls.py",
     "bench_statefile.py",
+    "bench_aio.py",
 ):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)

@@ -10,6 +10,9 @@ The library surface::
     handle = pyflom.Handle("red.green.blue")
     element = handle.lock()
     handle.unlock()
+
+    async with pyflom.aio.lock("R", timeout=2.0):  # asyncio (pyflom.aio)
+        ...
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ _HOMES = {
 
 def __getattr__(name: str) -> Any:
     # Lazy: ``import pyflom.cli`` must not pay for what the command does not use.
+    if name == "aio":  # the asyncio library (imports asyncio): loaded on first use
+        from importlib import import_module
+
+        return import_module(".aio", __name__)
     if name in __all__ and name != "__version__":
         from importlib import import_module
 

@@ -39,12 +39,13 @@ from .errors import (
 from .lockmodes import LockMode, parse_lock_mode
 from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
 from .settings import Settings
-from .transport import Channel, open_channel
+from .transport import Channel, encode_message, open_channel
 from .uniqueid import peer_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
+    from typing import Any
 
     from .durations import Seconds
 
@@ -56,6 +57,38 @@ class _Default(Enum):
 
 
 _FROM_SETTINGS = _Default.FROM_SETTINGS
+
+
+class Step(Enum):
+    """What :meth:`HandleCore._lock_steps` asks its driver to do."""
+
+    CONNECT = "connect"
+    SEND = "send"
+    RECEIVE = "receive"
+
+
+CONNECT, SEND, RECEIVE = Step.CONNECT, Step.SEND, Step.RECEIVE
+
+
+class StepRun:
+    """Runs :meth:`HandleCore._lock_steps` for a driver: :meth:`next` gives the next step
+    (None when done: see :attr:`result`); the driver sets :attr:`reply` or :attr:`error`."""
+
+    def __init__(self, steps: Generator[tuple[Step, Any], Any, str | None]) -> None:
+        self.steps = steps
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.result: str | None = None
+
+    def next(self) -> tuple[Step, Any] | None:
+        """The next step; raises what the steps raise."""
+        reply, error = self.reply, self.error
+        self.reply = self.error = None
+        try:
+            return self.steps.send(reply) if error is None else self.steps.throw(error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
 
 
 class HandleState(IntEnum):
@@ -105,16 +138,12 @@ class _TransportSetting:
         setattr(handle._settings, self.name, value)
 
 
-class Handle:
-    """One lock at a time on one resource, with libflom's properties.
+class HandleCore:
+    """What the blocking :class:`Handle` and :class:`pyflom.aio.Handle` share: the
+    constructor's arguments, libflom's properties, the requests and the reading of the
+    daemon's answers.  The subclasses do the I/O."""
 
-    Properties may be changed between locks (not while locked).  ``lock()`` returns the
-    locked element (set, sequence and timestamp resources) or None.  Errors raise
-    :class:`pyflom.FlomError` subclasses carrying FLoM's reason code.
-
-    ``keep_connection=True`` (pyflom extension) keeps the connection to the daemon
-    between locks, so a lock/unlock pair costs two messages instead of a connection.
-    """
+    _channel: object | None = None
 
     def __init__(
         self,
@@ -144,17 +173,13 @@ class Handle:
 
         base = settings if settings is not None else _default_settings()
         self._settings = base.copy()
-        self._busy = _thread.allocate_lock()  # held while a call works on the handle
+        self._init_io()
         self.state = HandleState.INIT
         self.keep_connection = keep_connection
-        self._channel: Channel | None = None
         self._locked_name: str | None = None
         self._encoded: tuple[bytes, bytes] | None = None  # (lock request, unlock request)
         self.locked_element: str | None = None
         self.lock_generation: int | None = None  # fencing token of the current lock
-        # Called once when a lock request has to wait (queued or incubated), with the
-        # waiting connection and the daemon's answer (``flom -V`` says what it waits for).
-        self.on_wait: Callable[[Channel, codec.LockAnswer], None] | None = None
         if resource_name is not None:
             self.resource_name = resource_name
         if lock_mode is not None:
@@ -183,8 +208,19 @@ class Handle:
             self._settings.daemon_lifespan = lifespan
 
     # -- properties ---------------------------------------------------------------------
+    def _init_io(self) -> None:
+        """Set up the subclass's connection state (first thing in the constructor)."""
+        raise NotImplementedError
+
+    def _in_call(self) -> bool:
+        """Is a call (``lock``, ``unlock``, ``close``) working on the handle?"""
+        raise NotImplementedError
+
+    def _disconnect(self, graceful: bool = True) -> None:
+        raise NotImplementedError
+
     def _mutable(self) -> None:
-        if self._busy.locked():
+        if self._in_call():
             raise self._in_use("change a property of")
         if self.state == HandleState.LOCKED:
             raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
@@ -283,12 +319,195 @@ class Handle:
     def daemon_lifespan(self, ms: int) -> None:
         self._settings.daemon_lifespan = int(ms)
 
-    # -- operations ---------------------------------------------------------------------
+    # -- shared by both clients ---------------------------------------------------------
+    _CALLER = "thread"  # who calls a handle: a thread (blocking) or a task (asyncio)
+
     def _in_use(self, doing: str) -> InvalidSequence:
+        who = self._CALLER
         return InvalidSequence(
-            f"cannot {doing} this handle: another thread is inside one of its calls "
-            "(one call at a time per handle; give each thread its own handle)"
+            f"cannot {doing} this handle: another {who} is inside one of its calls "
+            f"(one call at a time per handle; give each {who} its own handle)"
         )
+
+    def _lock_request(self) -> bytes:
+        """The encoded lock request; checks that the handle may lock."""
+        if self.state in (HandleState.LOCKED, HandleState.CLEANED):
+            raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
+        if self._encoded is None:
+            self._encoded = self._encode_requests()
+        return self._encoded[0]
+
+    def abandon(self) -> None:
+        """Drop the connection without unlocking: the lock is gone already (the daemon
+        went away), or is given up by leaving.  The handle may lock again."""
+        self.locked_element = None
+        self.lock_generation = None
+        self._disconnect(graceful=False)
+
+    def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
+        """The request waits (queued or incubated): a hook for the subclass."""
+
+    def _lock_steps(self) -> Generator[tuple[Step, Any], Any, str | None]:
+        """The whole of a ``lock()``, independent of the kind of I/O: yields the steps
+        ``(CONNECT, None)`` (send back the channel), ``(SEND, bytes)`` and ``(RECEIVE,
+        deadline)`` (send back the message); the driver throws the I/O's errors in."""
+        request = self._lock_request()
+        deadline: float | None = None
+        attempt = 1
+        while True:
+            channel = yield CONNECT, None
+            if deadline is None:
+                deadline = self._deadline()
+            try:
+                yield SEND, request
+                answer = first_answer((yield RECEIVE, deadline))
+                break
+            except FlomError as exc:
+                self._disconnect(graceful=False)
+                if not self._may_retry(exc, attempt):
+                    raise
+                attempt += 1
+            except BaseException:
+                self._disconnect()
+                raise
+        self._check_answer(answer, channel.tls, channel.peer_common_name)
+        if waiting(answer):
+            self._waits(channel, answer)
+        try:
+            while waiting(answer):
+                answer = later_answer((yield RECEIVE, deadline))
+            return self._locked(granted(answer))
+        except BaseException:
+            self._disconnect()  # the daemon forgets the request with the connection
+            raise
+
+    def _deadline(self) -> float | None:
+        """When the lock request times out (``time.monotonic()``; None: never).  The
+        timeout counts from the request: starting a daemon is not waiting."""
+        timeout = self._settings.resource_timeout
+        return time.monotonic() + timeout / 1000 if timeout > 0 else None
+
+    @staticmethod
+    def _may_retry(exc: FlomError, attempt: int) -> bool:
+        """The daemon went away before answering (it was leaving as we came, or closed a
+        kept connection): may the request start over on a new connection?"""
+        retry = exc.rc in (_rc.RECV_ERROR, _rc.SEND_ERROR) and not exc.refused
+        return retry and attempt < _CONNECT_ATTEMPTS
+
+    def _timed_out(self) -> LockTimeout:
+        """The :class:`LockTimeout` of this handle's request, said plainly."""
+        ms = self._settings.resource_timeout
+        return LockTimeout(
+            f"'{self._settings.resource_name}' was not granted within {ms / 1000:g} s "
+            f"(timeout; someone else holds it)"
+        )
+
+    def _check_answer(self, answer: codec.LockAnswer, tls: bool, peer_cn: str | None) -> None:
+        """Level 3: the unique id the daemon announced must be its certificate's CN."""
+        if not (self._settings.tls_check_peer_id and tls):
+            return
+        from .tls.identity import mismatch
+
+        why = mismatch(answer.peer_id or "", peer_cn)
+        if why is not None:
+            self._disconnect(graceful=False)  # whatever it granted is released
+            raise FlomError(
+                f"FLM013E the daemon failed the peer-id check: {why} (its certificate's CN "
+                "must be exactly what 'flom --unique-id' prints on the daemon's host) "
+                "[TLS-PEER-ID-MISMATCH]",
+                rc=_rc.UNIQUE_ID_DOES_NOT_MATCH,
+            )
+
+    def _locked(self, granted: codec.LockAnswer) -> str | None:
+        """Record a granted lock; return its element."""
+        self.state = HandleState.LOCKED
+        self._locked_name = self._settings.resource_name
+        self.locked_element = granted.element
+        self.lock_generation = granted.generation
+        return granted.element
+
+    def _unlock_request(self, rollback: bool) -> bytes:
+        """The encoded unlock request; the handle counts as unlocked from here."""
+        if self.state != HandleState.LOCKED or self._channel is None:
+            raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
+        assert self._locked_name is not None and self._encoded is not None
+        self.locked_element = None
+        self.lock_generation = None
+        self.state = HandleState.CONNECTED
+        if rollback:
+            return encode_message(codec.UnlockRequest(self._locked_name, True))
+        return self._encoded[1]
+
+    def _encode_requests(self) -> tuple[bytes, bytes]:
+        settings = self._settings
+        kind = resource_type(settings.resource_name)
+        request = codec.LockRequest(
+            peer_id=peer_id(),
+            name=settings.resource_name,
+            wait=settings.resource_timeout != 0,
+            create=settings.resource_create,
+            lifespan=settings.resource_idle_lifespan,
+            mode=int(settings.lock_mode) if kind and uses_lock_mode(kind) else None,
+            quantity=settings.resource_quantity if kind == ResourceType.NUMERIC else None,
+        )
+        unlock = codec.UnlockRequest(settings.resource_name, False)
+        return codec.encode(request), codec.encode(unlock)
+
+
+def first_answer(message: codec.Message) -> codec.LockAnswer:
+    """The daemon's first answer to a lock request (raises :class:`ProtocolError`)."""
+    if not isinstance(message, codec.LockAnswer) or message.step != codec.STEP_FIRST_ANSWER:
+        raise ProtocolError(f"expected a lock answer (step 16), got {message!r}")
+    return message
+
+
+def later_answer(message: codec.Message) -> codec.LockAnswer:
+    """A later answer to a waiting lock request (raises :class:`ProtocolError`)."""
+    if not isinstance(message, codec.LockAnswer) or message.step not in (
+        codec.STEP_FIRST_ANSWER,
+        codec.STEP_LATER_ANSWER,
+    ):
+        raise ProtocolError(f"expected a lock answer, got {message!r}")
+    return message
+
+
+def waiting(answer: codec.LockAnswer) -> bool:
+    """Does ``answer`` say the request waits (queued, or the resource incubates)?"""
+    return answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE)
+
+
+def granted(answer: codec.LockAnswer) -> codec.LockAnswer:
+    """``answer`` when it grants the lock; raise its refusal otherwise.
+
+    Any rc but OK is the final word, even after a wait (FLoM's client would take a late
+    refusal for a grant, quirk Q25)."""
+    if answer.rc == _rc.OK:
+        return answer
+    raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)
+
+
+class Handle(HandleCore):
+    """One lock at a time on one resource, with libflom's properties.
+
+    Properties may be changed between locks (not while locked).  ``lock()`` returns the
+    locked element (set, sequence and timestamp resources) or None.  Errors raise
+    :class:`pyflom.FlomError` subclasses carrying FLoM's reason code.
+
+    ``keep_connection=True`` (pyflom extension) keeps the connection to the daemon
+    between locks, so a lock/unlock pair costs two messages instead of a connection.
+    """
+
+    _channel: Channel | None
+
+    def _init_io(self) -> None:
+        self._busy = _thread.allocate_lock()  # held while a call works on the handle
+        self._channel = None
+        # Called once when a lock request has to wait (queued or incubated), with the
+        # waiting connection and the daemon's answer (``flom -V`` says what it waits for).
+        self.on_wait: Callable[[Channel, codec.LockAnswer], None] | None = None
+
+    def _in_call(self) -> bool:
+        return self._busy.locked()
 
     def lock(self) -> str | None:
         """Lock the resource; return the locked element (or None).
@@ -302,58 +521,28 @@ class Handle:
         try:
             return self._lock()
         except LockTimeout:
-            ms = self._settings.resource_timeout
-            raise LockTimeout(
-                f"'{self._settings.resource_name}' was not granted within {ms / 1000:g} s "
-                f"(timeout; someone else holds it)"
-            ) from None
+            raise self._timed_out() from None
         finally:
             self._busy.release()
 
     def _lock(self) -> str | None:
-        if self.state in (HandleState.LOCKED, HandleState.CLEANED):
-            raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
-        settings = self._settings
-        timeout = settings.resource_timeout
-        deadline: float | None = None
-        if self._encoded is None:
-            self._encoded = self._encode_requests()
-        request = self._encoded[0]
-        attempt = 1
-        while True:
-            channel = self._connect()
-            if deadline is None and timeout > 0:
-                # The timeout counts from the request: starting a daemon is not waiting.
-                deadline = time.monotonic() + timeout / 1000
+        run = StepRun(self._lock_steps())
+        while (step := run.next()) is not None:
             try:
-                channel.send_bytes(request)
-                answer = self._first_answer(channel, deadline)
-                break
-            except (ProtocolError, FlomError) as exc:
-                self._disconnect(graceful=False)
-                # The daemon went away before answering (it was leaving as we came, or
-                # closed a kept connection): start over on a new connection.
-                retry = exc.rc in (_rc.RECV_ERROR, _rc.SEND_ERROR) and not exc.refused
-                if not retry or attempt >= _CONNECT_ATTEMPTS:
-                    raise
-                attempt += 1
-            except BaseException:
-                self._disconnect()
-                raise
-        if settings.tls_check_peer_id and channel.tls:
-            self._check_daemon_identity(channel, answer)
-        if self.on_wait is not None and answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE):
+                run.reply = self._perform(*step)
+            except BaseException as exc:
+                run.error = exc
+        return run.result
+
+    def _perform(self, step: Step, arg: Any) -> Any:
+        if step is CONNECT:
+            return self._connect()
+        assert self._channel is not None
+        return (self._channel.send_bytes if step is SEND else self._channel.receive)(arg)
+
+    def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
+        if self.on_wait is not None:
             self.on_wait(channel, answer)
-        try:
-            granted = self._wait_grant(channel, answer, deadline)
-        except BaseException:
-            self._disconnect()  # the daemon forgets the request with the connection
-            raise
-        self.state = HandleState.LOCKED
-        self._locked_name = settings.resource_name
-        self.locked_element = granted.element
-        self.lock_generation = granted.generation
-        return granted.element
 
     def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
@@ -365,17 +554,10 @@ class Handle:
             self._busy.release()
 
     def _unlock(self, rollback: bool) -> None:
-        if self.state != HandleState.LOCKED or self._channel is None:
-            raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
-        assert self._locked_name is not None and self._encoded is not None
-        self.locked_element = None
-        self.lock_generation = None
-        self.state = HandleState.CONNECTED
+        request = self._unlock_request(rollback)
+        assert self._channel is not None
         try:
-            if rollback:
-                self._channel.send(codec.UnlockRequest(self._locked_name, True))
-            else:
-                self._channel.send_bytes(self._encoded[1])
+            self._channel.send_bytes(request)
         finally:
             if not self.keep_connection:
                 self._disconnect()
@@ -384,13 +566,6 @@ class Handle:
     def connection(self) -> Channel | None:
         """The connection to the daemon (while connected): the lock lives with it."""
         return self._channel
-
-    def abandon(self) -> None:
-        """Drop the connection without unlocking: the lock is gone already (the daemon
-        went away), or is given up by leaving.  The handle may lock again."""
-        self.locked_element = None
-        self.lock_generation = None
-        self._disconnect(graceful=False)
 
     def close(self) -> None:
         """Unlock if locked, then disconnect; the handle cannot be used afterwards."""
@@ -410,22 +585,6 @@ class Handle:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- internals ----------------------------------------------------------------------
-    def _encode_requests(self) -> tuple[bytes, bytes]:
-        settings = self._settings
-        kind = resource_type(settings.resource_name)
-        request = codec.LockRequest(
-            peer_id=peer_id(),
-            name=settings.resource_name,
-            wait=settings.resource_timeout != 0,
-            create=settings.resource_create,
-            lifespan=settings.resource_idle_lifespan,
-            mode=int(settings.lock_mode) if kind and uses_lock_mode(kind) else None,
-            quantity=settings.resource_quantity if kind == ResourceType.NUMERIC else None,
-        )
-        unlock = codec.UnlockRequest(settings.resource_name, False)
-        return codec.encode(request), codec.encode(unlock)
-
     def _connect(self) -> Channel:
         if self._channel is None:
             self._channel = open_channel(
@@ -440,46 +599,6 @@ class Handle:
             channel.close(graceful)
             self.state = HandleState.DISCONNECTED
 
-    def _check_daemon_identity(self, channel: Channel, answer: codec.LockAnswer) -> None:
-        """Level 3: the unique id the daemon announced must be its certificate's CN."""
-        from .tls.identity import mismatch
-
-        why = mismatch(answer.peer_id or "", channel.peer_common_name)
-        if why is not None:
-            self._disconnect(graceful=False)  # whatever it granted is released
-            raise FlomError(
-                f"FLM013E the daemon failed the peer-id check: {why} (its certificate's CN "
-                "must be exactly what 'flom --unique-id' prints on the daemon's host) "
-                "[TLS-PEER-ID-MISMATCH]",
-                rc=_rc.UNIQUE_ID_DOES_NOT_MATCH,
-            )
-
-    @staticmethod
-    def _first_answer(channel: Channel, deadline: float | None) -> codec.LockAnswer:
-        answer = channel.receive(deadline)
-        if not isinstance(answer, codec.LockAnswer) or answer.step != codec.STEP_FIRST_ANSWER:
-            raise ProtocolError(f"expected a lock answer (step 16), got {answer!r}")
-        return answer
-
-    @staticmethod
-    def _wait_grant(
-        channel: Channel, answer: codec.LockAnswer, deadline: float | None
-    ) -> codec.LockAnswer:
-        """Follow the answers to one request until it is granted or refused."""
-        while answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE):
-            answer_msg = channel.receive(deadline)
-            if not isinstance(answer_msg, codec.LockAnswer) or answer_msg.step not in (
-                codec.STEP_FIRST_ANSWER,
-                codec.STEP_LATER_ANSWER,
-            ):
-                raise ProtocolError(f"expected a lock answer, got {answer_msg!r}")
-            answer = answer_msg
-        if answer.rc == _rc.OK:
-            return answer
-        # Any other rc is the final word, even after a wait (FLoM's client would take a
-        # late refusal for a grant, quirk Q25).
-        raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)
-
 
 class lock:
     """Hold a lock for the duration of a ``with`` block; ``as`` gives the locked
@@ -492,6 +611,9 @@ class lock:
     transactional sequence value is given back.  ``settings`` gives everything else
     (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
     """
+
+    handle: Handle
+    _handle_class: Callable[..., Any] = Handle
 
     def __init__(
         self,
@@ -507,7 +629,7 @@ class lock:
         start_daemon: bool = True,
         settings: Settings | None = None,
     ) -> None:
-        self.handle = Handle(
+        self.handle = self._handle_class(
             resource,
             lock_mode=mode,
             timeout=timeout,

@@ -31,7 +31,7 @@ def discover(settings: Settings, say: Callable[[str], None] | None = None) -> Ca
     for family, sockaddr in resolve(
         group, settings.multicast_port, socket.SOCK_DGRAM, interface=settings.network_interface
     ):
-        with _query_socket(family, settings) as sock:
+        with query_socket(family, settings) as sock:
             for _ in range(settings.discovery_attempts):
                 if say:
                     say(f"sending UDP multicast datagram to {where} ('{REQUEST.decode()}')")
@@ -50,7 +50,8 @@ def discover(settings: Settings, say: Callable[[str], None] | None = None) -> Ca
     return None
 
 
-def _query_socket(family: int, settings: Settings) -> socket.socket:
+def query_socket(family: int, settings: Settings) -> socket.socket:
+    """A UDP socket that sends the discovery query to the group as the settings say."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,15 +83,41 @@ def _first_reply(
             raw, source = sock.recvfrom(DATAGRAM_MAX + 1)
         except OSError:
             continue
-        if len(raw) > DATAGRAM_MAX:
-            continue
-        try:
-            answer = codec.decode(raw)
-        except codec.CodecError:
-            continue
-        if isinstance(answer, codec.DiscoverAnswer) and 0 < answer.port < 65536:
+        answer = valid_reply(raw)
+        if answer is not None:
             return answer, raw, source
     return None
+
+
+def valid_reply(raw: bytes) -> codec.DiscoverAnswer | None:
+    """The discover answer in datagram ``raw``; None when it is not a well-formed one."""
+    if len(raw) > DATAGRAM_MAX:
+        return None
+    try:
+        answer = codec.decode(raw)
+    except codec.CodecError:
+        return None
+    if isinstance(answer, codec.DiscoverAnswer) and 0 < answer.port < 65536:
+        return answer
+    return None
+
+
+def source_candidates(
+    answer: codec.DiscoverAnswer,
+    source: tuple,  # type: ignore[type-arg]
+) -> Candidates | None:
+    """The reply's source as the address to connect to, when the answer names none
+    (None: resolve the answer's address, with :func:`scope_of` the source)."""
+    if answer.address:
+        return None
+    if len(source) == 4:
+        return [(socket.AF_INET6, (source[0], answer.port, 0, source[3]))]
+    return [(socket.AF_INET, (source[0], answer.port))]
+
+
+def scope_of(source: tuple) -> int:  # type: ignore[type-arg]
+    """The scope id of a reply's source address (0 for IPv4)."""
+    return int(source[3]) if len(source) == 4 else 0
 
 
 def _candidates(
@@ -99,13 +126,11 @@ def _candidates(
     settings: Settings,
 ) -> Candidates:
     """The addresses to connect to: the announced one, else the reply's source."""
-    if not answer.address:
-        if len(source) == 4:
-            return [(socket.AF_INET6, (source[0], answer.port, 0, source[3]))]
-        return [(socket.AF_INET, (source[0], answer.port))]
-    scope = source[3] if len(source) == 4 else 0
+    found = source_candidates(answer, source)
+    if found is not None:
+        return found
     return [
-        (family, with_scope(sockaddr, scope))
+        (family, with_scope(sockaddr, scope_of(source)))
         for family, sockaddr in resolve(
             answer.address,
             answer.port,

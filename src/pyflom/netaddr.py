@@ -10,6 +10,11 @@ import socket
 from . import rc as _rc
 from .errors import ConnectionFailed
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
 WILDCARDS = ("", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
 
 
@@ -38,15 +43,35 @@ def resolve(
     Returns ``(family, sockaddr)`` pairs; IPv6 addresses without a scope get the
     interface's.  Raises :class:`ConnectionFailed` (rc -102) naming the host otherwise.
     """
-    family = socket.AF_INET6 if interface else socket.AF_UNSPEC
-    flags = socket.AI_PASSIVE if passive else 0
     try:
-        infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
+        infos = socket.getaddrinfo(*address_query(host, port, kind, interface, passive))
     except (socket.gaierror, UnicodeError) as exc:
-        raise ConnectionFailed(
-            f"cannot resolve '{host}': {getattr(exc, 'strerror', None) or exc}",
-            rc=_rc.SYSCALL_ERRORS["getaddrinfo"],
-        ) from None
+        raise unresolved(host, exc) from None
+    return resolved(infos, interface)
+
+
+def address_query(
+    host: str | None, port: int, kind: int, interface: str | None = None, passive: bool = False
+) -> tuple[str | None, int, int, int, int, int]:
+    """The ``getaddrinfo`` arguments of :func:`resolve`."""
+    family = socket.AF_INET6 if interface else socket.AF_UNSPEC
+    return host or None, port, family, kind, 0, socket.AI_PASSIVE if passive else 0
+
+
+def unresolved(host: str | None, exc: BaseException) -> ConnectionFailed:
+    """The error for a host that ``getaddrinfo`` could not resolve."""
+    return ConnectionFailed(
+        f"cannot resolve '{host}': {getattr(exc, 'strerror', None) or exc}",
+        rc=_rc.SYSCALL_ERRORS["getaddrinfo"],
+    )
+
+
+def resolved(
+    infos: Sequence[tuple[Any, Any, Any, Any, Any]],
+    interface: str | None,
+) -> list[tuple[int, tuple]]:  # type: ignore[type-arg]
+    """``(family, sockaddr)`` pairs of ``getaddrinfo``'s answer, with the interface's scope
+    for IPv6 addresses without one."""
     scope = interface_index(interface)
     return [(info[0], with_scope(info[4], scope)) for info in infos]
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .cmdline import DaemonOption
 
 READY_TIMEOUT_S = 10.0
+REASON_MAX = 4096  # bytes of a refusing daemon's reason that are read
 
 
 def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
@@ -133,11 +134,9 @@ def ignored_daemon_options(
     ]
 
 
-def start_daemon(settings: Settings) -> int:
-    """Start the daemon ``settings`` describe; return its start status (a FLoM rc).
-
-    Raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's own words when
-    it refused to start and said why."""
+def spawn_daemon(settings: Settings) -> tuple[int, int]:
+    """Spawn the starter of the daemon ``settings`` describe, detached (new session,
+    stdio on /dev/null); return its PID and the read end of its ready pipe."""
     read_end, write_end = os.pipe()
     try:
         os.set_inheritable(write_end, True)
@@ -152,36 +151,64 @@ def start_daemon(settings: Settings) -> int:
             )
         finally:
             os.close(devnull)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
         os.close(write_end)
-        write_end = -1
+    return pid, read_end
+
+
+def status_code(status: bytes) -> int:
+    """The start status in the 4 bytes a daemon wrote first (``DAEMON_NOT_STARTED``
+    when the pipe ended before them)."""
+    if len(status) < 4:
+        return _rc.DAEMON_NOT_STARTED
+    return int(struct.unpack("=i", status[:4])[0])
+
+
+def may_explain(code: int) -> bool:
+    """Does a daemon that wrote ``code`` refuse to start (and write why after it)?"""
+    return code not in (_rc.OK, _rc.FLOCK_ERROR)
+
+
+def start_result(code: int, reason: bytes) -> int:
+    """``code``; raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's
+    own words when it refused to start and said why (``reason``)."""
+    text = reason.decode(errors="replace").strip()
+    if text:
+        raise FlomError(f"the daemon did not start: {text}", rc=_rc.DAEMON_NOT_STARTED)
+    return code
+
+
+def start_daemon(settings: Settings) -> int:
+    """Start the daemon ``settings`` describe; return its start status (a FLoM rc).
+
+    Raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's own words when
+    it refused to start and said why."""
+    try:
+        pid, read_end = spawn_daemon(settings)
+    except OSError:
+        return _rc.DAEMON_NOT_STARTED
+    try:
         os.waitpid(pid, 0)
-        status = b""
-        while len(status) < 4:
-            ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
-            chunk = os.read(read_end, 4 - len(status)) if ready else b""
-            if not chunk:
-                return _rc.DAEMON_NOT_STARTED
-            status += chunk
-        code = int(struct.unpack("=i", status)[0])
-        reason = _read_reason(read_end) if code not in (_rc.OK, _rc.FLOCK_ERROR) else ""
+        code = status_code(_read(read_end, 4))
+        reason = _read(read_end, REASON_MAX) if may_explain(code) else b""
     except OSError:
         return _rc.DAEMON_NOT_STARTED
     finally:
         os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
-    if reason:
-        raise FlomError(f"the daemon did not start: {reason}", rc=_rc.DAEMON_NOT_STARTED)
-    return code
+    return start_result(code, reason)
 
 
-def _read_reason(read_end: int) -> str:
-    """The text a daemon wrote after a failure status, up to the end of the pipe."""
+def _read(read_end: int, size: int) -> bytes:
+    """Up to ``size`` bytes from the pipe, until its end or :data:`READY_TIMEOUT_S` of
+    silence."""
     data = b""
-    while len(data) < 4096:
+    while len(data) < size:
         ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT_S)
-        chunk = os.read(read_end, 4096) if ready else b""
+        chunk = os.read(read_end, size - len(data)) if ready else b""
         if not chunk:
             break
         data += chunk
-    return data.decode(errors="replace").strip()
+    return data

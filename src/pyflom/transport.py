@@ -17,23 +17,55 @@ from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings, default_socket_name, user_label
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .tls.files import TlsFiles
+
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 
 
-class Channel:
-    """One connection to a daemon, sending and receiving whole FLoM messages."""
+class Frames:
+    """The receiving half shared by the blocking and the asyncio channels: bytes in,
+    whole FLoM messages out."""
 
-    tls = False
-    peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
-    daemon_started = False  # True when open_channel started the daemon for this connection
+    daemon_started = False  # True when open_channel started the daemon it reached
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self) -> None:
         self._framer = codec.Framer()
-        self._recv_bytes = 4096
         self._ready: list[bytes] = []
-        self._timeout: float | None = None  # the socket's current timeout
         self._answered = False  # has the daemon sent anything yet?
+
+    def _feed(self, data: bytes) -> None:
+        """Take bytes read from the daemon (raises :class:`ProtocolError` when garbled)."""
+        try:
+            self._ready.extend(self._framer.feed(data))
+        except codec.CodecError as exc:
+            raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+    def _received(self, data: bytes) -> None:
+        """Take what a read returned (``b""``: the daemon closed the connection)."""
+        if not data:
+            raise self._failure(ProtocolError, None, self._closed_message(), _rc.RECV_ERROR)
+        self._feed(data)
+
+    def _receive_failed(self, exc: OSError) -> FlomError:
+        if isinstance(exc, TimeoutError):
+            return LockTimeout()
+        return self._failure(ProtocolError, exc, f"receive failed: {exc}", _rc.RECV_ERROR)
+
+    def _send_failed(self, exc: OSError) -> FlomError:
+        return self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR)
+
+    def _closed_message(self) -> str:
+        """What to say when the daemon closes the connection."""
+        message = "the daemon closed the connection"
+        if not self._answered:
+            message += (
+                " without answering: a daemon that uses TLS does this to a client "
+                "without TLS; give this client the same --tls-* files "
+                "[TLS-PEER-NOT-TLS]"
+            )
+        return message
 
     def describe_failure(self, exc: BaseException | None) -> str | None:
         """A named explanation of an I/O failure (``None``: the daemon closed the
@@ -49,22 +81,66 @@ class Channel:
         error.refused = reason is not None
         return error
 
+    def _next_message(self) -> codec.Message:
+        """Decode the first complete message (there must be one)."""
+        frame = self._ready.pop(0)
+        self._answered = True
+        if trace.enabled():
+            trace.trace(f"received message {frame!r}")
+        try:
+            return codec.decode(frame)
+        except codec.CodecError as exc:
+            raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic()``; None: no deadline); raises
+    :class:`LockTimeout` once it has passed."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise LockTimeout()
+    return remaining
+
+
+def encode_message(message: codec.Message) -> bytes:
+    """``message``'s bytes; raises :class:`FlomError` with the codec's rc."""
+    try:
+        return codec.encode(message)
+    except codec.CodecError as exc:
+        raise FlomError(str(exc), rc=exc.rc) from exc
+
+
+def trace_sending(payload: bytes) -> None:
+    """Trace a message about to be sent (when tracing is on)."""
+    if trace.enabled():
+        trace.trace(f"sending message {payload!r}")
+
+
+class Channel(Frames):
+    """One connection to a daemon, sending and receiving whole FLoM messages."""
+
+    tls = False
+    peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self._recv_bytes = 4096
+        self._timeout: float | None = None  # the socket's current timeout
+
     def send(self, message: codec.Message) -> None:
         """Send one message; raises :class:`FlomError` (rc -130) when the daemon is gone."""
-        try:
-            payload = codec.encode(message)
-        except codec.CodecError as exc:
-            raise FlomError(str(exc), rc=exc.rc) from exc
-        self.send_bytes(payload)
+        self.send_bytes(encode_message(message))
 
     def send_bytes(self, payload: bytes) -> None:
         """Send an already encoded message."""
-        if trace.enabled():
-            trace.trace(f"sending message {payload!r}")
+        trace_sending(payload)
         try:
             self.sock.sendall(payload)
         except OSError as exc:
-            raise self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR) from exc
+            raise self._send_failed(exc) from exc
 
     def receive(self, deadline: float | None = None) -> codec.Message:
         """Wait for the next message until ``deadline`` (``time.monotonic()``, None: forever).
@@ -74,44 +150,16 @@ class Channel:
         malformed message.
         """
         while not self._ready:
-            if deadline is None:
-                if self._timeout is not None:
-                    self.sock.settimeout(None)
-                    self._timeout = None
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LockTimeout()
+            remaining = time_left(deadline)
+            if remaining is not None or self._timeout is not None:
                 self.sock.settimeout(remaining)
                 self._timeout = remaining
             try:
                 data = self.sock.recv(self._recv_bytes)
-            except TimeoutError:
-                raise LockTimeout() from None
-            except OSError as exc:
-                message = f"receive failed: {exc}"
-                raise self._failure(ProtocolError, exc, message, _rc.RECV_ERROR) from exc
-            if not data:
-                message = "the daemon closed the connection"
-                if not self._answered:
-                    message += (
-                        " without answering: a daemon that uses TLS does this to a client "
-                        "without TLS; give this client the same --tls-* files "
-                        "[TLS-PEER-NOT-TLS]"
-                    )
-                raise self._failure(ProtocolError, None, message, _rc.RECV_ERROR)
-            try:
-                self._ready.extend(self._framer.feed(data))
-            except codec.CodecError as exc:
-                raise ProtocolError(str(exc), rc=exc.rc) from exc
-        frame = self._ready.pop(0)
-        self._answered = True
-        if trace.enabled():
-            trace.trace(f"received message {frame!r}")
-        try:
-            return codec.decode(frame)
-        except codec.CodecError as exc:
-            raise ProtocolError(str(exc), rc=exc.rc) from exc
+            except OSError as exc:  # TimeoutError: the deadline
+                raise self._receive_failed(exc) from exc
+            self._received(data)
+        return self._next_message()
 
     def accept_large_messages(self, max_bytes: int) -> None:
         """Take messages up to ``max_bytes`` from now on (a status answer), read in big
@@ -246,8 +294,23 @@ def daemon_address(settings: Settings) -> str:
     return f"multicast group {settings.multicast_address} port {settings.multicast_port}"
 
 
-def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
-    """Connect to the daemon the settings name, starting one when allowed.
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The client's TLS files when the settings configure TLS, their context built (so
+    unusable files fail here, named, before any daemon is started with them)."""
+    if not (settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate):
+        return None
+    # ssl is loaded only when TLS is configured.
+    from .tls.client import CLIENT_CONTEXTS
+    from .tls.files import tls_files as files_of
+
+    files = files_of(settings)
+    assert files is not None
+    CLIENT_CONTEXTS.get(files)
+    return files
+
+
+class DaemonStarts:
+    """When a client connecting to the daemon starts one, and when it gives up.
 
     A daemon is started only when nobody answers, ``may_start_daemon`` is true and the
     daemon lifespan is not 0.  Concurrent starters are fine: exactly one daemon wins the
@@ -255,52 +318,70 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
     channel's ``daemon_started`` says whether this call started the daemon it reached
     (when not, the daemon-only settings were not this call's to choose).
     """
-    files = None
-    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
-        # ssl is loaded only when TLS is configured.  Unusable files fail here, named,
-        # before any daemon is started with them.
-        from .tls.client import CLIENT_CONTEXTS, open_tls
-        from .tls.files import tls_files
 
-        files = tls_files(settings)
-        assert files is not None
-        CLIENT_CONTEXTS.get(files)
-    path = settings.effective_socket_name()
-    local = path is not None
-    if path is not None and path == default_socket_name():
-        check_private_socket(path)
-    deadline = None
-    pause = 0.002
-    started = False
+    def __init__(self, settings: Settings, may_start_daemon: bool) -> None:
+        path = settings.effective_socket_name()
+        if path is not None and path == default_socket_name():
+            check_private_socket(path)
+        self.settings = settings
+        self.local = path is not None
+        self.may_start = may_start_daemon and settings.daemon_lifespan != 0
+        self.deadline: float | None = None
+        self.pause = 0.002
+        self.started_daemon = False  # a daemon started by this call answered
+
+    def failed(self, exc: OSError) -> None:
+        """A connection attempt failed with ``exc``: return when a daemon must be started,
+        raise :class:`ConnectionFailed` (or ``DAEMON_NOT_STARTED`` after trying for
+        :data:`START_TIMEOUT_S`) otherwise."""
+        nobody_listens = not self.local or isinstance(
+            exc, (FileNotFoundError, ConnectionRefusedError)
+        )
+        if not (nobody_listens and self.may_start):
+            raise ConnectionFailed(
+                f"cannot connect to {daemon_address(self.settings)}: {exc.strerror or exc}"
+            ) from exc
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + START_TIMEOUT_S
+        elif now > self.deadline:
+            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+
+    def started(self, status: int) -> float:
+        """The start of a daemon returned ``status``: the seconds to pause before trying
+        to connect again (raises when the daemon could not start)."""
+        if status == _rc.FLOCK_ERROR:
+            # Another daemon owns the socket or the address: it is starting, or leaving.
+            pause = self.pause
+            self.pause = min(pause * 2, 0.05)
+            return pause
+        if status != _rc.OK:
+            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+        self.started_daemon = True
+        return 0.0
+
+
+def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
+    """Connect to the daemon the settings name, starting one when allowed
+    (:class:`DaemonStarts`)."""
+    files = tls_files(settings)
+    starts = DaemonStarts(settings, may_start_daemon)
     while True:
         try:
             sock = _connect_once(settings)
         except OSError as exc:
-            nobody_listens = not local or isinstance(
-                exc, (FileNotFoundError, ConnectionRefusedError)
-            )
-            if not (nobody_listens and may_start_daemon and settings.daemon_lifespan != 0):
-                raise ConnectionFailed(
-                    f"cannot connect to {daemon_address(settings)}: {exc.strerror or exc}"
-                ) from exc
+            starts.failed(exc)
         else:
-            channel = Channel(sock) if files is None else open_tls(sock, files)
-            if started:
-                channel.daemon_started = True
+            if files is None:
+                channel = Channel(sock)
+            else:
+                from .tls.client import open_tls
+
+                channel = open_tls(sock, files)
+            channel.daemon_started = starts.started_daemon
             return channel
-        now = time.monotonic()
-        if deadline is None:
-            deadline = now + START_TIMEOUT_S
-        elif now > deadline:
-            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
         from .spawn import start_daemon
 
-        status = start_daemon(settings)  # raises FlomError with the daemon's reason
-        if status == _rc.FLOCK_ERROR:
-            # Another daemon owns the socket or the address: it is starting, or leaving.
+        pause = starts.started(start_daemon(settings))  # raises with the daemon's reason
+        if pause:
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        elif status != _rc.OK:
-            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
-        else:
-            started = True

@@ -47,18 +47,7 @@ class TlsChannel(Channel):
                 exc = alert
             except OSError:
                 pass
-        if isinstance(exc, ssl.SSLError):
-            return str(diagnose(exc, "client", self.files, self.sock))
-        return str(
-            Diagnosis(
-                "TLS-CLOSED-BY-DAEMON",
-                "the daemon closed the TLS connection without answering",
-                "it refused this client: its certificate (TLS 1.3 tells only after the "
-                "handshake) or, with --tls-check-peer-id on the daemon, the unique id this "
-                "client announced does not equal its certificate's CN",
-                "read the daemon's log (FLM013E, FLM017E) for its reason",
-            )
-        )
+        return describe_failure(exc, self.files, self.sock)
 
     def close(self, graceful: bool = True, timeout: float = 2.0) -> None:
         sock = self.sock
@@ -77,6 +66,31 @@ class TlsChannel(Channel):
             except (OSError, ValueError):
                 pass
         sock.close()
+
+
+def describe_failure(exc: BaseException | None, files: TlsFiles, conn: object) -> str:
+    """Name a failure after the handshake on ``conn`` (an ``SSLSocket`` or ``SSLObject``):
+    the TLS error, or the daemon closing without a word."""
+    if isinstance(exc, ssl.SSLError):
+        return str(diagnose(exc, "client", files, conn))
+    return str(
+        Diagnosis(
+            "TLS-CLOSED-BY-DAEMON",
+            "the daemon closed the TLS connection without answering",
+            "it refused this client: its certificate (TLS 1.3 tells only after the "
+            "handshake) or, with --tls-check-peer-id on the daemon, the unique id this "
+            "client announced does not equal its certificate's CN",
+            "read the daemon's log (FLM013E, FLM017E) for its reason",
+        )
+    )
+
+
+def handshake_failure(exc: BaseException, files: TlsFiles, conn: object) -> ConnectionFailed:
+    """The :class:`ConnectionFailed` for a failed client handshake, named."""
+    call = (
+        "SSL_get_verify_result" if isinstance(exc, ssl.SSLCertVerificationError) else "SSL_connect"
+    )
+    return ConnectionFailed(str(diagnose(exc, "client", files, conn)), rc=_rc.OPENSSL_ERRORS[call])
 
 
 def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
@@ -105,14 +119,7 @@ def open_tls(sock: socket.socket, files: TlsFiles) -> TlsChannel:
     except (OSError, ValueError) as exc:
         tls.close()
         _sessions.pop(address, None)
-        call = (
-            "SSL_get_verify_result"
-            if isinstance(exc, ssl.SSLCertVerificationError)
-            else "SSL_connect"
-        )
-        raise ConnectionFailed(
-            str(diagnose(exc, "client", files, tls)), rc=_rc.OPENSSL_ERRORS[call]
-        ) from exc
+        raise handshake_failure(exc, files, tls) from exc
     finally:
         if capture:
             setattr(context, "_msg_callback", None)  # noqa: B010
