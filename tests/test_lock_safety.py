@@ -179,8 +179,16 @@ needs_root = pytest.mark.skipif(
 
 
 def in_private_tmp(sandbox: FlomSandbox, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`flom ARGS` with ``tmp`` mounted on /tmp (so the default socket is private)."""
-    script = 'mount --bind "$1" /tmp && shift && exec "$@"'
+    """`flom ARGS` with ``tmp`` mounted on /tmp (so the default socket is private).
+
+    A checkout that lies in /tmp itself (a CI clone, say) stays visible: its top
+    directory is bound into ``tmp`` first."""
+    script = 'mount --rbind "$1" /tmp && shift && exec "$@"'
+    checkout = Path(FLOM).resolve().parents
+    top = [p for p in checkout if p.parent == Path("/tmp")]
+    if top:
+        (tmp / top[0].name).mkdir(exist_ok=True)
+        script = f'mount --bind "{top[0]}" "$1/{top[0].name}" && ' + script
     return subprocess.run(
         [
             "unshare",
