@@ -15,7 +15,6 @@ import time
 
 from _common import FLOM, private_daemon, rerun_line
 
-
 # Installed packages have their bytecode compiled; PYTHONDONTWRITEBYTECODE would have an
 # editable install recompile every pyflom module on every run, and the standard library
 # (compiled) not: the ratio would measure the compiler.
