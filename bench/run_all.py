@@ -21,6 +21,7 @@ for script in (
     "bench_tls.py",
     "bench_statefile.py",
     "bench_aio.py",
+    "bench_vs_flomc.py",  # says "skipped" without FLoM C ($FLOM_C_PREFIX) or gcc
 ):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)

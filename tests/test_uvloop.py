@@ -1,4 +1,4 @@
-"""The daemon on the optional uvloop event loop (``pip install pyflom[fast]``)."""
+"""The daemon on uvloop, its default event loop where uvloop installs."""
 
 from __future__ import annotations
 

@@ -91,6 +91,14 @@ class StepRun:
             return None
 
 
+def _to_ms(value: Seconds, what: str) -> int:
+    """:func:`pyflom.durations.to_ms`, imported only when a duration is given (the
+    ``flom`` command never gives one: it passes milliseconds in its settings)."""
+    from .durations import to_ms
+
+    return to_ms(value, what)
+
+
 class HandleState(IntEnum):
     """Handle states, with libflom's numbers."""
 
@@ -169,8 +177,6 @@ class HandleCore:
         ``daemon_lifespan`` seconds without clients (default: the settings', 5 s;
         ``math.inf``: forever); ``start_daemon=False`` never starts one.
         """
-        from .durations import to_ms
-
         base = settings if settings is not None else _default_settings()
         self._settings = base.copy()
         self._init_io()
@@ -187,20 +193,20 @@ class HandleCore:
         if timeout is None:
             self.resource_timeout = -1
         elif not isinstance(timeout, _Default):
-            self.resource_timeout = to_ms(timeout, "timeout")
+            self.resource_timeout = _to_ms(timeout, "timeout")
         if quantity is not None:
             self.resource_quantity = quantity
         if create is not None:
             self.resource_create = create
         if idle_lifespan is not None:
-            self.resource_idle_lifespan = to_ms(idle_lifespan, "idle_lifespan")
+            self.resource_idle_lifespan = _to_ms(idle_lifespan, "idle_lifespan")
         if socket_name is not None:
             self.socket_name = socket_name
         if not start_daemon:
             self._settings.daemon_lifespan = 0
         elif daemon_lifespan is not None:
             forever = isinstance(daemon_lifespan, (int, float)) and daemon_lifespan == float("inf")
-            lifespan = -1 if forever else to_ms(daemon_lifespan, "daemon_lifespan")
+            lifespan = -1 if forever else _to_ms(daemon_lifespan, "daemon_lifespan")
             if lifespan == 0:
                 raise ValueError(
                     "daemon_lifespan=0 would never start a daemon: pass start_daemon=False"

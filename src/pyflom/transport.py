@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 
-from . import codec, netaddr, trace
+from . import codec, trace
 from . import rc as _rc
 from .errors import ConnectionFailed, FlomError, LockTimeout, ProtocolError
 from .settings import Settings, default_socket_name, user_label
@@ -270,6 +270,8 @@ def _connect_once(settings: Settings) -> socket.socket:
         return connect_unix(path)
     keepalive = settings.keepalive_s()
     if settings.unicast_address:
+        from . import netaddr
+
         return netaddr.connect_tcp(
             settings.unicast_address,
             settings.unicast_port,
@@ -281,6 +283,8 @@ def _connect_once(settings: Settings) -> socket.socket:
     candidates = discover(settings, _say if settings.verbose else None)
     if candidates is None:
         raise ConnectionRefusedError(_rc.CONNECTION_REFUSED, "no daemon answered the discovery")
+    from . import netaddr
+
     return netaddr.connect_first(candidates, keepalive)
 
 
@@ -321,7 +325,8 @@ class DaemonStarts:
 
     def __init__(self, settings: Settings, may_start_daemon: bool) -> None:
         path = settings.effective_socket_name()
-        if path is not None and path == default_socket_name():
+        # (the prefix test first: default_socket_name() reads the passwd database)
+        if path is not None and path.startswith("/tmp/flom-") and path == default_socket_name():
             check_private_socket(path)
         self.settings = settings
         self.local = path is not None

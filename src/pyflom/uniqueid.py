@@ -18,8 +18,8 @@ def read_unique_id(files: tuple[str, ...] = MACHINE_ID_FILES) -> str:
     problems = []
     for path in files:
         try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                text = f.read().strip()
+            with open(path, "rb") as f:  # bytes: no codec lookup on the command's path
+                text = f.read().decode("ascii", "replace").strip()
         except OSError as exc:
             problems.append(f"{path}: {exc.strerror or exc}")
             continue
