@@ -7,7 +7,8 @@ import os
 import sys
 
 from ..core.table import MAX_RESOURCES
-from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..options import daemon_default
+from ..settings import GrantPolicy
 from ..tls.files import TlsFiles
 from .log import LEVELS
 
@@ -17,25 +18,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pyflom.daemon", description=__doc__)
     parser.add_argument("--socket-name", help="UNIX socket to serve")
     parser.add_argument("--unicast-address", help="serve TCP on this address (FLoM's -a)")
-    parser.add_argument("--unicast-port", type=int, default=DEFAULT_UNICAST_PORT)
+    parser.add_argument("--unicast-port", type=int, default=daemon_default("--unicast-port"))
     parser.add_argument(
         "--multicast-address", help="answer discovery queries sent to this group (FLoM's -A)"
     )
-    parser.add_argument("--multicast-port", type=int, default=DEFAULT_MULTICAST_PORT)
+    parser.add_argument("--multicast-port", type=int, default=daemon_default("--multicast-port"))
     parser.add_argument("--network-interface", help="interface for IPv6 link-local (-n)")
     parser.add_argument(
         "--tcp-keepalive",
         type=_keepalive,
-        default=(60, 10, 6),
+        default=daemon_default("--tcp-keepalive"),
         help="TIME,INTVL,PROBES: keepalive of accepted TCP connections (s, s, count)",
     )
     parser.add_argument(
         "--lifespan",
         type=int,
-        default=5000,
+        default=daemon_default("--lifespan"),
         help="ms of idleness before exiting; <0 never exit (FLoM's -d)",
     )
-    parser.add_argument("--grant-policy", choices=GrantPolicy.ALL, default=GrantPolicy.FLOM)
+    parser.add_argument(
+        "--grant-policy", choices=GrantPolicy.ALL, default=daemon_default("--grant-policy")
+    )
     parser.add_argument(
         "--max-resources",
         type=_positive,
