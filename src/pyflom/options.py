@@ -66,19 +66,26 @@ KEEPALIVE = "keepalive"  # --flag TIME,INTVL,PROBES (the three tcp_keepalive_* s
 class DaemonArg:
     """How a setting reaches the daemon a command starts: ``flag`` (the daemon's option),
     ``when`` it is given, ``form`` of its value, the setting ``needs`` to be set (else
-    the option is left out) and whether the daemon falls back to the built-in default
-    (``default``) when the option is missing."""
+    the option is left out), whether the daemon falls back to the built-in default
+    (``default``) when the option is missing, and the daemon's ``help`` for it."""
 
-    __slots__ = ("default", "flag", "form", "needs", "when")
+    __slots__ = ("default", "flag", "form", "help", "needs", "when")
 
     def __init__(
-        self, flag: str, when: str, form: str = VALUE, needs: str = "", default: bool = False
+        self,
+        flag: str,
+        when: str,
+        form: str = VALUE,
+        needs: str = "",
+        default: bool = False,
+        help: str = "",
     ) -> None:
         self.flag = flag
         self.when = when
         self.form = form
         self.needs = needs
         self.default = default
+        self.help = help
 
 
 class Option:
@@ -159,19 +166,22 @@ OPTIONS: tuple[Option, ...] = (
        field="lock_mode", group="Resource", key="LockMode", rule=LOCK_MODE),
     _O("s", "socket-name", STR, "PATH", "UNIX socket of the daemon (default: /tmp/flom-USER)",
        field="socket_name", group="Daemon", key="SocketName", rule=SOCKET_NAME,
-       daemon=_D("--socket-name", LOCAL, SOCKET)),
+       daemon=_D("--socket-name", LOCAL, SOCKET, help="UNIX socket to serve")),
     _O("d", "daemon-lifespan", INT, "MS", "Idle life of a started daemon (0 none, <0 forever)",
        field="daemon_lifespan", group="Daemon", key="Lifespan",
-       daemon=_D("--lifespan", ALWAYS, default=True), daemon_only=True),
+       daemon=_D("--lifespan", ALWAYS, default=True,
+               help="ms of idleness before exiting; <0 never exit (FLoM's -d)"), daemon_only=True),
     _O("a", "unicast-address", STR, "HOST", "Reach the daemon over TCP at HOST",
        field="unicast_address", group="Daemon", key="UnicastAddress",
-       daemon=_D("--unicast-address", NETWORK, needs="unicast_address")),
+       daemon=_D("--unicast-address", NETWORK, needs="unicast_address",
+               help="serve TCP on this address (FLoM's -a)")),
     _O("p", "unicast-port", INT, "PORT", "TCP port of the daemon (default: 28015)",
        field="unicast_port", group="Daemon", key="UnicastPort", rule=POSITIVE,
        daemon=_D("--unicast-port", NETWORK, needs="unicast_address", default=True)),
     _O("A", "multicast-address", STR, "GROUP", "Discover the daemon with UDP multicast GROUP",
        field="multicast_address", group="Daemon", key="MulticastAddress",
-       daemon=_D("--multicast-address", NETWORK, needs="multicast_address"),
+       daemon=_D("--multicast-address", NETWORK, needs="multicast_address",
+               help="answer discovery queries sent to this group (FLoM's -A)"),
        daemon_only=True),
     _O("P", "multicast-port", INT, "PORT", "UDP port of the discovery (default: 28015)",
        field="multicast_port", group="Daemon", key="MulticastPort", rule=POSITIVE,
@@ -179,11 +189,13 @@ OPTIONS: tuple[Option, ...] = (
        daemon_only=True),
     _O("m", "mount-point-vfs", STR, "DIR", "Mount the daemon's status file system on DIR",
        field="mount_point_vfs", group="Daemon", key="MountPointVFS", rule=DIRECTORY,
-       daemon=_D("--mount-point-vfs", IF_SET, ABSOLUTE, needs="mount_point_vfs"),
+       daemon=_D("--mount-point-vfs", IF_SET, ABSOLUTE, needs="mount_point_vfs",
+               help="mount the status file system (FUSE) on this directory"),
        daemon_only=True),
     _O("n", "network-interface", STR, "IFACE", "Network interface for IPv6 link-local peers",
        field="network_interface", group="Network", key="NetworkInterface",
-       daemon=_D("--network-interface", NETWORK, needs="network_interface")),
+       daemon=_D("--network-interface", NETWORK, needs="network_interface",
+               help="interface for IPv6 link-local (-n)")),
     _O("D", "discovery-attempts", INT, "N", "Multicast discovery queries (default: 2)",
        field="discovery_attempts", group="Network", key="DiscoveryAttempts",
        rule=POSITIVE_NOT_0),
@@ -193,30 +205,34 @@ OPTIONS: tuple[Option, ...] = (
        field="discovery_ttl", group="Network", key="DiscoveryTTL", rule=POSITIVE_NOT_0),
     _O("", "tcp-keepalive-time", INT, "S", "Idle seconds before keepalive probes (default: 60)",
        field="tcp_keepalive_time", group="Network", key="TcpKeepaliveTime", rule=POSITIVE,
-       daemon=_D("--tcp-keepalive", NETWORK, KEEPALIVE, default=True)),
+       daemon=_D("--tcp-keepalive", NETWORK, KEEPALIVE, default=True,
+               help="TIME,INTVL,PROBES: keepalive of accepted TCP connections (s, s, count)")),
     _O("", "tcp-keepalive-intvl", INT, "S", "Seconds between keepalive probes (default: 10)",
        field="tcp_keepalive_intvl", group="Network", key="TcpKeepaliveIntvl", rule=POSITIVE),
     _O("", "tcp-keepalive-probes", INT, "N", "Unanswered probes before a drop (default: 6)",
        field="tcp_keepalive_probes", group="Network", key="TcpKeepaliveProbes", rule=POSITIVE),
     _O("", "tls-certificate", STR, "FILE", "PEM certificate of this peer",
        field="tls_certificate", group="TLS", key="TlsCertificate", rule=EXISTING_FILE,
-       daemon=_D("--tls-certificate", TLS)),
+       daemon=_D("--tls-certificate", TLS, help="PEM certificate of the daemon")),
     _O("", "tls-private-key", STR, "FILE", "PEM private key of this peer",
        field="tls_private_key", group="TLS", key="TlsPrivateKey", rule=EXISTING_FILE,
-       daemon=_D("--tls-private-key", TLS)),
+       daemon=_D("--tls-private-key", TLS, help="PEM private key of the daemon")),
     _O("", "tls-ca-certificate", STR, "FILE", "PEM certificate of the certification authority",
        field="tls_ca_certificate", group="TLS", key="TlsCaCertificate", rule=EXISTING_FILE,
-       daemon=_D("--tls-ca-certificate", TLS)),
+       daemon=_D("--tls-ca-certificate", TLS,
+               help="PEM CA certificate clients must chain to")),
     _O("", "tls-check-peer-id", STR, "yes|no", "Check the peer's unique id against its cert CN",
        field="tls_check_peer_id", group="TLS", key="TlsCheckPeerId", rule=BOOLEAN,
-       daemon=_D("--tls-check-peer-id", TLS, SWITCH)),
+       daemon=_D("--tls-check-peer-id", TLS, SWITCH, help="refuse requests whose announced "
+               "unique id differs from the client cert CN")),
     _O("", "ignore-signal", LIST, "SIGNAL", "Ignore SIGNAL while the command runs (repeatable)",
        field="ignored_signals", group="Monitor", key="IgnoredSignals", rule=SIGNALS),
     _O("", "signal-list", FLAG, "", "Print the signals known to --ignore-signal and exit",
        target="show_signal_list"),
     _O("t", "daemon-trace-file", STR, "FILE", "Trace file of a daemon started by this command",
        field="daemon_trace_file", group="Trace", key="DaemonTraceFile",
-       daemon=_D("--trace-file", IF_SET, ABSOLUTE, needs="daemon_trace_file"),
+       daemon=_D("--trace-file", IF_SET, ABSOLUTE, needs="daemon_trace_file",
+               help="daemon trace file (absolute path)"),
        daemon_only=True),
     _O("T", "command-trace-file", STR, "FILE", "Trace file of this command",
        field="command_trace_file", group="Trace", key="CommandTraceFile"),
@@ -236,13 +252,17 @@ OPTIONS: tuple[Option, ...] = (
        daemon=_D("--grant-policy", ALWAYS, default=True), daemon_only=True),
     _O("", "tls-trace", STR, "FILE", "Append an annotated trace of the TLS records to FILE",
        field="tls_trace_file", group="TLS", key="TlsTraceFile", rule=ABSOLUTE_ON_COMMAND_LINE,
-       daemon=_D("--tls-trace", TLS, needs="tls_trace_file")),
+       daemon=_D("--tls-trace", TLS, needs="tls_trace_file",
+               help="append an annotated TLS record trace here")),
     _O("", "tls-keylog", STR, "FILE", "Append TLS session keys to FILE (for Wireshark)",
        field="tls_keylog_file", group="TLS", key="TlsKeylogFile", rule=ABSOLUTE_ON_COMMAND_LINE,
-       daemon=_D("--tls-keylog", TLS, needs="tls_keylog_file")),
+       daemon=_D("--tls-keylog", TLS, needs="tls_keylog_file",
+               help="append TLS session keys here (Wireshark)")),
     _O("", "state-file", STR, "FILE", "Keep sequences and generations of a started daemon here",
        field="state_file", group="Daemon", key="StateFile", rule=STATE_FILE,
-       daemon=_D("--state-file", IF_SET, needs="state_file"), daemon_only=True),
+       daemon=_D("--state-file", IF_SET, needs="state_file",
+               help="keep sequence counters and generations here across restarts"),
+       daemon_only=True),
     _O("", "lock-loss", STR, "terminate|keep", "If the lock is lost: end the command (default)",
        field="lock_loss", group="Monitor", key="LockLoss", rule=LOCK_LOSS),
     _O("", "lock-loss-grace", INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)",
