@@ -119,9 +119,9 @@ _REFUSALS: dict[int, type[FlomError]] = {
 
 def _default_settings() -> Settings:
     """Built-in defaults overlaid with the system and user config files (as libflom)."""
-    from .cmdline import load_settings, parse_args
+    from .cmdline import configured_settings
 
-    settings, _ = load_settings(parse_args([]))
+    settings, _ = configured_settings()
     return settings
 
 

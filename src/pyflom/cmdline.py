@@ -4,7 +4,9 @@ Steps 1, 4, 6 and 7 of FLoM's order of processing (reference 1.3): :func:`parse_
 reads the arguments, :func:`load_settings` layers built-in defaults, the system file(s),
 ``~/.flom``, the ``-c`` file and the command line, :func:`pyflom.usage.verbose_dump` prints
 the ``-V`` dump and :func:`validate` checks and completes the result.  Errors raise
-:class:`CliError` carrying FLoM's exit status and texts.
+:class:`CliError` carrying FLoM's exit status and texts.  The options, their settings and
+value rules are the table of :mod:`pyflom.options`; :func:`configured_settings` gives the
+settings before the command line (what the library's handles start from).
 
 This module is imported by every ``flom`` run: no ``argparse``, ``re``, ``configparser``,
 ``dataclasses``, ``asyncio`` or ``ssl`` is imported here.
@@ -43,9 +45,10 @@ Product decisions (reference section 10):
   not a key file is skipped with a warning (FLoM: silently); a refused value names file,
   line, key and value; a ``-c`` file that cannot be read says why; a refused lock mode,
   boolean, grant or lock-loss policy lists the valid words.
-* Options that only configure a daemon this command starts (:data:`DAEMON_ONLY_OPTIONS`)
-  are reported by :func:`pyflom.cli.report_ignored_daemon_options` when the daemon was
-  already running (FLoM ignores them silently).
+* Options that only configure a daemon this command starts
+  (:data:`pyflom.options.DAEMON_ONLY_ORDER`) are reported by
+  :func:`pyflom.cli.report_ignored_daemon_options` when the daemon was already running
+  (FLoM ignores them silently).
 * System files are :data:`SYSTEM_CONFIG_FILES`, loaded in that order.
 * ``--ignore-signal`` and ``[Monitor]/IgnoredSignals`` replace, not extend, what an
   earlier layer set.
@@ -70,6 +73,33 @@ import os
 from . import rc as _rc
 from .lockmodes import lock_mode_choices, parse_lock_mode
 from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .options import (
+    ABSOLUTE_ON_COMMAND_LINE,
+    BOOLEAN,
+    BOOLEAN_STDERR,
+    BY_LONG,
+    BY_SHORT,
+    COMMAND_LINE_ORDER,
+    DAEMON_ONLY_ORDER,
+    DIRECTORY,
+    EXISTING_FILE,
+    FLAG,
+    GRANT_POLICY,
+    IDLE_LIFESPAN,
+    INT,
+    LIST,
+    LOCK_LOSS,
+    LOCK_MODE,
+    OPT,
+    OPTIONS,
+    POSITIVE,
+    POSITIVE_NOT_0,
+    QUANTITY,
+    RESOURCE_NAME,
+    SOCKET_NAME,
+    STATE_FILE,
+    Option,
+)
 from .record import Record
 from .settings import UNIX_PATH_MAX, GrantPolicy, LockLoss, Settings, default_socket_name
 
@@ -90,9 +120,12 @@ SIGNAL_NAMES: dict[int, str] = dict(enumerate(_SIGNAL_TABLE, start=1))
 
 _SIGNAL_NUMBERS = {name: number for number, name in SIGNAL_NAMES.items()}
 
-_INT_MIN = -(2**31)
-_INT_MAX = 2**31 - 1
-_BLANKS = " \t\n\r\f\v"
+INT_MIN = -(2**31)
+"""The smallest C ``int``."""
+INT_MAX = 2**31 - 1
+"""The largest C ``int``."""
+BLANKS = " \t\n\r\f\v"
+"""The blanks of C ``isspace``."""
 _TRUE_WORDS = ("yes", "y", "true", "on", "1")
 _FALSE_WORDS = ("no", "n", "false", "off", "0")
 BOOLEAN_WORDS = f"{', '.join(_TRUE_WORDS)} or {', '.join(_FALSE_WORDS)} (any case)"
@@ -120,63 +153,14 @@ class CliError(Exception):
 # --------------------------------------------------------------------------------------
 # Step 1: option parsing (GOption semantics)
 
-_NONE = 0  # flag
-_STR = 1  # string value
-_INT = 2  # C int value
-_LIST = 3  # repeatable string value
-_OPT = 4  # flag with an optional value, given only as --name=VALUE (pyflom extension)
-
-# (short, long, kind, value placeholder, help text); order = help order.
-_OPTIONS: tuple[tuple[str, str, int, str, str], ...] = (
-    ("v", "version", _NONE, "", "Print version information and exit"),
-    ("V", "verbose", _NONE, "", "Print the effective configuration and progress messages"),
-    ("c", "config-file", _STR, "FILE", "Read FILE after the system and user config files"),
-    ("r", "resource-name", _STR, "NAME", "Resource to lock (default: _RESOURCE)"),
-    ("o", "resource-timeout", _INT, "MS", "Wait at most MS ms for the lock (0 no wait, <0 ever)"),
-    ("q", "resource-quantity", _INT, "N", "Units to lock on a numeric resource (default: 1)"),
-    ("e", "resource-create", _STR, "yes|no", "May this request create the resource"),
-    ("i", "resource-idle-lifespan", _INT, "MS", "Keep the idle resource alive for MS ms"),
-    ("l", "lock-mode", _STR, "MODE", "Lock mode: NL, CR, CW, PR, PW or EX (default: EX)"),
-    ("s", "socket-name", _STR, "PATH", "UNIX socket of the daemon (default: /tmp/flom-USER)"),
-    ("d", "daemon-lifespan", _INT, "MS", "Idle life of a started daemon (0 none, <0 forever)"),
-    ("a", "unicast-address", _STR, "HOST", "Reach the daemon over TCP at HOST"),
-    ("p", "unicast-port", _INT, "PORT", "TCP port of the daemon (default: 28015)"),
-    ("A", "multicast-address", _STR, "GROUP", "Discover the daemon with UDP multicast GROUP"),
-    ("P", "multicast-port", _INT, "PORT", "UDP port of the discovery (default: 28015)"),
-    ("m", "mount-point-vfs", _STR, "DIR", "Mount the daemon's status file system on DIR"),
-    ("n", "network-interface", _STR, "IFACE", "Network interface for IPv6 link-local peers"),
-    ("D", "discovery-attempts", _INT, "N", "Multicast discovery queries (default: 2)"),
-    ("I", "discovery-timeout", _INT, "MS", "Wait per discovery query (default: 500)"),
-    ("", "discovery-ttl", _INT, "N", "Hop limit of discovery datagrams (default: 1)"),
-    ("", "tcp-keepalive-time", _INT, "S", "Idle seconds before keepalive probes (default: 60)"),
-    ("", "tcp-keepalive-intvl", _INT, "S", "Seconds between keepalive probes (default: 10)"),
-    ("", "tcp-keepalive-probes", _INT, "N", "Unanswered probes before a drop (default: 6)"),
-    ("", "tls-certificate", _STR, "FILE", "PEM certificate of this peer"),
-    ("", "tls-private-key", _STR, "FILE", "PEM private key of this peer"),
-    ("", "tls-ca-certificate", _STR, "FILE", "PEM certificate of the certification authority"),
-    ("", "tls-check-peer-id", _STR, "yes|no", "Check the peer's unique id against its cert CN"),
-    ("", "ignore-signal", _LIST, "SIGNAL", "Ignore SIGNAL while the command runs (repeatable)"),
-    ("", "signal-list", _NONE, "", "Print the signals known to --ignore-signal and exit"),
-    ("t", "daemon-trace-file", _STR, "FILE", "Trace file of a daemon started by this command"),
-    ("T", "command-trace-file", _STR, "FILE", "Trace file of this command"),
-    ("", "append-trace-file", _STR, "yes|no", "Append to trace files instead of truncating"),
-    ("x", "quiesce-exit", _NONE, "", "Ask the daemon to exit when it becomes idle"),
-    ("X", "immediate-exit", _NONE, "", "Ask the daemon to exit immediately"),
-    ("", "unique-id", _NONE, "", "Print the unique id of this host and exit"),
-    ("", "debug-feature", _STR, "NAME", "Run a diagnostic feature and exit"),
-    ("", "grant-policy", _STR, "flom|fifo", "Grant order of a started daemon (default: flom)"),
-    ("", "tls-trace", _STR, "FILE", "Append an annotated trace of the TLS records to FILE"),
-    ("", "tls-keylog", _STR, "FILE", "Append TLS session keys to FILE (for Wireshark)"),
-    ("", "state-file", _STR, "FILE", "Keep sequences and generations of a started daemon here"),
-    ("", "lock-loss", _STR, "terminate|keep", "If the lock is lost: end the command (default)"),
-    ("", "lock-loss-grace", _INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)"),
-    ("", "status", _OPT, "table|json", "Show who holds and who waits (with -r: one resource)"),
-)
-_BY_LONG = {entry[1]: entry for entry in _OPTIONS}
 STATUS_FORMATS = ("table", "json")
-_BY_SHORT = {entry[0]: entry for entry in _OPTIONS if entry[0]}
 _HELP_SHORT = "h?"
 _HELP_LONG = ("help", "help-all")
+# (short, long, kind, value placeholder, help text) of each option of pyflom.options, in
+# help order: a view kept for tests/test_packaging.py (the code reads pyflom.options).
+_OPTIONS: tuple[tuple[str, str, int, str, str], ...] = tuple(
+    (o.short, o.long, o.kind, o.placeholder, o.help) for o in OPTIONS
+)
 
 
 class ParsedArgs(Record):
@@ -235,51 +219,41 @@ def _parse_failure(message: str) -> CliError:
     return CliError(_GENERIC, stderr=f"option parsing failed: {message}")
 
 
-def _c_int(text: str) -> int | None:
+def c_int(text: str) -> int | None:
     """``text`` as a decimal number (C ``strtol`` syntax, nothing after), else None."""
-    body = text.lstrip(_BLANKS)
+    body = text.lstrip(BLANKS)
     digits = body[1:] if body[:1] in ("+", "-") else body
     if not digits or not (digits.isascii() and digits.isdigit()):
         return None
     return int(body)
 
 
-def _store(
-    parsed: ParsedArgs, entry: tuple[str, str, int, str, str], shown: str, value: str
-) -> None:
-    long, kind = entry[1], entry[2]
-    if kind == _NONE:
-        if long == "version":
-            parsed.show_version = True
-        elif long == "signal-list":
-            parsed.show_signal_list = True
-        elif long == "unique-id":
-            parsed.show_unique_id = True
-        elif long == "quiesce-exit":
-            parsed.quiesce_exit = True
-        elif long == "immediate-exit":
-            parsed.immediate_exit = True
+def _store(parsed: ParsedArgs, option: Option, shown: str, value: str) -> None:
+    long, kind = option.long, option.kind
+    if kind == FLAG:
+        if option.target:
+            setattr(parsed, option.target, True)
         else:
             parsed.options[long] = True
-    elif kind == _INT:
-        number = _c_int(value)
+    elif kind == INT:
+        number = c_int(value)
         if number is None:
             raise _parse_failure(f"Cannot parse integer value \u201c{value}\u201d for {shown}")
-        if not _INT_MIN <= number <= _INT_MAX:
+        if not INT_MIN <= number <= INT_MAX:
             raise _parse_failure(f"Integer value \u201c{value}\u201d for {shown} out of range")
         parsed.options[long] = number
-    elif kind == _LIST:
+    elif kind == LIST:
         items = parsed.options.setdefault(long, [])
         assert isinstance(items, list)
         items.append(value)
-    elif long == "debug-feature":
-        parsed.debug_feature = value
-    elif long == "status":
+    elif kind == OPT:  # --status
         if value not in STATUS_FORMATS:
             raise _parse_failure(
                 f"--status={value}: expected --status, --status=table or --status=json"
             )
-        parsed.status_format = value
+        setattr(parsed, option.target, value)
+    elif option.target:
+        setattr(parsed, option.target, value)
     else:
         parsed.options[long] = value
 
@@ -304,12 +278,12 @@ def parse_args(argv: list[str]) -> ParsedArgs:
             if not equal and name in _HELP_LONG:
                 parsed.show_help = True
                 return parsed
-            entry = _BY_LONG.get(name)
-            if entry is None or (equal and entry[2] == _NONE):
+            entry = BY_LONG.get(name)
+            if entry is None or (equal and entry.kind == FLAG):
                 raise _parse_failure(f"Unknown option {arg}")
-            if entry[2] == _OPT and not equal:
-                value = entry[3].split("|")[0]  # the first documented value
-            elif entry[2] != _NONE and not equal:
+            if entry.kind == OPT and not equal:
+                value = entry.placeholder.split("|")[0]  # the first documented value
+            elif entry.kind != FLAG and not equal:
                 if index >= count:
                     raise _parse_failure(f"Missing argument for --{name}")
                 value = argv[index]
@@ -323,10 +297,10 @@ def parse_args(argv: list[str]) -> ParsedArgs:
                 if letter in _HELP_SHORT:
                     parsed.show_help = True
                     return parsed
-                entry = _BY_SHORT.get(letter)
+                entry = BY_SHORT.get(letter)
                 if entry is None:
                     raise _parse_failure(f"Unknown option {arg}")
-                if entry[2] == _NONE:
+                if entry.kind == FLAG:
                     _store(parsed, entry, f"-{letter}", "")
                     continue
                 if position < len(arg):  # -xVALUE
@@ -350,7 +324,7 @@ def parse_args(argv: list[str]) -> ParsedArgs:
 def parse_bool(text: str) -> bool | None:
     """``yes y true on 1`` -> True, ``no n false off 0`` -> False (case-insensitive),
     anything else None."""
-    word = text.strip(_BLANKS).lower()
+    word = text.strip(BLANKS).lower()
     if word in _TRUE_WORDS:
         return True
     if word in _FALSE_WORDS:
@@ -363,7 +337,7 @@ def parse_signals(items: list[str]) -> list[int]:
     deduplicated; unknown items are dropped silently, as FLoM does."""
     numbers: set[int] = set()
     for item in items:
-        word = item.strip(_BLANKS)
+        word = item.strip(BLANKS)
         if word.isascii() and word.isdigit():
             if 1 <= int(word) <= len(SIGNAL_NAMES):
                 numbers.add(int(word))
@@ -372,7 +346,8 @@ def parse_signals(items: list[str]) -> list[int]:
     return sorted(numbers)
 
 
-def _resource_name_error(name: str) -> str | None:
+def resource_name_error(name: str) -> str | None:
+    """FLoM's error line for a resource name the user may not lock, else None."""
     if name == RESERVED_NAME:
         return f"ERROR: '{RESERVED_NAME}' is a reserved resource name and can not be set by user"
     if resource_type(name) is None:
@@ -380,11 +355,13 @@ def _resource_name_error(name: str) -> str | None:
     return None
 
 
-def _socket_name_ok(name: str) -> bool:
+def socket_name_ok(name: str) -> bool:
+    """Does ``name`` fit in a ``sockaddr_un``?"""
     return len(os.fsencode(name)) < UNIX_PATH_MAX
 
 
-def _openable_dir(path: str) -> bool:
+def openable_dir(path: str) -> bool:
+    """Is ``path`` a directory that can be opened (or a dead status mount)?"""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except ValueError:
@@ -398,7 +375,8 @@ def _openable_dir(path: str) -> bool:
     return True
 
 
-def _real_file(path: str) -> str | None:
+def real_file(path: str) -> str | None:
+    """The real path of the existing file ``path``, else None."""
     if not path:
         return None
     try:
@@ -412,14 +390,15 @@ def state_file_path(text: str) -> str | None:
     return os.path.abspath(text) if text else None
 
 
-def _grant_policy(text: str) -> str | None:
-    word = text.strip(_BLANKS).lower()
+def parse_grant_policy(text: str) -> str | None:
+    """``flom`` or ``fifo`` (case-insensitive), else None."""
+    word = text.strip(BLANKS).lower()
     return word if word in GrantPolicy.ALL else None
 
 
 def lock_loss_policy(text: str) -> str | None:
     """``terminate`` or ``keep`` (case-insensitive), else None."""
-    word = text.strip(_BLANKS).lower()
+    word = text.strip(BLANKS).lower()
     return word if word in LockLoss.ALL else None
 
 
@@ -459,142 +438,98 @@ def _refused(name: str, value: str, valid: str, on_stdout: bool = False) -> CliE
     )
 
 
+IGNORED = object()
+"""What a value rule returns for a value that leaves the setting as it was."""
+
+
 def _apply_options(s: Settings, options: dict[str, object], warnings: list[str]) -> None:
     """Apply the command line values in FLoM's order, validating each (reference 1.3)."""
+    for option in COMMAND_LINE_ORDER:
+        if option.long in options:
+            value = _command_line_value(option, options[option.long], warnings)
+            if value is not IGNORED:
+                setattr(s, option.field, value)
 
-    def text(name: str) -> str | None:
-        value = options.get(name)
-        return value if isinstance(value, str) else None
 
-    def number(name: str) -> int | None:
-        value = options.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    def boolean(name: str, on_stdout: bool) -> bool | None:
-        value = text(name)
-        if value is None:
-            return None
-        flag = parse_bool(value)
+def _command_line_value(option: Option, raw: object, warnings: list[str]) -> object:
+    """The setting ``raw`` (a command line value of ``option``) gives, by the option's
+    rule; :data:`IGNORED` leaves the setting as it was.  Raises :class:`CliError`."""
+    name, rule = option.long, option.rule
+    if option.kind == FLAG:  # -V
+        return True if raw else IGNORED
+    if option.kind == LIST:
+        return parse_signals([str(item) for item in raw]) if isinstance(raw, list) else IGNORED
+    if option.kind == INT:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            return IGNORED
+        if rule == QUANTITY:
+            if raw < 0:
+                warnings.append(
+                    f"Resource quantity ignored because negative values ({raw}) are meaningless"
+                )
+            return raw if raw > 0 else IGNORED
+        if rule in (POSITIVE, IDLE_LIFESPAN):
+            return abs(raw)
+        if rule == POSITIVE_NOT_0:
+            return abs(raw) or 1
+        return raw
+    if not isinstance(raw, str):
+        return IGNORED
+    if rule in (BOOLEAN, BOOLEAN_STDERR):
+        flag = parse_bool(raw)
         if flag is None:
-            raise _refused(name, value, BOOLEAN_WORDS, on_stdout)
+            raise _refused(name, raw, BOOLEAN_WORDS, on_stdout=rule == BOOLEAN)
         return flag
-
-    def existing_file(name: str) -> str | None:
-        value = text(name)
-        if value is None:
-            return None
-        path = _real_file(value)
-        if path is None:
-            raise CliError(_GENERIC, stderr=f"{name}: '{value}' is not a valid value")
-        return path
-
-    if (value := text("daemon-trace-file")) is not None:
-        s.daemon_trace_file = value
-    if (value := text("command-trace-file")) is not None:
-        s.command_trace_file = value
-    if options.get("verbose"):
-        s.verbose = True
-    if (value := text("resource-name")) is not None:
-        error = _resource_name_error(value)
+    if rule == RESOURCE_NAME:
+        error = resource_name_error(raw)
         if error is not None:
             raise CliError(
                 _GENERIC,
                 stdout=error,
                 stderr=f"flom_config_set_resource_name: ret_cod={_rc.INVALID_RESOURCE_NAME}",
             )
-        s.resource_name = value
-    if (count := number("resource-quantity")) is not None:
-        if count < 0:
-            warnings.append(
-                f"Resource quantity ignored because negative values ({count}) are meaningless"
-            )
-        elif count > 0:
-            s.resource_quantity = count
-    if (count := number("resource-timeout")) is not None:
-        s.resource_timeout = count
-    if (value := text("lock-mode")) is not None:
+    elif rule == LOCK_MODE:
         try:
-            s.lock_mode = parse_lock_mode(value)
+            return parse_lock_mode(raw)
         except ValueError:
-            raise _refused("lock-mode", value, lock_mode_choices()) from None
-    if (flag := boolean("resource-create", on_stdout=True)) is not None:
-        s.resource_create = flag
-    if (count := number("resource-idle-lifespan")) is not None:
-        s.resource_idle_lifespan = abs(count)
-    if (value := text("socket-name")) is not None:
-        if not _socket_name_ok(value):
+            raise _refused(name, raw, lock_mode_choices()) from None
+    elif rule == SOCKET_NAME:
+        if not socket_name_ok(raw):
             raise CliError(
                 _GENERIC,
-                stderr=_invalid_value("socket-name", value)
+                stderr=_invalid_value(name, raw)
                 + f"\nflom_client_connect: ret_cod={_rc.BUFFER_OVERFLOW} "
                 f"({_rc.strerror(_rc.BUFFER_OVERFLOW)})",
             )
-        s.socket_name = value
-    if (count := number("daemon-lifespan")) is not None:
-        s.daemon_lifespan = count
-    if (value := text("unicast-address")) is not None:
-        s.unicast_address = value
-    if (count := number("unicast-port")) is not None:
-        s.unicast_port = abs(count)
-    if (value := text("multicast-address")) is not None:
-        s.multicast_address = value
-    if (count := number("multicast-port")) is not None:
-        s.multicast_port = abs(count)
-    if (value := text("mount-point-vfs")) is not None:
-        if not _openable_dir(value):
+    elif rule == DIRECTORY:
+        if not openable_dir(raw):
             opendir_error = _rc.SYSCALL_ERRORS["opendir"]
             raise CliError(
                 _GENERIC,
-                stderr=_invalid_value("mount-point-vfs", value)
+                stderr=_invalid_value(name, raw)
                 + f"\nflom_client_connect: ret_cod={opendir_error} "
                 f"({_rc.strerror(opendir_error)})",
             )
-        s.mount_point_vfs = value
-    if (value := text("network-interface")) is not None:
-        s.network_interface = value
-    if (count := number("discovery-attempts")) is not None:
-        s.discovery_attempts = abs(count) or 1
-    if (count := number("discovery-timeout")) is not None:
-        s.discovery_timeout = abs(count)
-    if (count := number("discovery-ttl")) is not None:
-        s.discovery_ttl = abs(count) or 1
-    if (count := number("tcp-keepalive-time")) is not None:
-        s.tcp_keepalive_time = abs(count)
-    if (count := number("tcp-keepalive-intvl")) is not None:
-        s.tcp_keepalive_intvl = abs(count)
-    if (count := number("tcp-keepalive-probes")) is not None:
-        s.tcp_keepalive_probes = abs(count)
-    signals = options.get("ignore-signal")
-    if isinstance(signals, list):
-        s.ignored_signals = parse_signals([str(item) for item in signals])
-    if (path := existing_file("tls-certificate")) is not None:
-        s.tls_certificate = path
-    if (path := existing_file("tls-private-key")) is not None:
-        s.tls_private_key = path
-    if (path := existing_file("tls-ca-certificate")) is not None:
-        s.tls_ca_certificate = path
-    if (flag := boolean("tls-check-peer-id", on_stdout=True)) is not None:
-        s.tls_check_peer_id = flag
-    if (flag := boolean("append-trace-file", on_stdout=False)) is not None:
-        s.append_trace_file = flag
-    if (value := text("grant-policy")) is not None:
-        policy = _grant_policy(value)
+    elif rule == EXISTING_FILE:
+        path = real_file(raw)
+        if path is None:
+            raise CliError(_GENERIC, stderr=f"{name}: '{raw}' is not a valid value")
+        return path
+    elif rule == GRANT_POLICY:
+        policy = parse_grant_policy(raw)
         if policy is None:
-            raise _refused("grant-policy", value, " or ".join(GrantPolicy.ALL))
-        s.grant_policy = policy
-    if (value := text("lock-loss")) is not None:
-        loss = lock_loss_policy(value)
+            raise _refused(name, raw, " or ".join(GrantPolicy.ALL))
+        return policy
+    elif rule == LOCK_LOSS:
+        loss = lock_loss_policy(raw)
         if loss is None:
-            raise _refused("lock-loss", value, " or ".join(LockLoss.ALL))
-        s.lock_loss = loss
-    if (count := number("lock-loss-grace")) is not None:
-        s.lock_loss_grace = abs(count)
-    if (value := text("tls-trace")) is not None:
-        s.tls_trace_file = os.path.abspath(value)
-    if (value := text("tls-keylog")) is not None:
-        s.tls_keylog_file = os.path.abspath(value)
-    if (value := text("state-file")) is not None:
-        s.state_file = state_file_path(value)
+            raise _refused(name, raw, " or ".join(LockLoss.ALL))
+        return loss
+    elif rule == ABSOLUTE_ON_COMMAND_LINE:
+        return os.path.abspath(raw)
+    elif rule == STATE_FILE:
+        return state_file_path(raw)
+    return raw
 
 
 def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
@@ -605,10 +540,14 @@ def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
 
 
 def _load_file(
-    settings: Settings, path: str, required: bool, parsed: ParsedArgs, warnings: list[str]
+    settings: Settings,
+    path: str,
+    required: bool,
+    config_keys: dict[tuple[str, str], str],
+    warnings: list[str],
 ) -> None:
     """Apply one configuration file; the reader is imported only when a file exists.
-    Its warnings go to ``warnings``, the place of each key it set to ``parsed``."""
+    Its warnings go to ``warnings``, the place of each key it set to ``config_keys``."""
     if required or os.path.exists(path):
         from .configfile import load_file
 
@@ -618,7 +557,34 @@ def _load_file(
             raise _with_warnings(exc, warnings) from None
         warnings.extend(file_warnings)
         for place, line in lines.items():
-            parsed.config_keys[place] = f"{path}:{line}"
+            config_keys[place] = f"{path}:{line}"
+
+
+def configured_settings(
+    config_file: str | None = None,
+    *,
+    system_files: tuple[str, ...] = SYSTEM_CONFIG_FILES,
+    home: str | None = None,
+    config_keys: dict[tuple[str, str], str] | None = None,
+) -> tuple[Settings, list[str]]:
+    """The built-in defaults, then ``system_files``, ``~/.flom`` and ``config_file`` (which
+    must exist): the settings before the command line, as libflom's handles get them.
+
+    ``home`` replaces the home directory (default ``$HOME``, else the passwd entry);
+    ``config_keys`` receives the ``FILE:LINE`` of each key set.  Returns the settings and
+    the warnings to print on stderr; raises :class:`CliError`.
+    """
+    settings = Settings()
+    warnings: list[str] = []
+    places: dict[tuple[str, str], str] = {} if config_keys is None else config_keys
+    for path in system_files:
+        _load_file(settings, path, False, places, warnings)
+    user_home = _home_dir() if home is None else home
+    if user_home:
+        _load_file(settings, os.path.join(user_home, USER_CONFIG_FILE), False, places, warnings)
+    if config_file is not None:
+        _load_file(settings, config_file, True, places, warnings)
+    return settings, warnings
 
 
 def load_settings(
@@ -632,36 +598,18 @@ def load_settings(
     ``home`` replaces the home directory (default ``$HOME``, else the passwd entry).
     Returns the settings and the warnings to print on stderr; raises :class:`CliError`.
     """
-    settings = Settings()
-    warnings: list[str] = []
-    for path in system_files:
-        _load_file(settings, path, False, parsed, warnings)
-    user_home = _home_dir() if home is None else home
-    if user_home:
-        _load_file(settings, os.path.join(user_home, USER_CONFIG_FILE), False, parsed, warnings)
     config_file = parsed.options.get("config-file")
-    if isinstance(config_file, str):
-        _load_file(settings, config_file, True, parsed, warnings)
+    settings, warnings = configured_settings(
+        config_file if isinstance(config_file, str) else None,
+        system_files=system_files,
+        home=home,
+        config_keys=parsed.config_keys,
+    )
     try:
         _apply_options(settings, parsed.options, warnings)
     except CliError as exc:
         raise _with_warnings(exc, warnings) from None
     return settings, warnings
-
-
-# Settings that only configure a daemon this command starts (what pyflom.spawn.daemon_argv
-# passes on and the client itself never uses): (setting, command line option, config
-# group, config key, the daemon's option).  TLS, keepalive, interface and addresses are
-# used by the client too; -A/-P only when -a is given as well (the client then uses TCP).
-DAEMON_ONLY_OPTIONS = (
-    ("daemon_lifespan", "daemon-lifespan", "Daemon", "Lifespan", "--lifespan"),
-    ("grant_policy", "grant-policy", "Daemon", "GrantPolicy", "--grant-policy"),
-    ("state_file", "state-file", "Daemon", "StateFile", "--state-file"),
-    ("mount_point_vfs", "mount-point-vfs", "Daemon", "MountPointVFS", "--mount-point-vfs"),
-    ("daemon_trace_file", "daemon-trace-file", "Trace", "DaemonTraceFile", "--trace-file"),
-    ("multicast_address", "multicast-address", "Daemon", "MulticastAddress", "--multicast-address"),
-    ("multicast_port", "multicast-port", "Daemon", "MulticastPort", "--multicast-port"),
-)
 
 
 class DaemonOption(Record):
@@ -677,20 +625,22 @@ class DaemonOption(Record):
 
 
 def daemon_only_options(parsed: ParsedArgs, settings: Settings) -> list[DaemonOption]:
-    """The daemon-only settings (:data:`DAEMON_ONLY_OPTIONS`) given on the command line or
-    in a configuration file, built-in defaults aside: what a daemon already running
+    """The daemon-only settings (:data:`pyflom.options.DAEMON_ONLY_ORDER`) given on the
+    command line or in a configuration file, built-in defaults aside: what a daemon already running
     ignores.  ``-d 0`` is left out (it means "start none", which holds)."""
     given = []
-    for setting, option, group, key, flag in DAEMON_ONLY_OPTIONS:
+    for option in DAEMON_ONLY_ORDER:
+        setting, long, group, key = option.field, option.long, option.group, option.key
+        flag = option.daemon.flag if option.daemon is not None else ""
         if setting == "daemon_lifespan" and settings.daemon_lifespan == 0:
             continue
         if setting.startswith("multicast_") and not (
             settings.unicast_address and settings.multicast_address
         ):
             continue
-        if option in parsed.options:
-            short = _BY_LONG[option][0]
-            given.append(DaemonOption(f"-{short}" if short else f"--{option}", flag, True))
+        if long in parsed.options:
+            short = option.short
+            given.append(DaemonOption(f"-{short}" if short else f"--{long}", flag, True))
         elif (place := parsed.config_keys.get((group, key))) is not None:
             given.append(DaemonOption(f"[{group}]/{key} ({place})", flag, False))
     return given

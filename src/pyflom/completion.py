@@ -13,9 +13,10 @@ import shlex
 import sys
 
 from . import __version__
-from .cmdline import _NONE, _OPT, _OPTIONS, SIGNAL_NAMES
+from .cmdline import SIGNAL_NAMES
 from .debugfeatures import FEATURES
 from .lockmodes import LONG_NAMES, LockMode
+from .options import FLAG, OPT, OPTIONS
 
 # How the value of an option is completed, by its placeholder in the option table (a
 # placeholder with ``|`` lists the values themselves).  A new placeholder must be added
@@ -73,13 +74,14 @@ def _flom_functions() -> list[str]:
     takes_value: list[str] = []  # -x and --name forms whose next word is the value
     optional_value: list[str] = []  # --name whose value is given only after "="
     names = ["-h", "--help"]
-    for short, long, kind, placeholder, _help in _OPTIONS:
+    for option in OPTIONS:
+        short, long, kind, placeholder = option.short, option.long, option.kind, option.placeholder
         names += ([f"-{short}"] if short else []) + [f"--{long}"]
         if short:
             short_to_long.append(_case([f"-{short}"], f"REPLY=--{long}"))
-        if kind == _NONE:
+        if kind == FLAG:
             continue
-        if kind != _OPT:
+        if kind != OPT:
             takes_value += ([f"-{short}"] if short else []) + [f"--{long}"]
         else:
             optional_value.append(f"--{long}")

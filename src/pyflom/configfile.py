@@ -11,28 +11,50 @@ from __future__ import annotations
 
 from . import rc as _rc
 from .cmdline import (
-    _BLANKS,
-    _GENERIC,
-    _INT_MAX,
-    _INT_MIN,
+    BLANKS,
     BOOLEAN_WORDS,
+    IGNORED,
+    INT_MAX,
+    INT_MIN,
     NOT_A_DIRECTORY,
     SOCKET_NAME_TOO_LONG,
     CliError,
-    _c_int,
-    _grant_policy,
-    _openable_dir,
-    _real_file,
-    _resource_name_error,
-    _socket_name_ok,
+    c_int,
     choices_text,
     lock_loss_policy,
+    openable_dir,
     parse_bool,
+    parse_grant_policy,
     parse_signals,
+    real_file,
+    resource_name_error,
+    socket_name_ok,
     state_file_path,
 )
 from .lockmodes import lock_mode_choices, parse_lock_mode
+from .options import (
+    BOOLEAN,
+    BOOLEAN_STDERR,
+    CONFIG_FILE_ORDER,
+    DIRECTORY,
+    EXISTING_FILE,
+    GRANT_POLICY,
+    IDLE_LIFESPAN,
+    INT,
+    LIST,
+    LOCK_LOSS,
+    LOCK_MODE,
+    POSITIVE,
+    POSITIVE_NOT_0,
+    QUANTITY,
+    RESOURCE_NAME,
+    SOCKET_NAME,
+    STATE_FILE,
+    Option,
+)
 from .settings import GrantPolicy, LockLoss, Settings
+
+_GENERIC = _rc.ES_GENERIC_ERROR
 
 
 class _BadConfig(Exception):
@@ -82,7 +104,7 @@ def read_key_file(path: str) -> _KeyFile:
     current: dict[str, str] | None = None
     group = ""
     for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.lstrip(_BLANKS)
+        line = raw.lstrip(BLANKS)
         if not line or line.startswith("#"):
             continue
         if line.startswith("["):
@@ -95,7 +117,7 @@ def read_key_file(path: str) -> _KeyFile:
             keys.group_lines.setdefault(name, number)
             continue
         key, equal, value = line.partition("=")
-        key = key.rstrip(_BLANKS)
+        key = key.rstrip(BLANKS)
         if not equal or not _key_name_ok(key):
             raise KeyFileError(
                 f"'{line.rstrip()}' is neither Key=Value, a [Group] header nor a # comment",
@@ -103,7 +125,7 @@ def read_key_file(path: str) -> _KeyFile:
             )
         if current is None:
             raise KeyFileError(f"key {key} comes before the first [Group] header", number)
-        current[key] = value.strip(_BLANKS)
+        current[key] = value.strip(BLANKS)
         keys.lines[group, key] = number
     return keys
 
@@ -186,13 +208,13 @@ class _KeyFile:
         if raw is None:
             return None
         # strtol: a number, then the end or a blank (what follows a blank is ignored)
-        end = next((i for i, char in enumerate(raw) if char in _BLANKS), len(raw))
-        number = _c_int(raw[:end])
-        if number is None or not _INT_MIN <= number <= _INT_MAX:
+        end = next((i for i, char in enumerate(raw) if char in BLANKS), len(raw))
+        number = c_int(raw[:end])
+        if number is None or not INT_MIN <= number <= INT_MAX:
             raise _BadConfig(
                 f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d "
                 "which has a value that cannot be interpreted.",
-                why=f"is not a whole number from {_INT_MIN} to {_INT_MAX}",
+                why=f"is not a whole number from {INT_MIN} to {INT_MAX}",
             )
         return number
 
@@ -208,103 +230,71 @@ class _KeyFile:
 
 def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
     """Apply one file's keys in FLoM's order (reference 2.2); raise :class:`_BadConfig`."""
-    s = settings
-    if (text := keys.string("Trace", "DaemonTraceFile")) is not None:
-        s.daemon_trace_file = text
-    if (text := keys.string("Trace", "CommandTraceFile")) is not None:
-        s.command_trace_file = text
-    if (flag := keys.boolean("Trace", "AppendTraceFile")) is not None:
-        s.append_trace_file = flag
-    if (flag := keys.boolean("Trace", "Verbose")) is not None:
-        s.verbose = flag
-    if (text := keys.string("Resource", "Name")) is not None:
-        error = _resource_name_error(text)
+    for option in CONFIG_FILE_ORDER:
+        value = _config_value(option, keys)
+        if value is not IGNORED:
+            setattr(settings, option.field, value)
+
+
+def _config_value(option: Option, keys: _KeyFile) -> object:
+    """The setting ``option``'s key gives, by the option's rule; :data:`IGNORED` when the
+    key is missing or its value leaves the setting as it was."""
+    group, key, rule = option.group, option.key, option.rule
+    if rule in (BOOLEAN, BOOLEAN_STDERR):
+        flag = keys.boolean(group, key)
+        return IGNORED if flag is None else flag
+    if option.kind == INT:
+        number = keys.integer(group, key)
+        if number is None:
+            return IGNORED
+        if rule in (QUANTITY, IDLE_LIFESPAN):
+            return abs(number) if number != 0 else IGNORED
+        if rule == POSITIVE:
+            return abs(number)
+        if rule == POSITIVE_NOT_0:
+            return abs(number) or 1
+        return number
+    if option.kind == LIST:
+        items = keys.strings(group, key)
+        return IGNORED if items is None else parse_signals(items)
+    text = keys.string(group, key)
+    if text is None:
+        return IGNORED
+    if rule == RESOURCE_NAME:
+        error = resource_name_error(text)
         if error is not None:
             raise _BadConfig(error, why="is not a valid resource name")
-        s.resource_name = text
-    if (number := keys.integer("Resource", "Timeout")) is not None:
-        s.resource_timeout = number
-    if (number := keys.integer("Resource", "Quantity")) is not None and number != 0:
-        s.resource_quantity = abs(number)
-    if (text := keys.string("Resource", "LockMode")) is not None:
+    elif rule == LOCK_MODE:
         try:
-            s.lock_mode = parse_lock_mode(text)
+            return parse_lock_mode(text)
         except ValueError:
             raise _BadConfig(
                 why=f"is not a lock mode; the valid ones are {lock_mode_choices()}"
             ) from None
-    if (flag := keys.boolean("Resource", "Create")) is not None:
-        s.resource_create = flag
-    if (number := keys.integer("Resource", "IdleLifespan")) is not None and number != 0:
-        s.resource_idle_lifespan = abs(number)
-    if (text := keys.string("Daemon", "SocketName")) is not None:
-        if not _socket_name_ok(text):
+    elif rule == SOCKET_NAME:
+        if not socket_name_ok(text):
             raise _BadConfig(why=SOCKET_NAME_TOO_LONG)
-        s.socket_name = text
-    if (number := keys.integer("Daemon", "Lifespan")) is not None:
-        s.daemon_lifespan = number
-    if (text := keys.string("Daemon", "UnicastAddress")) is not None:
-        s.unicast_address = text
-    if (number := keys.integer("Daemon", "UnicastPort")) is not None:
-        s.unicast_port = abs(number)
-    if (text := keys.string("Daemon", "MulticastAddress")) is not None:
-        s.multicast_address = text
-    if (number := keys.integer("Daemon", "MulticastPort")) is not None:
-        s.multicast_port = abs(number)
-    if (text := keys.string("Daemon", "MountPointVFS")) is not None:
-        if not _openable_dir(text):
+    elif rule == DIRECTORY:
+        if not openable_dir(text):
             raise _BadConfig(why=NOT_A_DIRECTORY)
-        s.mount_point_vfs = text
-    if (text := keys.string("Daemon", "GrantPolicy")) is not None:
-        policy = _grant_policy(text)
+    elif rule == GRANT_POLICY:
+        policy = parse_grant_policy(text)
         if policy is None:
             raise _BadConfig(why=choices_text(GrantPolicy.ALL))
-        s.grant_policy = policy
-    if (text := keys.string("Daemon", "StateFile")) is not None:
-        s.state_file = state_file_path(text)
-    if (text := keys.string("Monitor", "LockLoss")) is not None:
+        return policy
+    elif rule == LOCK_LOSS:
         loss = lock_loss_policy(text)
         if loss is None:
             raise _BadConfig(why=choices_text(LockLoss.ALL))
-        s.lock_loss = loss
-    if (number := keys.integer("Monitor", "LockLossGrace")) is not None:
-        s.lock_loss_grace = abs(number)
-    if (text := keys.string("TLS", "TlsTraceFile")) is not None:
-        s.tls_trace_file = text
-    if (text := keys.string("TLS", "TlsKeylogFile")) is not None:
-        s.tls_keylog_file = text
-    if (items := keys.strings("Monitor", "IgnoredSignals")) is not None:
-        s.ignored_signals = parse_signals(items)
-    if (text := keys.string("Network", "NetworkInterface")) is not None:
-        s.network_interface = text
-    if (number := keys.integer("Network", "DiscoveryAttempts")) is not None:
-        s.discovery_attempts = abs(number) or 1
-    if (number := keys.integer("Network", "DiscoveryTimeout")) is not None:
-        s.discovery_timeout = abs(number)
-    if (number := keys.integer("Network", "DiscoveryTTL")) is not None:
-        s.discovery_ttl = abs(number) or 1
-    if (number := keys.integer("Network", "TcpKeepaliveTime")) is not None:
-        s.tcp_keepalive_time = abs(number)
-    if (number := keys.integer("Network", "TcpKeepaliveIntvl")) is not None:
-        s.tcp_keepalive_intvl = abs(number)
-    if (number := keys.integer("Network", "TcpKeepaliveProbes")) is not None:
-        s.tcp_keepalive_probes = abs(number)
-    realpath_error = _rc.SYSCALL_ERRORS["realpath"]
-    no_file = "names no existing file"
-    if (text := keys.string("TLS", "TlsCertificate")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error, why=no_file)
-        s.tls_certificate = path
-    if (text := keys.string("TLS", "TlsPrivateKey")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error, why=no_file)
-        s.tls_private_key = path
-    if (text := keys.string("TLS", "TlsCaCertificate")) is not None:
-        if (path := _real_file(text)) is None:
-            raise _BadConfig(rc=realpath_error, why=no_file)
-        s.tls_ca_certificate = path
-    if (flag := keys.boolean("TLS", "TlsCheckPeerId")) is not None:
-        s.tls_check_peer_id = flag
+        return loss
+    elif rule == STATE_FILE:
+        return state_file_path(text)
+    elif rule == EXISTING_FILE:
+        path = real_file(text)
+        if path is None:
+            raise _BadConfig(rc=_rc.SYSCALL_ERRORS["realpath"], why="names no existing file")
+        return path
+    return text  # as given (the TLS trace and key log files too: absolute only as -x)
 
 
 def _unknown_names(path: str, keys: _KeyFile) -> list[str]:

@@ -11,8 +11,9 @@ import sys
 
 from . import __version__
 from . import rc as _rc
-from .cmdline import _NONE, _OPT, _OPTIONS, SYSTEM_CONFIG_FILES, USER_CONFIG_FILE
+from .cmdline import SYSTEM_CONFIG_FILES, USER_CONFIG_FILE
 from .lockmodes import LONG_NAMES
+from .options import FLAG, OPT, OPTIONS
 from .settings import DEFAULT_UNICAST_PORT
 from .tls.files import KEYLOG_ENV, TRACE_ENV
 from .tls.pki import KEY_PASSWORD_ENV
@@ -63,9 +64,9 @@ def _italic(text: str) -> str:
 def _option_tag(short: str, long: str, kind: int, placeholder: str) -> str:
     names = ([_bold("-" + short)] if short else []) + [_bold("--" + long)]
     tag = ", ".join(names)
-    if kind == _OPT:
+    if kind == OPT:
         tag += f"[={_italic(placeholder)}]"
-    elif kind != _NONE:
+    elif kind != FLAG:
         tag += f"={_italic(placeholder)}"
     return tag
 
@@ -126,10 +127,11 @@ def render() -> str:
         ".SH OPTIONS",
         *_tagged(f"{_bold('-h')}, {_bold('--help')}", "Show the options and exit."),
     ]
-    for short, long, kind, placeholder, description in _OPTIONS:
-        out += _tagged(_option_tag(short, long, kind, placeholder), description + ".")
-        if long in _DETAILS:
-            out.append(_escape(_DETAILS[long]))
+    for option in OPTIONS:
+        tag = _option_tag(option.short, option.long, option.kind, option.placeholder)
+        out += _tagged(tag, option.help + ".")
+        if option.long in _DETAILS:
+            out.append(_escape(_DETAILS[option.long]))
     out += [
         ".SH EXIT STATUS",
         "When the command ran, flom exits with the command's exit status (128+N when "

@@ -17,12 +17,18 @@ import sys
 
 from . import rc as _rc
 from .errors import FlomError
-from .settings import (
-    DEFAULT_DAEMON_LIFESPAN_MS,
-    DEFAULT_MULTICAST_PORT,
-    GrantPolicy,
-    Settings,
+from .options import (
+    ABSOLUTE,
+    DAEMON_ARGV_ORDER,
+    KEEPALIVE,
+    LOCAL,
+    NETWORK,
+    SOCKET,
+    SWITCH,
+    TLS,
+    Option,
 )
+from .settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,57 +40,47 @@ REASON_MAX = 4096  # bytes of a refusing daemon's reason that are read
 
 def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
     """The command line that starts the daemon ``settings`` describe: on their UNIX
-    socket, or on TCP (``-a``) and/or answering discovery on a multicast group (``-A``)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "pyflom.daemon",
-        "--lifespan",
-        str(settings.daemon_lifespan),
-        "--grant-policy",
-        settings.grant_policy,
-        "--ready-fd",
-        str(ready_fd),
-    ]
-    socket_name = settings.effective_socket_name()
-    if socket_name is not None:
-        argv += ["--socket-name", socket_name]
-    else:
-        if settings.unicast_address:
-            argv += ["--unicast-address", settings.unicast_address]
-            argv += ["--unicast-port", str(settings.unicast_port)]
-        if settings.multicast_address:
-            argv += ["--multicast-address", settings.multicast_address]
-            argv += ["--multicast-port", str(settings.multicast_port)]
-        if settings.network_interface:
-            argv += ["--network-interface", settings.network_interface]
-        argv += ["--tcp-keepalive", ",".join(map(str, settings.keepalive_s()))]
-    if settings.tls_certificate and settings.tls_private_key and settings.tls_ca_certificate:
-        argv += ["--tls-certificate", settings.tls_certificate]
-        argv += ["--tls-private-key", settings.tls_private_key]
-        argv += ["--tls-ca-certificate", settings.tls_ca_certificate]
-        if settings.tls_check_peer_id:
-            argv.append("--tls-check-peer-id")
-        if settings.tls_trace_file:
-            argv += ["--tls-trace", settings.tls_trace_file]
-        if settings.tls_keylog_file:
-            argv += ["--tls-keylog", settings.tls_keylog_file]
-    if settings.state_file:
-        argv += ["--state-file", settings.state_file]
-    if settings.mount_point_vfs:
-        argv += ["--mount-point-vfs", os.path.abspath(settings.mount_point_vfs)]
-    if settings.daemon_trace_file:
-        argv += ["--trace-file", os.path.abspath(settings.daemon_trace_file)]
-        if settings.append_trace_file:
-            argv.append("--append-trace-file")
+    socket, or on TCP (``-a``) and/or answering discovery on a multicast group (``-A``).
+    The settings that go and how: :data:`pyflom.options.DAEMON_ARGV_ORDER`."""
+    argv = [sys.executable, "-m", "pyflom.daemon", "--ready-fd", str(ready_fd)]
+    local = settings.effective_socket_name()
+    tls = bool(settings.tls_certificate and settings.tls_private_key)
+    tls = tls and bool(settings.tls_ca_certificate)
+    for option in DAEMON_ARGV_ORDER:
+        daemon = option.daemon
+        assert daemon is not None
+        if (
+            (daemon.when == LOCAL and local is None)
+            or (daemon.when == NETWORK and local is not None)
+            or (daemon.when == TLS and not tls)
+            or (daemon.needs and not getattr(settings, daemon.needs))
+        ):
+            continue
+        argv += _daemon_words(option, settings, local)
     return argv
 
 
-# What the daemon does when its command line lacks an option (pyflom.daemon.__main__).
-_DAEMON_DEFAULTS = {
-    "--lifespan": str(DEFAULT_DAEMON_LIFESPAN_MS),
-    "--grant-policy": GrantPolicy.FLOM,
-    "--multicast-port": str(DEFAULT_MULTICAST_PORT),
+def _daemon_words(option: Option, settings: Settings, local: str | None) -> list[str]:
+    """``option``'s setting on the daemon's command line: the flag and its value."""
+    assert option.daemon is not None
+    flag, form = option.daemon.flag, option.daemon.form
+    value = getattr(settings, option.field)
+    if form == SWITCH:
+        return [flag] if value else []
+    if form == SOCKET:
+        return [flag, str(local)]
+    if form == KEEPALIVE:
+        return [flag, ",".join(map(str, settings.keepalive_s()))]
+    if form == ABSOLUTE:
+        return [flag, os.path.abspath(value)]
+    return [flag, str(value)]
+
+
+# What the daemon takes when its command line lacks an option (its argparse defaults).
+DAEMON_DEFAULTS = {
+    option.daemon.flag: _daemon_words(option, Settings(), None)[1]
+    for option in DAEMON_ARGV_ORDER
+    if option.daemon is not None and option.daemon.default
 }
 
 
@@ -130,7 +126,7 @@ def ignored_daemon_options(
         option
         for option in given
         if wanted.get(option.daemon_flag)
-        != actual.get(option.daemon_flag, _DAEMON_DEFAULTS.get(option.daemon_flag))
+        != actual.get(option.daemon_flag, DAEMON_DEFAULTS.get(option.daemon_flag))
     ]
 
 

@@ -5,68 +5,52 @@ Kept out of :mod:`pyflom.cmdline` so that an ordinary run does not load them.
 
 from __future__ import annotations
 
-from .cmdline import _NONE, _OPT, _OPTIONS, SIGNAL_NAMES
+from .cmdline import SIGNAL_NAMES
+from .options import (
+    BOOLEAN,
+    BOOLEAN_STDERR,
+    FLAG,
+    INT,
+    LOCK_MODE,
+    OPT,
+    OPTIONS,
+    SIGNALS,
+    VERBOSE_DUMP_ORDER,
+)
 from .settings import Settings
 
 
 def verbose_dump(settings: Settings) -> str:
     """The ``-V`` configuration dump (reference 1.7), one ``\\n``-terminated line per
-    setting, then pyflom's own: ``[Daemon]/GrantPolicy``, ``[Daemon]/StateFile``,
-    ``[Monitor]/LockLoss``, ``[Monitor]/LockLossGrace``."""
-    s = settings
-
-    def q(value: str | None) -> str:
-        return f"'{'' if value is None else value}'"
-
-    signals = ";".join(SIGNAL_NAMES[n] for n in s.ignored_signals if n in SIGNAL_NAMES)
-    lines = (
-        f"[Trace]/DaemonTraceFile={q(s.daemon_trace_file)}",
-        f"[Trace]/CommandTraceFile={q(s.command_trace_file)}",
-        f"[Trace]/AppendTraceFile={int(s.append_trace_file)}",
-        f"[Trace]/Verbose={int(s.verbose)}",
-        f"[Resource]/Name={q(s.resource_name)}",
-        f"[Resource]/Timeout={s.resource_timeout}",
-        f"[Resource]/Quantity={s.resource_quantity}",
-        f"[Resource]/LockMode={int(s.lock_mode)}",
-        f"[Resource]/Create={int(s.resource_create)}",
-        f"[Resource]/IdleLifespan={s.resource_idle_lifespan}",
-        f"[Daemon]/SocketName={q(s.socket_name)}",
-        f"[Daemon]/Lifespan={s.daemon_lifespan}",
-        f"[Daemon]/UnicastAddress={q(s.unicast_address)}",
-        f"[Daemon]/UnicastPort={s.unicast_port}",
-        f"[Daemon]/MulticastAddress={q(s.multicast_address)}",
-        f"[Daemon]/MulticastPort={s.multicast_port}",
-        f"[Daemon]/MountPointVFS={q(s.mount_point_vfs)}",
-        f"[Monitor]/IgnoredSignals={q(signals)}",
-        f"[Network]/NetworkInterface={q(s.network_interface)}",
-        f"[Network]/DiscoveryAttempts={s.discovery_attempts}",
-        f"[Network]/DiscoveryTimeout={s.discovery_timeout}",
-        f"[Network]/DiscoveryTTL={s.discovery_ttl}",
-        f"[Network]/TcpKeepaliveTime={s.tcp_keepalive_time}",
-        f"[Network]/TcpKeepaliveIntvl={s.tcp_keepalive_intvl}",
-        f"[Network]/TcpKeepaliveProbes={s.tcp_keepalive_probes}",
-        f"[TLS]/TlsCertificate={q(s.tls_certificate)}",
-        f"[TLS]/TlsPrivateKey={q(s.tls_private_key)}",
-        f"[TLS]/TlsCaCertificate={q(s.tls_ca_certificate)}",
-        f"[TLS]/TlsCheckPeerId={int(s.tls_check_peer_id)}",
-        f"[Daemon]/GrantPolicy={q(s.grant_policy)}",
-        f"[Daemon]/StateFile={q(s.state_file)}",
-        f"[Monitor]/LockLoss={q(s.lock_loss)}",
-        f"[Monitor]/LockLossGrace={s.lock_loss_grace}",
-    )
-    return "\n".join(lines) + "\n"
+    setting (:data:`pyflom.options.VERBOSE_DUMP_ORDER`), then pyflom's own:
+    ``[Daemon]/GrantPolicy``, ``[Daemon]/StateFile``, ``[Monitor]/LockLoss``,
+    ``[Monitor]/LockLossGrace``."""
+    lines = []
+    for option in VERBOSE_DUMP_ORDER:
+        value = getattr(settings, option.field)
+        if option.rule in (BOOLEAN, BOOLEAN_STDERR, LOCK_MODE):
+            shown = str(int(value))
+        elif option.kind == INT:
+            shown = str(value)
+        elif option.rule == SIGNALS:
+            names = ";".join(SIGNAL_NAMES[n] for n in value if n in SIGNAL_NAMES)
+            shown = f"'{names}'"
+        else:
+            shown = f"'{'' if value is None else value}'"
+        lines.append(f"[{option.group}]/{option.key}={shown}\n")
+    return "".join(lines)
 
 
 def help_text() -> str:
     """The GLib-style ``--help`` text (usage line, help options, application options)."""
     rows: list[tuple[str, str]] = [("-h, --help", "Show help options")]
-    for short, long, kind, placeholder, description in _OPTIONS:
-        left = f"-{short}, --{long}" if short else f"    --{long}"
-        if kind == _OPT:
-            left += f"[={placeholder}]"
-        elif kind != _NONE:
-            left += f"={placeholder}"
-        rows.append((left, description))
+    for option in OPTIONS:
+        left = f"-{option.short}, --{option.long}" if option.short else f"    --{option.long}"
+        if option.kind == OPT:
+            left += f"[={option.placeholder}]"
+        elif option.kind != FLAG:
+            left += f"={option.placeholder}"
+        rows.append((left, option.help))
     width = max(len(left) for left, _ in rows) + 4
     lines = [
         "Usage:",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from ..core.table import MAX_RESOURCES
-from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..options import DAEMON_ARGV_ORDER, GRANT_POLICY, INT, KEEPALIVE, SWITCH, daemon_default
+from ..settings import GrantPolicy
 from ..tls.files import TlsFiles
 from .log import LEVELS
 
@@ -15,51 +17,27 @@ from .log import LEVELS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the daemon's own command line (written by :func:`pyflom.spawn.daemon_argv`)."""
     parser = argparse.ArgumentParser(prog="python -m pyflom.daemon", description=__doc__)
-    parser.add_argument("--socket-name", help="UNIX socket to serve")
-    parser.add_argument("--unicast-address", help="serve TCP on this address (FLoM's -a)")
-    parser.add_argument("--unicast-port", type=int, default=DEFAULT_UNICAST_PORT)
-    parser.add_argument(
-        "--multicast-address", help="answer discovery queries sent to this group (FLoM's -A)"
-    )
-    parser.add_argument("--multicast-port", type=int, default=DEFAULT_MULTICAST_PORT)
-    parser.add_argument("--network-interface", help="interface for IPv6 link-local (-n)")
-    parser.add_argument(
-        "--tcp-keepalive",
-        type=_keepalive,
-        default=(60, 10, 6),
-        help="TIME,INTVL,PROBES: keepalive of accepted TCP connections (s, s, count)",
-    )
-    parser.add_argument(
-        "--lifespan",
-        type=int,
-        default=5000,
-        help="ms of idleness before exiting; <0 never exit (FLoM's -d)",
-    )
-    parser.add_argument("--grant-policy", choices=GrantPolicy.ALL, default=GrantPolicy.FLOM)
+    for option in DAEMON_ARGV_ORDER:  # the settings a client passes on (pyflom.options)
+        daemon = option.daemon
+        assert daemon is not None
+        how: dict[str, Any] = {"help": daemon.help or None}
+        if daemon.default:
+            how["default"] = daemon_default(daemon.flag)
+        if daemon.form == SWITCH:
+            how["action"] = "store_true"
+        elif daemon.form == KEEPALIVE:
+            how["type"] = _keepalive
+        elif option.kind == INT:
+            how["type"] = int
+        if option.rule == GRANT_POLICY:
+            how["choices"] = GrantPolicy.ALL
+        parser.add_argument(daemon.flag, **how)
     parser.add_argument(
         "--max-resources",
         type=_positive,
         default=MAX_RESOURCES,
         help="live resources kept at most; a request that would create one more is "
         f"refused with reason code -12 (default {MAX_RESOURCES})",
-    )
-    parser.add_argument("--tls-certificate", help="PEM certificate of the daemon")
-    parser.add_argument("--tls-private-key", help="PEM private key of the daemon")
-    parser.add_argument("--tls-ca-certificate", help="PEM CA certificate clients must chain to")
-    parser.add_argument(
-        "--tls-check-peer-id",
-        action="store_true",
-        help="refuse requests whose announced unique id differs from the client cert CN",
-    )
-    parser.add_argument("--tls-trace", help="append an annotated TLS record trace here")
-    parser.add_argument("--tls-keylog", help="append TLS session keys here (Wireshark)")
-    parser.add_argument("--trace-file", help="daemon trace file (absolute path)")
-    parser.add_argument("--append-trace-file", action="store_true")
-    parser.add_argument(
-        "--state-file", help="keep sequence counters and generations here across restarts"
-    )
-    parser.add_argument(
-        "--mount-point-vfs", help="mount the status file system (FUSE) on this directory"
     )
     parser.add_argument(
         "--log-level",

@@ -170,9 +170,7 @@ def _configured_files(config: str | None) -> tuple[str | None, str | None, str |
     from .. import cmdline
 
     try:
-        settings, warnings = cmdline.load_settings(
-            cmdline.parse_args(["-c", config] if config else [])
-        )
+        settings, warnings = cmdline.configured_settings(config or None)
     except cmdline.CliError as exc:
         details = "; ".join(part for part in (exc.stdout, exc.stderr) if part)
         where = f"'{config}'" if config else "pyflom's configuration files"
