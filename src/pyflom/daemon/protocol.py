@@ -9,8 +9,6 @@ the TLS connection filters them, the daemon decides what the requests mean.
 
 from __future__ import annotations
 
-import enum
-
 from .. import codec
 from .. import rc as _rc
 from ..tls import identity
@@ -21,8 +19,8 @@ from ..tls import identity
 MANAGEMENT_LINGER_S = 1.0
 
 
-class State(enum.Enum):
-    """Where the conversation is."""
+class State:
+    """Where the conversation is (plain strings: an Enum costs on the hot path)."""
 
     OPEN = "open"  # lock requests (and their unlocks) may come
     DONE = "done"  # a status or management request came: nothing more may
@@ -49,6 +47,7 @@ class ConnectionStateError(RuntimeError):
     """The connection was used after it ended (ERROR or CLOSED)."""
 
 
+_NO_INPUT = frozenset((State.ERROR, State.CLOSED))
 _FINAL = (codec.StatusRequest, codec.ShutdownRequest)
 _CHECKED = (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)  # carry a peer id
 
@@ -80,15 +79,15 @@ class ServerConnection:
         CLOSED: such a connection takes no input.
         """
         state = self.state
-        if state is State.ERROR or state is State.CLOSED:
-            raise ConnectionStateError(f"the connection is {state.value}: it takes no input")
+        if state in _NO_INPUT:
+            raise ConnectionStateError(f"the connection is {state}: it takes no input")
         try:
             frames = self._framer.feed(data)
         except codec.CodecError as exc:
             return [self._fail(str(exc))]
         events: list[Event] = []
         for frame in frames:
-            if self.state is State.DONE:
+            if self.state == State.DONE:
                 events.append(self._fail(self._after_final))
                 break
             try:
@@ -113,7 +112,7 @@ class ServerConnection:
 
     def fail(self, reason: str) -> ProtocolError:
         """The daemon found the client broke the protocol (a rule beyond the codec's)."""
-        if self.state is not State.CLOSED:
+        if self.state != State.CLOSED:
             return self._fail(reason)
         return ProtocolError(reason)
 

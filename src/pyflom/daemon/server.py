@@ -65,6 +65,7 @@ _ACCEPT_TRANSIENT = frozenset(
 )
 OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
+EXPIRY_BATCH_S = 0.25  # unused resources expire at most this often (at most this late)
 STALL_CHECK_MIN_S = 0.5  # stalled connections are looked for at most this often
 TLS_CHECK_INTERVAL_S = 1.0  # how often the daemon's TLS files are checked for changes
 FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
@@ -125,6 +126,7 @@ class LockDaemon:
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _arm_timer)
         self._timer_due = 0.0  # loop time
+        self._last_tick = 0.0  # when the timer last ticked the lock table (wall clock)
         self._stall_due: float | None = None  # next stall check (loop time), None: none
         self._tls_check_due: float | None = (
             None if tls is None else self.loop.time() + TLS_CHECK_INTERVAL_S
@@ -341,7 +343,16 @@ class LockDaemon:
         """When (loop time) the timer must next fire, None: nothing to wait for."""
         loop_now = self.loop.time()
         due: float | None = None
-        table_due = self.table.next_deadline()  # wall-clock time, as the lock core's
+        table = self.table
+        # The lock core works in wall-clock time.  A time-based grant is due exactly;
+        # the expiry of unused resources (lazy: an expired one is never used again) is
+        # batched, or a connection per lock would cost a wake-up per lock.
+        table_due = table.next_grant_deadline()
+        expiry = table.next_expiry_deadline()
+        if expiry is not None:
+            expiry = max(expiry, self._last_tick + EXPIRY_BATCH_S)
+            if table_due is None or expiry < table_due:
+                table_due = expiry
         if table_due is not None:
             due = loop_now + (table_due - time.time())
         if self._stall_due is not None and (due is None or self._stall_due < due):
@@ -370,7 +381,8 @@ class LockDaemon:
             self.tls.reload_if_changed()
         if self._stall_due is not None and now >= self._stall_due:
             self._close_stalled(now)
-        answers = self.table.tick(time.time())
+        self._last_tick = time.time()
+        answers = self.table.tick(self._last_tick)
         idle_since = self._idle_since
         if (
             idle_since is not None
