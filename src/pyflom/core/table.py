@@ -140,6 +140,10 @@ class LockTable:
             return grant
         return expiry
 
+    def next_expiry_deadline(self) -> float | None:
+        """When an unused resource may next expire (may be early: then nothing does)."""
+        return self._deadlines[0][0] if self._deadlines else None
+
     def next_grant_deadline(self) -> float | None:
         """When a time-based resource (timestamps) can next grant a queued request."""
         heap, current = self._grant_heap, self._grant_due

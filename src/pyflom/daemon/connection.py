@@ -2,17 +2,19 @@
 
 Plain ``loop.add_reader``/``add_writer`` callbacks rather than asyncio transports: a
 FLoM client opens a connection for every lock, and the transport machinery cost more
-than the lock itself.  Bytes are framed into messages and handed to the daemon; a
+than the lock itself.  This module only pumps bytes: what they mean (framing, decoding,
+step numbers, when to half-close) is :class:`.protocol.ServerConnection`'s.  A
 connection that breaks the protocol is closed on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 
 from .. import codec
-from .. import rc as _rc
+from .protocol import MANAGEMENT_LINGER_S, ProtocolError, ServerConnection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,22 +29,22 @@ new_uid = itertools.count(1).__next__
 
 
 class ClientConnection:
-    """A client's stream: reads and frames messages, writes answers."""
+    """A client's stream: reads bytes for its :class:`ServerConnection`, writes answers."""
 
     __slots__ = (
         "_eof_pending",
         "_out",
-        "answers_sent",
         "closed",
         "daemon",
         "described",
         "fd",
-        "framer",
+        "gone",
         "id",
         "last_activity",
+        "lingering",
         "out_limit",
         "peer_common_name",
-        "queried",
+        "protocol",
         "sock",
     )
 
@@ -51,8 +53,7 @@ class ClientConnection:
         self.sock = sock
         self.fd = sock.fileno()
         self.id = new_uid()
-        self.framer = codec.Framer()
-        self.answers_sent = 0  # answers to the current request: the first is step 16
+        self.protocol = ServerConnection()
         self.last_activity = daemon.loop.time()
         self.closed = False
         self._out = bytearray()
@@ -60,13 +61,21 @@ class ClientConnection:
         self._eof_pending = False
         self.peer_common_name: str | None = None  # CN of the client's certificate (TLS)
         self.described: str | None = None  # who it is, as the status document says it
-        self.queried = False  # it asked for the status: it may send nothing more
+        self.lingering = False  # a management request came: kept until the client closes
+        self.gone: asyncio.Future[None] | None = None  # done once closed (lingering only)
         daemon.loop.add_reader(self.fd, self.on_readable)
 
     def on_readable(self) -> None:
         """Read what arrived; end of stream: the client is gone.  After an unlock, read
         once more at once: a FLoM client half-closes right after it, so the end of
-        stream is usually there already and costs no further wake-up."""
+        stream is usually there already and costs no further wake-up.  An unexpected
+        failure closes this connection only."""
+        try:
+            self._read()
+        except Exception as exc:
+            self.daemon.internal_error(self, exc)
+
+    def _read(self) -> None:
         again = True
         while again and not self.closed:
             try:
@@ -81,48 +90,46 @@ class ClientConnection:
                 return
             self.last_activity = self.daemon.loop.time()
             plain = self.incoming(data)
-            if not plain:
-                return  # a TLS record in progress, or the connection was closed
-            try:
-                frames = self.framer.feed(plain)
-            except codec.CodecError as exc:
-                self.daemon.reject(self, str(exc))
-                return
+            if not plain or self.lingering:
+                return  # a TLS record in progress, the connection closed, or lingering
             again = False
-            for frame in frames:
+            daemon = self.daemon
+            for event in self.protocol.receive(plain):
                 if self.closed:
                     return
-                try:
-                    message = codec.decode(frame)
-                except codec.CodecError as exc:
-                    self.daemon.reject(self, str(exc))
+                if type(event) is ProtocolError:
+                    daemon.reject(self, event.reason)
                     return
-                self.daemon.handle(self, message)
-                again = type(message) is codec.UnlockRequest
+                daemon.handle(self, event)  # type: ignore[arg-type]
+                again = type(event) is codec.UnlockRequest
 
     def incoming(self, data: bytes) -> bytes | None:
         """The message bytes in what the socket delivered (TLS: the decrypted ones)."""
         return data
 
     def send_answer(self, answer: Answer) -> None:
-        """Send a lock answer: step 16 (with the daemon's id) first, step 24 after."""
+        """Send a lock answer (the protocol numbers its step); half-close after it when
+        nothing more will come on this request."""
         if self.closed:
             return
-        first = self.answers_sent == 0
-        self.answers_sent += 1
-        self.write(
-            codec.encode(
-                codec.LockAnswer(
-                    step=codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
-                    rc=answer.rc,
-                    element=answer.element,
-                    peer_id=self.daemon.peer_id if first else None,
-                    generation=answer.generation,
-                )
-            )
+        payload, half_close = self.protocol.answer(
+            answer.rc, answer.element, answer.generation, self.daemon.peer_id
         )
-        if answer.rc == _rc.LOCK_CANT_WAIT or answer.rc < 0:
-            self.write_eof()  # as FLoM: nothing more will come on this request
+        self.write(payload)
+        if half_close:
+            self.write_eof()
+
+    def linger(self, seconds: float = MANAGEMENT_LINGER_S) -> None:
+        """End our sending side (no answer: just the end of stream), but keep the
+        connection until the client closes it or ``seconds`` pass.  FLoM's client reads
+        until then and ends its side after: over TLS it writes a close_notify, which a
+        closed connection would answer with SIGPIPE."""
+        if self.closed or self.lingering:
+            return
+        self.lingering = True
+        self.gone = self.daemon.loop.create_future()
+        self.write_eof()
+        self.daemon.loop.call_later(seconds, self.close)
 
     def write(self, payload: bytes) -> None:
         """Send message bytes (TLS: encrypted first)."""
@@ -182,6 +189,7 @@ class ClientConnection:
         if self.closed:
             return
         self.closed = True
+        self.protocol.close()
         loop = self.daemon.loop
         loop.remove_reader(self.fd)
         if self._out:
@@ -190,3 +198,5 @@ class ClientConnection:
             self.daemon.lost(self)  # the socket is still open: the log can name the peer
         finally:
             self.sock.close()
+            if self.gone is not None and not self.gone.done():
+                self.gone.set_result(None)

@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from .listeners import (
     take_lock_file,
 )
 from .log import LEVELS, DaemonLog
+from .protocol import MANAGEMENT_LINGER_S
 from .statefile import StateFile, StateFileError
 from .status import encode_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
@@ -63,6 +65,9 @@ _ACCEPT_TRANSIENT = frozenset(
 )
 OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
+EXPIRY_BATCH_S = 0.25  # unused resources expire at most this often (at most this late)
+STALL_CHECK_MIN_S = 0.5  # stalled connections are looked for at most this often
+TLS_CHECK_INTERVAL_S = 1.0  # how often the daemon's TLS files are checked for changes
 FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
 READY_REASON_MAX = 4000  # bytes of a start failure's reason (one atomic pipe write)
 
@@ -118,10 +123,14 @@ class LockDaemon:
         self.lifespan_ms = options.lifespan_ms
         self._idle_since: float | None = self.loop.time()
         self._done: asyncio.Future[None] = self.loop.create_future()
-        self._last_sweep = self.loop.time()
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
-        self._grant_timer: asyncio.TimerHandle | None = None
-        self._grant_due = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # the one timer (see _arm_timer)
+        self._timer_due = 0.0  # loop time
+        self._last_tick = 0.0  # when the timer last ticked the lock table (wall clock)
+        self._stall_due: float | None = None  # next stall check (loop time), None: none
+        self._tls_check_due: float | None = (
+            None if tls is None else self.loop.time() + TLS_CHECK_INTERVAL_S
+        )
         self.tls = tls
         self._accept_failures = 0  # failed accept() calls in the current episode
         self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
@@ -139,9 +148,6 @@ class LockDaemon:
         now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
         if self.tls is not None and not self.tls.admits(conn, message):
-            return
-        if conn.queried:
-            self.reject(conn, "a message after a status query")
             return
         try:
             if isinstance(message, codec.LockRequest):
@@ -169,7 +175,7 @@ class LockDaemon:
         if message.quantity is not None and message.quantity < 1:
             self.reject(conn, f"quantity {message.quantity} is not a positive number")
             return
-        conn.answers_sent = 0
+        conn.protocol.new_request()
         request = Request(
             name=message.name,
             mode=LockMode.NL if message.mode is None else message.mode,
@@ -198,20 +204,20 @@ class LockDaemon:
         self._full_logged_at = now
 
     def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
-        conn.close()  # the management request gets no answer
+        conn.linger()  # no answer; the client ends the connection (or a second passes)
         if message.immediate:
             self.log.notice("FLM007N immediate shutdown requested: exiting now")
             self.stop()
         else:
             self.log.notice("FLM008N quiesce shutdown requested: exiting once idle")
             self.lifespan_ms = QUIESCE_LIFESPAN_MS
+            self._arm_timer()
 
     def _status(self, conn: ClientConnection, message: codec.StatusRequest, now: float) -> None:
         """Answer a status query (pyflom extension), then end the connection's sending
         side.  A long document is written in slices, serving others in between."""
         if self.table.involves(conn.id):
             raise ProtocolViolation("a status query on a connection that locks")
-        conn.queried = True
         self._write_status(conn, status_slices(self, now, message.resource))
 
     def _write_status(self, conn: ClientConnection, slices: Iterator[bytes | None]) -> None:
@@ -248,7 +254,7 @@ class LockDaemon:
                 self._outbox.extend(answers)
                 if self._outbox_flush is None:
                     self._flush_outbox()
-        self._arm_grant_timer()
+        self._arm_timer()
 
     def _who(self, conn_id: object) -> str:
         """A connection as the log names it: its number, peer and (UNIX) process."""
@@ -319,19 +325,112 @@ class LockDaemon:
                 return False
         return True
 
-    def _arm_grant_timer(self) -> None:
-        """Wake up exactly when a time-based resource can grant a queued request."""
-        due = self.table.next_grant_deadline()
-        if due is None or (self._grant_timer is not None and self._grant_due <= due):
+    # -- time ----------------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        """Make the one timer fire by the earliest thing due: a lock-table deadline
+        (resource expiry, time-based grant), the next stall check, the TLS files check,
+        the idle exit.  Only ever moved earlier here; a firing re-arms it afresh."""
+        due = self._next_due()
+        timer = self._timer
+        if due is None or (timer is not None and self._timer_due <= due):
             return
-        if self._grant_timer is not None:
-            self._grant_timer.cancel()
-        self._grant_due = due
-        self._grant_timer = self.loop.call_later(max(0.0, due - time.time()), self._on_grant_timer)
+        if timer is not None:
+            timer.cancel()
+        self._timer_due = due
+        self._timer = self.loop.call_at(due, self._on_timer)
 
-    def _on_grant_timer(self) -> None:
-        self._grant_timer = None
-        self.dispatch(self.table.tick(time.time()))
+    def _next_due(self) -> float | None:
+        """When (loop time) the timer must next fire, None: nothing to wait for."""
+        loop_now = self.loop.time()
+        due: float | None = None
+        table = self.table
+        # The lock core works in wall-clock time.  A time-based grant is due exactly;
+        # the expiry of unused resources (lazy: an expired one is never used again) is
+        # batched, or a connection per lock would cost a wake-up per lock.
+        table_due = table.next_grant_deadline()
+        expiry = table.next_expiry_deadline()
+        if expiry is not None:
+            expiry = max(expiry, self._last_tick + EXPIRY_BATCH_S)
+            if table_due is None or expiry < table_due:
+                table_due = expiry
+        if table_due is not None:
+            due = loop_now + (table_due - time.time())
+        if self._stall_due is not None and (due is None or self._stall_due < due):
+            due = self._stall_due
+        if self._tls_check_due is not None and (due is None or self._tls_check_due < due):
+            due = self._tls_check_due
+        if self.connections or not self.table.idle:
+            self._idle_since = None
+        else:
+            if self._idle_since is None:
+                self._idle_since = loop_now
+            if self.lifespan_ms > 0:
+                idle_due = self._idle_since + self.lifespan_ms / 1e3
+                if due is None or idle_due < due:
+                    due = idle_due
+        return due
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.stopping:
+            return
+        now = self.loop.time()
+        if self._tls_check_due is not None and now >= self._tls_check_due:
+            assert self.tls is not None
+            self._tls_check_due = now + TLS_CHECK_INTERVAL_S
+            self.tls.reload_if_changed()
+        if self._stall_due is not None and now >= self._stall_due:
+            self._close_stalled(now)
+        self._last_tick = time.time()
+        answers = self.table.tick(self._last_tick)
+        idle_since = self._idle_since
+        if (
+            idle_since is not None
+            and self.lifespan_ms > 0
+            and now - idle_since >= self.lifespan_ms / 1e3
+            and not self.connections
+            and self.table.idle
+        ):
+            self.log.notice("FLM004N idle for the whole lifespan: exiting")
+            self.stop()
+            return
+        self.dispatch(answers)  # arms the timer again
+        if self._timer is None and not self.stopping:
+            self._arm_timer()
+
+    def _close_stalled(self, now: float) -> None:
+        """Close the connections silent for the stall timeout in the middle of a message,
+        or without holding or waiting; plan the next check by the earliest that could."""
+        limit = self.options.stall_timeout_s
+        self._stall_due = None  # planned below (not from the closes in the meantime)
+        next_due: float | None = None
+        involves = self.table.involves
+        for conn in list(self.connections.values()):
+            if conn.closed or conn.lingering:
+                continue  # a lingering connection has its own end
+            due = conn.last_activity + limit
+            if now >= due:
+                if conn.protocol.pending:
+                    self.reject(conn, f"no complete message within {limit:g} s")
+                    continue
+                if not involves(conn.id):
+                    self.reject(conn, f"silent for {limit:g} s without holding or waiting")
+                    continue
+                due = now + limit  # holds or waits: looked at again after a while
+            if next_due is None or due < next_due:
+                next_due = due
+        # Never more often than STALL_CHECK_MIN_S, however spread the deadlines are.
+        self._stall_due = None if next_due is None else max(next_due, now + STALL_CHECK_MIN_S)
+
+    def internal_error(self, conn: ClientConnection, exc: BaseException) -> None:
+        """A bug met while serving ``conn``: say so, close that connection only."""
+        self.log.error(
+            f"FLM031E internal error while serving connection {conn.id}, closing it: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        self.log.trace("".join(traceback.format_exception(exc)))
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def reject(self, conn: ClientConnection, reason: str) -> None:
         """Close a connection that broke the protocol, and say why in the log."""
@@ -374,37 +473,6 @@ class LockDaemon:
             return
         self.dispatch(self.table.disconnect(conn.id, time.time()))
 
-    # -- time ----------------------------------------------------------------------------
-    async def housekeeping(self) -> None:
-        """Expire idle resources, close stalled connections, exit when idle long enough."""
-        while not self._done.done():
-            period = 1.0 if self.lifespan_ms <= 0 else min(1.0, max(self.lifespan_ms / 3e3, 0.02))
-            await asyncio.sleep(period)
-            now = self.loop.time()
-            if self.tls is not None:
-                self.tls.reload_if_changed()
-            self.dispatch(self.table.tick(time.time()))
-            if now - self._last_sweep >= 0.5:
-                self._last_sweep = now
-                self._close_stalled(now)
-            if self.connections or not self.table.idle:
-                self._idle_since = None
-            elif self._idle_since is None:
-                self._idle_since = now
-            elif self.lifespan_ms > 0 and now - self._idle_since >= self.lifespan_ms / 1e3:
-                self.log.notice("FLM004N idle for the whole lifespan: exiting")
-                self.stop()
-
-    def _close_stalled(self, now: float) -> None:
-        limit = self.options.stall_timeout_s
-        for conn in list(self.connections.values()):
-            if now - conn.last_activity < limit:
-                continue
-            if conn.framer.pending:
-                self.reject(conn, f"no complete message within {limit:g} s")
-            elif not self.table.involves(conn.id):
-                self.reject(conn, f"silent for {limit:g} s without holding or waiting")
-
     # -- lifecycle -----------------------------------------------------------------------
     @property
     def stopping(self) -> bool:
@@ -431,19 +499,28 @@ class LockDaemon:
             self.loop.add_signal_handler(signum, self.stop)
         if self.tls is not None:
             self.loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
-        keeper = asyncio.ensure_future(self.housekeeping())
+        self._arm_timer()
         try:
             await self._done
         finally:
-            keeper.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             if self.options.socket_name is not None:
                 _unlink_if_ours(self.options.socket_name, self.socket_file)
             for listener in listeners:
                 self.loop.remove_reader(listener.fileno())
             if discovery is not None:
                 discovery.stop(self.loop)
+            lingering = []
             for conn in list(self.connections.values()):
-                conn.close()
+                if conn.gone is not None:
+                    lingering.append(conn.gone)  # -X: kept until its client closes
+                else:
+                    conn.close()
+            if lingering:
+                await asyncio.wait(lingering, timeout=MANAGEMENT_LINGER_S)
+                for conn in list(self.connections.values()):
+                    conn.close()
 
     def _accept(self, listener: socket.socket, tcp: bool) -> None:
         """Take every pending connection (a bounded burst, so others get their turn)."""
@@ -475,6 +552,9 @@ class LockDaemon:
             )
             self.connections[conn.id] = conn
             self._idle_since = None
+            if self._stall_due is None:
+                self._stall_due = self.loop.time() + self.options.stall_timeout_s
+                self._arm_timer()
             conn.on_readable()  # FLoM clients send their request right after connecting
 
     def _pause_accepting(self, listener: socket.socket, tcp: bool, exc: OSError) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ssl
 
 from .. import codec
-from .. import rc as _rc
 from ..tls import identity
 from ..tls.contexts import ContextCache, TlsSetupError, trace_of
 from ..tls.diagnosis import diagnose
@@ -18,6 +17,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .connection import ClientConnection
     from .tlsconnection import TlsClientConnection
+
+
+_CHECKED = (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)  # carry a peer id
 
 
 class DaemonTls:
@@ -82,14 +84,16 @@ class DaemonTls:
         request gets its answer with the reason code, so that ``-x``/``-X`` and
         ``--status`` can say so.
         """
-        if not self.files.check_peer_id or not isinstance(
-            message, (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)
-        ):
+        if not self.files.check_peer_id:
             return True
+        protocol = conn.protocol
+        why = protocol.check_peer_id(message, conn.peer_common_name)
         peer = getattr(conn, "peer", "?")
-        why = identity.mismatch(message.peer_id, conn.peer_common_name)
         if why is None:
-            if conn.answers_sent == 0:
+            if not protocol.authenticated and isinstance(
+                message, codec.LockRequest | codec.ShutdownRequest | codec.StatusRequest
+            ):
+                protocol.authenticated = True
                 self.log.info(
                     f"FLM014I peer '{peer}' with unique ID '{message.peer_id}' was "
                     "authenticated using the CN field of its X.509 certificate"
@@ -99,11 +103,9 @@ class DaemonTls:
             f"FLM013E peer '{peer}' refused: {why} (check with 'flom --unique-id' on that "
             "host; its certificate's CN must be exactly that id) [TLS-PEER-ID-MISMATCH]"
         )
-        if isinstance(message, codec.ShutdownRequest):
-            conn.write(codec.encode(codec.ShutdownAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))
-            conn.write_eof()
-        elif isinstance(message, codec.StatusRequest):
-            conn.write(codec.encode(codec.StatusAnswer(_rc.UNIQUE_ID_DOES_NOT_MATCH)))
+        refusal = protocol.refusal(message)
+        if refusal:
+            conn.write(refusal)
             conn.write_eof()
         conn.close()
         return False
