@@ -42,6 +42,7 @@ class ClientConnection:
         "id",
         "last_activity",
         "lingering",
+        "log_name",
         "out_limit",
         "peer_common_name",
         "protocol",
@@ -60,6 +61,7 @@ class ClientConnection:
         self.out_limit = MAX_PENDING_OUTPUT
         self._eof_pending = False
         self.peer_common_name: str | None = None  # CN of the client's certificate (TLS)
+        self.log_name: str | None = None  # who it is, as the daemon's log says it
         self.described: str | None = None  # who it is, as the status document says it
         self.lingering = False  # a management request came: kept until the client closes
         self.gone: asyncio.Future[None] | None = None  # done once closed (lingering only)

@@ -51,8 +51,9 @@ class StderrWriter:
             if len(self._lines) >= STDERR_BACKLOG:
                 self._dropped += 1
                 return
+            if not self._lines:  # else the writer is awake or about to take them
+                self._ready.notify()
             self._lines.append(line)
-            self._ready.notify()
 
     def _run(self) -> None:
         while True:

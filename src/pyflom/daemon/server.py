@@ -258,12 +258,14 @@ class LockDaemon:
 
     def _who(self, conn_id: object) -> str:
         """A connection as the log names it: its number, peer and (UNIX) process."""
-        conn = self.connections.get(conn_id)  # type: ignore[call-overload]
+        conn: ClientConnection | None = self.connections.get(conn_id)  # type: ignore[call-overload]
         if conn is None:
             return f"connection {conn_id}"
-        pid, _ = peer_process(conn.sock)
-        process = "" if pid is None else f" pid {pid}"
-        return f"connection {conn_id} ({peer_name(conn.sock)}{process})"
+        if conn.log_name is None:  # worked out once: a connection's peer never changes
+            pid, _ = peer_process(conn.sock)
+            process = "" if pid is None else f" pid {pid}"
+            conn.log_name = f"connection {conn_id} ({peer_name(conn.sock)}{process})"
+        return conn.log_name
 
     def _log_answers(self, answers: list[Answer]) -> None:
         """FLM050I/FLM052I/FLM054I: one line per grant, refusal and queued request."""
