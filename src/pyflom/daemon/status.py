@@ -1,8 +1,8 @@
 """The daemon's status document: every resource, its holders and its waiters.
 
-One JSON document (:func:`encode_status`; :func:`build_status` gives it as a plain dict)
-built from the lock table and the connections, the single source of ``flom --status``
-and the status file system (``-m``).  Its shape, version 1::
+One JSON document (:func:`status_slices`, or :func:`encode_status` at once) built from
+the lock table and the connections, the single source of ``flom --status`` and the
+status file system (``-m``).  Its shape, version 1::
 
     {"pyflom_status": 1,
      "daemon": {"pid", "peer_id", "started", "now", "connections", "lifespan_ms", "tls"},
@@ -241,10 +241,3 @@ def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -
         if part is not None:
             return part
     raise AssertionError("status_slices ended without a document")
-
-
-def build_status(daemon: LockDaemon, now: float, resource: str | None = None) -> dict[str, object]:
-    """The status document of ``daemon`` at ``now`` as a plain dict (see
-    :func:`encode_status`)."""
-    document: dict[str, object] = json.loads(encode_status(daemon, now, resource))
-    return document

@@ -65,7 +65,7 @@ def _entry_files(kind: str, entry: Mapping[str, Any], holder: bool) -> dict[str,
 
 
 def status_tree(document: Mapping[str, Any]) -> Tree:
-    """The file system tree of a status document (:func:`.status.build_status`)."""
+    """The file system tree of a status document (:func:`.status.encode_status`, parsed)."""
     dirs: dict[str, list[str]] = {"/": []}
     files: dict[str, bytes] = {}
 
