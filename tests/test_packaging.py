@@ -266,18 +266,82 @@ def test_wheel_carries_typing_marker_licence_man_page_and_completion(tmp_path: P
     assert set(urls) == {"Homepage", "Documentation", "Source", "Issues"}
 
 
-def test_flom_command_does_not_load_the_generators(sandbox: FlomSandbox) -> None:
-    flom_py = Path(sys.executable).with_name("flom")
+def run_in(
+    sandbox: FlomSandbox, argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in ``sandbox`` (its environment unless ``env``), remembering the daemon."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", str(flom_py), *sandbox.args("-d", "1000", "true")[1:]],
+        argv,
         capture_output=True,
         text=True,
         timeout=60,
-        env=sandbox.env,
+        env=sandbox.env if env is None else env,
         cwd=sandbox.root,
     )
     sandbox.remember_daemon()
+    return out
+
+
+def test_flom_command_does_not_load_the_generators(sandbox: FlomSandbox) -> None:
+    flom_py = Path(sys.executable).with_name("flom")
+    argv = [sys.executable, "-X", "importtime", str(flom_py)]
+    out = run_in(sandbox, [*argv, *sandbox.args("-d", "1000", "true")[1:]])
     assert out.returncode == 0, out.stderr
     assert "pyflom.cli" in out.stderr  # the import trace is there
     assert "pyflom.manpage" not in out.stderr
     assert "pyflom.completion" not in out.stderr
+
+
+# -- the console script: main, then a quick exit (pyflom.__main__) ------------------------
+
+
+def test_console_script_and_python_m_pyflom_exit_with_the_command_status(
+    sandbox: FlomSandbox,
+) -> None:
+    script = sandbox.run("-d", "5000", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (script.returncode, script.stdout, script.stderr) == (7, "out\n", "err\n")
+    argv = [sys.executable, "-m", "pyflom", "-s", sandbox.socket, "--", "sh", "-c", "exit 9"]
+    module = run_in(sandbox, argv)
+    assert (module.returncode, module.stderr) == (9, "")
+
+
+def test_console_script_flushes_its_own_output_before_the_quick_exit(
+    sandbox: FlomSandbox,
+) -> None:
+    # The -V dump waits in Python's buffers (unless PYTHONUNBUFFERED is set, as it may be
+    # where tests run): the quick exit must not lose it.
+    env = {k: v for k, v in sandbox.env.items() if k != "PYTHONUNBUFFERED"}
+    out = run_in(sandbox, sandbox.args("-d", "5000", "-V", "--", "true"), env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip("\n").endswith("[Monitor]/LockLossGrace=5000")
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["at exit", "at write"])
+@pytest.mark.parametrize(
+    ("stdout", "reason"), [("closed pipe", "Broken pipe"), ("/dev/full", "No space left")]
+)
+def test_unwritable_standard_output_is_said_with_status_120(
+    stdout: str, reason: str, buffered: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    if stdout == "closed pipe":
+        read_end, target = os.pipe()
+        os.close(read_end)
+    else:
+        target = os.open(stdout, os.O_WRONLY)
+    try:
+        out = subprocess.run(
+            [str(Path(sys.executable).with_name("flom")), "-v"],
+            stdout=target,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        os.close(target)
+    assert out.returncode == 120
+    assert out.stderr.startswith(f"flom: could not write standard output: {reason}")
+    assert "Traceback" not in out.stderr

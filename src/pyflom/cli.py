@@ -24,20 +24,56 @@ from .settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from .client import Handle
     from .cmdline import DaemonOption
     from .monitor import LockWatch
     from .transport import Channel
 
 SHUTDOWN_WAIT_S = 1.0  # as FLoM: how long -x/-X wait for the daemon's reaction
+ES_OUTPUT_FAILED = 120  # as Python's own exit when it cannot write its output
+
+
+class OutputFailed(Exception):
+    """Writing to standard output or error failed (a closed pipe, a full disk)."""
+
+    def __init__(self, stream: TextIO, error: OSError) -> None:
+        name = "standard error" if stream is sys.stderr else "standard output"
+        super().__init__(f"flom: could not write {name}: {error.strerror or error}")
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text)
+    except OSError as exc:
+        raise OutputFailed(stream, exc) from exc
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    _write(sys.stderr, text + "\n")
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    _write(sys.stdout, text if text.endswith("\n") else text + "\n")
+
+
+def _output_failed(error: OutputFailed) -> int:
+    try:  # straight to the file descriptor: the stream may be the one that failed
+        os.write(2, f"{error}\n".encode())
+    except OSError:
+        pass
+    return ES_OUTPUT_FAILED
+
+
+def flush_output(status: int) -> int:
+    """Flush standard output and error: ``status``, or 120 (said on stderr) if one fails."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError as exc:
+            status = _output_failed(OutputFailed(stream, exc))
+    return status
 
 
 def _rc_line(function: str, error: FlomError) -> str:
@@ -248,7 +284,7 @@ def show_status(settings: Settings, form: str, resource: str | None) -> int:
     except FlomError as exc:
         _err(f"flom: no status: {exc}")
         return _rc.ES_GENERIC_ERROR
-    sys.stdout.write(format_json(document) if form == "json" else format_table(document))
+    _write(sys.stdout, format_json(document) if form == "json" else format_table(document))
     return _rc.ES_OK
 
 
@@ -256,17 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flom`` console script."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        return _main(args)
-    except CliError as exc:
-        if exc.stdout:
-            _out(exc.stdout)
-        if exc.stderr:
-            _err(exc.stderr)
-        if exc.explanation:
-            _err(exc.explanation)
-        return exc.status
+        try:
+            return _main(args)
+        except CliError as exc:
+            if exc.stdout:
+                _out(exc.stdout)
+            if exc.stderr:
+                _err(exc.stderr)
+            if exc.explanation:
+                _err(exc.explanation)
+            return exc.status
     except KeyboardInterrupt:
         return 128 + 2
+    except OutputFailed as exc:
+        return _output_failed(exc)
 
 
 def _main(argv: list[str]) -> int:
@@ -282,7 +321,7 @@ def _main(argv: list[str]) -> int:
         if parsed.show_version:
             _out(version_text())
         if parsed.show_signal_list:
-            sys.stdout.write(signal_list_text())
+            _write(sys.stdout, signal_list_text())
         return _rc.ES_OK
     if parsed.show_unique_id:
         from .uniqueid import NoUniqueId, read_unique_id
@@ -303,7 +342,7 @@ def _main(argv: list[str]) -> int:
     if settings.verbose:
         from .usage import verbose_dump
 
-        sys.stdout.write(verbose_dump(settings))
+        _write(sys.stdout, verbose_dump(settings))
     settings, warnings = validate(settings)
     for warning in warnings:
         _err(warning)
