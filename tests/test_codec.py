@@ -434,6 +434,19 @@ def test_framer_whole_and_partial() -> None:
     assert framer.pending == 0
 
 
+def test_framer_checks_what_follows_whole_messages() -> None:
+    # Whole messages are cut from the data itself; the rest is still checked.
+    framer = Framer()
+    assert framer.feed(DEFAULT_LOCK + b"<msg") == [DEFAULT_LOCK]
+    assert framer.pending == 4
+    with pytest.raises(CodecError) as info:
+        Framer().feed(DEFAULT_LOCK + b"\x16\x03\x01\x00")
+    assert info.value.rc == rc.NO_TLS_CONNECTION
+    with pytest.raises(CodecError) as info:
+        Framer().feed(DEFAULT_LOCK + b"<" + b"x" * codec.MAX_MESSAGE_BYTES)
+    assert info.value.rc == rc.INVALID_MSG_LENGTH
+
+
 def test_framer_end_tag_split_byte_by_byte() -> None:
     framer = Framer()
     out = [m for byte in DEFAULT_LOCK for m in framer.feed(bytes([byte]))]

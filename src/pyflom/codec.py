@@ -695,9 +695,10 @@ def _decode_flom_shape(data: bytes) -> Message | None:
             chunks = text[len(prefix) :].split('"')
             build = shapes.get(tuple(chunks[1::2]))
             values = chunks[0::2]
-            if build is None or any(
-                "<" in v or "\t" in v or "\n" in v or "\r" in v for v in values
-            ):
+            if build is None:
+                return None
+            joined = "".join(values)
+            if "<" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
                 return None
             return build(values)
     return None
@@ -785,23 +786,35 @@ class Framer:
         unterminated rest, is longer than ``max_bytes``.
         """
         buffer = self._buffer
-        buffer += data
+        if buffer:  # the rest of a message came before: continue it
+            buffer += data
+            stream: bytes | bytearray = buffer
+            search = self._scanned
+        else:  # usually whole messages: cut them from data itself, no copy to the buffer
+            stream = data
+            search = 0
         messages: list[bytes] = []
         start = 0
-        search = self._scanned
         while True:
-            end = buffer.find(MESSAGE_END, search)
+            end = stream.find(MESSAGE_END, search)
             if end < 0:
                 break
             end += len(MESSAGE_END)
-            self._check(end - start)
-            messages.append(bytes(buffer[start:end]))
+            if end - start > self._max:
+                self._check(end - start)
+            messages.append(bytes(stream[start:end]))
             start = search = end
-        if start:
-            del buffer[:start]
-        self._check(len(buffer))
-        _check_opening(buffer)
-        self._scanned = max(0, len(buffer) - len(MESSAGE_END) + 1)
+        if stream is buffer:
+            if start:
+                del buffer[:start]
+        elif start < len(data):
+            buffer += data[start:]
+        if buffer:
+            self._check(len(buffer))
+            _check_opening(buffer)
+            self._scanned = max(0, len(buffer) - len(MESSAGE_END) + 1)
+        else:
+            self._scanned = 0
         return messages
 
     def _check(self, size: int) -> None:

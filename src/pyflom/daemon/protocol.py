@@ -9,6 +9,8 @@ the TLS connection filters them, the daemon decides what the requests mean.
 
 from __future__ import annotations
 
+import functools
+
 from .. import codec
 from .. import rc as _rc
 from ..tls import identity
@@ -46,6 +48,13 @@ Event = codec.Message | ProtocolError
 class ConnectionStateError(RuntimeError):
     """The connection was used after it ended (ERROR or CLOSED)."""
 
+
+# Decoding is pure, and clients repeat themselves: every lock of a resource by one peer
+# is the same bytes.  The last DECODED_KEPT distinct messages are remembered with their
+# decoding (at most MAX_MESSAGE_BYTES each: 2 MB at worst); errors are not remembered.
+# The decoded messages are shared between connections: nothing may change them.
+DECODED_KEPT = 512
+_decode = functools.lru_cache(maxsize=DECODED_KEPT)(codec.decode)
 
 _NO_INPUT = frozenset((State.ERROR, State.CLOSED))
 _FINAL = (codec.StatusRequest, codec.ShutdownRequest)
@@ -91,7 +100,7 @@ class ServerConnection:
                 events.append(self._fail(self._after_final))
                 break
             try:
-                message = codec.decode(frame)
+                message = _decode(frame)
             except codec.CodecError as exc:
                 events.append(self._fail(str(exc)))
                 break

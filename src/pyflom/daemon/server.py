@@ -123,6 +123,7 @@ class LockDaemon:
         self.lifespan_ms = options.lifespan_ms
         self._idle_since: float | None = self.loop.time()
         self._done: asyncio.Future[None] = self.loop.create_future()
+        self.stopping = False  # True once stop() was called (read on every event)
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _arm_timer)
         self._timer_due = 0.0  # loop time
@@ -476,14 +477,10 @@ class LockDaemon:
         self.dispatch(self.table.disconnect(conn.id, time.time()))
 
     # -- lifecycle -----------------------------------------------------------------------
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
-        return self._done.done()
-
     def stop(self) -> None:
         """Stop serving: every connection is closed without granting anything (holders
         and waiters alike see the connection end), ``serve`` returns."""
+        self.stopping = True
         if not self._done.done():
             self._done.set_result(None)
 
@@ -526,9 +523,13 @@ class LockDaemon:
 
     def _accept(self, listener: socket.socket, tcp: bool) -> None:
         """Take every pending connection (a bounded burst, so others get their turn)."""
+        family = int(listener.family)
         for _ in range(ACCEPT_BURST):
             try:
-                sock, _ = listener.accept()
+                # Not listener.accept(): it reads the listener's family and type back
+                # as enums for every connection, a tenth of a connection's cost.
+                fd, _ = listener._accept()  # type: ignore[attr-defined]
+                sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
