@@ -449,3 +449,18 @@ def test_stale_deadlines_do_not_pile_up() -> None:
         table.disconnect("w", T0)
         assert table.next_grant_deadline() == T0 + 1
     assert len(table._grant_heap) < 100
+
+
+def test_table_says_when_a_deadline_was_added() -> None:
+    # The daemon re-plans its timer only then: a missed flag is a missed expiry or grant.
+    table = LockTable()
+    table.lock("a", Request("R"), T0)
+    assert not table.deadline_added  # in use: no deadline
+    table.unlock("a", "R", False, T0)
+    assert table.deadline_added  # unused: it expires
+    table.deadline_added = False
+    table.lock("w1", Request("_t_w%s[1]"), T0 + 0.1)
+    table.unlock("w1", "_t_w%s[1]", False, T0 + 0.1)
+    table.deadline_added = False
+    table.lock("w2", Request("_t_w%s[1]"), T0 + 0.2)  # waits for the next grain: a date
+    assert table.deadline_added

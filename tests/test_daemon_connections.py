@@ -5,6 +5,7 @@ SIGPIPE otherwise), and an internal error closes only the connection it happened
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,3 +108,29 @@ def test_an_internal_error_closes_that_connection_only(sandbox: FlomSandbox) -> 
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
+
+
+def test_an_unused_resource_expires_on_time_while_others_stay_connected(
+    sandbox: FlomSandbox,
+) -> None:
+    # The daemon moves its one timer only when the lock table reports a new deadline;
+    # here no connection ever leaves the daemon empty, and the next stall check is ten
+    # seconds away: only the table's word brings the expiry (1.3 s after the unlock).
+    start_daemon(sandbox)
+    holder = sandbox.start("-r", "Holder", "--", "cat", stdin=True)
+    # Holder is held, and the daemon's first resource (_RESOURCE) has expired: its
+    # expiry must not be the wake-up that happens to take Brief's along.
+    assert wait_for(lambda: resource_names(sandbox) == {"Holder"}, timeout=10)
+    assert sandbox.run("-r", "Brief", "-i", "300", "--", "true").returncode == 0
+    released = time.monotonic()
+    assert wait_for(lambda: "Brief" not in resource_names(sandbox), timeout=6)
+    assert time.monotonic() - released < 6
+    assert holder.poll() is None  # the holder was there all along
+    holder.communicate(input="", timeout=30)  # cat ends: the holder unlocks and exits
+    assert holder.returncode == 0
+
+
+def resource_names(box: FlomSandbox) -> set[str]:
+    result = box.run("--status=json")
+    assert result.returncode == 0, result.stderr
+    return {resource["name"] for resource in json.loads(result.stdout)["resources"]}

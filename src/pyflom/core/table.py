@@ -106,6 +106,10 @@ class LockTable:
         # and a heap of (deadline, key) whose entries are stale unless they match it.
         self._grant_due: dict[str, float] = {}
         self._grant_heap: list[tuple[float, str]] = []
+        # Set when a deadline was added that may come before the ones known until then
+        # (a resource fell unused, a time-based grant got a date); whoever plans its
+        # wake-ups from next_deadline() looks again and clears it.
+        self.deadline_added = False
         # Fencing tokens, shared by all resources.
         self._generations = GenerationCounter() if durable is None else durable.generations
 
@@ -317,6 +321,7 @@ class LockTable:
         due = now + keep_ms / 1000.0
         if key not in self._expiry:  # one heap entry per key; tick() re-pushes if later
             heapq.heappush(self._deadlines, (due, key))
+            self.deadline_added = True
         self._expiry[key] = due
 
     def _refresh_grant_deadline(self, resource: Resource) -> None:
@@ -333,6 +338,7 @@ class LockTable:
         current[key] = due
         heap = self._grant_heap
         heapq.heappush(heap, (due, key))
+        self.deadline_added = True
         if len(heap) > 2 * len(current) + 64:
             heap[:] = [(d, k) for k, d in current.items()]
             heapq.heapify(heap)

@@ -255,7 +255,10 @@ class LockDaemon:
                 self._outbox.extend(answers)
                 if self._outbox_flush is None:
                     self._flush_outbox()
-        self._arm_timer()
+        # The timer is only ever moved earlier: that takes a new deadline in the table,
+        # no timer at all, or the last connection gone (the idle exit).
+        if self.table.deadline_added or self._timer is None or not self.connections:
+            self._arm_timer()
 
     def _who(self, conn_id: object) -> str:
         """A connection as the log names it: its number, peer and (UNIX) process."""
@@ -333,6 +336,7 @@ class LockDaemon:
         """Make the one timer fire by the earliest thing due: a lock-table deadline
         (resource expiry, time-based grant), the next stall check, the TLS files check,
         the idle exit.  Only ever moved earlier here; a firing re-arms it afresh."""
+        self.table.deadline_added = False
         due = self._next_due()
         timer = self._timer
         if due is None or (timer is not None and self._timer_due <= due):
