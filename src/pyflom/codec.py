@@ -322,6 +322,26 @@ def _head(verb: int, step: int) -> str:
     return f'{XML_HEADER}<msg level="{PROTOCOL_LEVEL}" verb="{verb:d}" step="{step:d}">'
 
 
+def encode_lock_answer(
+    step: int,
+    rc: int,
+    element: str | None = None,
+    peer_id: str | None = None,
+    generation: int | None = None,
+) -> bytes:
+    """``encode(LockAnswer(step, rc, element, peer_id, generation))`` without building
+    the message: the daemon sends one per lock."""
+    text = _head(Verb.LOCK, step)
+    if peer_id is not None:
+        text += f'<session peerid="{_attr(peer_id, "peer id")}"/>'
+    text += f'<answer rc="{rc:d}"'
+    if element is not None:
+        text += f' element="{_attr(element, "element")}"'
+    if generation is not None:
+        text += f' generation="{generation:d}"'
+    return (text + "/></msg>").encode("utf-8")
+
+
 def encode(msg: Message) -> bytes:
     """Serialise ``msg`` exactly as FLoM 1.7.2 does (plus XML escaping of attributes).
 
@@ -341,15 +361,7 @@ def encode(msg: Message) -> bytes:
             f"<resource {attrs}/></msg>"
         )
     elif isinstance(msg, LockAnswer):
-        text = _head(Verb.LOCK, msg.step)
-        if msg.peer_id is not None:
-            text += f'<session peerid="{_attr(msg.peer_id, "peer id")}"/>'
-        text += f'<answer rc="{msg.rc:d}"'
-        if msg.element is not None:
-            text += f' element="{_attr(msg.element, "element")}"'
-        if msg.generation is not None:
-            text += f' generation="{msg.generation:d}"'
-        text += "/></msg>"
+        return encode_lock_answer(msg.step, msg.rc, msg.element, msg.peer_id, msg.generation)
     elif isinstance(msg, UnlockRequest):
         text = (
             f'{_head(Verb.UNLOCK, STEP_REQUEST)}<resource name="{_b64(msg.name)}" '

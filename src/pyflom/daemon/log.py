@@ -5,7 +5,9 @@ Levels (syslog priorities): ``err`` failures, ``warning`` a client misbehaved,
 line per lock event: FLM050I grant, FLM051I release, FLM052I refusal, FLM053I lost
 client, FLM054I queued.  ``level`` keeps the messages at that priority or above
 (default ``info``: all of them).  Without a syslog socket (``/dev/log``) nothing is sent
-to syslog; a daemon run in the foreground then writes its log to stderr instead.
+to syslog; a daemon run in the foreground then writes its log to stderr instead.  Either
+way a thread of its own sends the lines, in batches (:class:`LogWriter`): the event loop
+only queues them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import syslog
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
 SYSLOG_SOCKET = "/dev/log"
@@ -27,58 +30,96 @@ LEVELS = {
     "info": syslog.LOG_INFO,
 }
 _NAMES = {priority: name for name, priority in LEVELS.items()}
-STDERR_BACKLOG = 10_000  # lines waiting for a slow stderr; more are dropped and counted
-STDERR_DRAIN_S = 1.0  # how long closing waits for the backlog to be written
+LOG_BACKLOG = 10_000  # lines waiting for the writer; more are dropped and counted
+LOG_DRAIN_S = 1.0  # how long closing waits for the backlog to be written
+LOG_BATCH_S = 0.05  # while lines keep coming, the writer writes them this often
+
+Sink = Callable[[list[tuple[int, str]]], None]
 
 
-class StderrWriter:
-    """Writes log lines to a stream from a thread of its own, so that a stderr nobody
-    reads (a full pipe) never blocks the daemon: past :data:`STDERR_BACKLOG` waiting
-    lines, lines are dropped, and the next write says how many."""
+class LogWriter:
+    """Hands ``(priority, text)`` lines to ``sink`` from a thread of its own, in batches.
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._lines: deque[str] = deque()
-        self._dropped = 0
-        self._ready = threading.Condition()
+    The event loop only queues a line: sending it (a syslog datagram, a write to stderr)
+    cost the loop more than the lock event it tells of, and a stderr nobody reads (a full
+    pipe) would block it.  While lines keep coming the thread wakes every
+    :data:`LOG_BATCH_S`; when none come it sleeps until the next one.  Past
+    :data:`LOG_BACKLOG` waiting lines, lines are dropped, and the next batch says how
+    many.  A sink that raises OSError or ValueError (stderr is gone) ends the writer."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._lines: deque[tuple[int, str]] = deque()
+        self._dropped = 0  # ever dropped (only grows)
+        self._reported = 0  # of which the writer has said so
+        self._wake = threading.Condition()
+        self._sleeping = False  # waiting for a line, not napping between batches
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="stderr-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
 
-    def write(self, line: str) -> None:
-        """Queue ``line`` (ending with a newline) without waiting."""
-        with self._ready:
-            if len(self._lines) >= STDERR_BACKLOG:
-                self._dropped += 1
-                return
-            if not self._lines:  # else the writer is awake or about to take them
-                self._ready.notify()
-            self._lines.append(line)
+    def write(self, priority: int, text: str) -> None:
+        """Queue a line without waiting (from any thread)."""
+        if len(self._lines) >= LOG_BACKLOG:
+            self._dropped += 1
+            return
+        self._lines.append((priority, text))
+        if self._sleeping:  # set before the writer looks at the queue a last time
+            with self._wake:
+                self._wake.notify()
 
     def _run(self) -> None:
+        lines = self._lines
         while True:
-            with self._ready:
-                while not self._lines and not self._closed:
-                    self._ready.wait()
-                if not self._lines:
-                    return
-                batch = list(self._lines)
-                self._lines.clear()
-                dropped, self._dropped = self._dropped, 0
+            with self._wake:
+                while not lines and not self._closed:
+                    self._sleeping = True
+                    if lines:  # queued before the flag could be seen
+                        break
+                    self._wake.wait()
+                self._sleeping = False
+                closed = self._closed
+            batch = []
+            while lines:
+                batch.append(lines.popleft())
+            dropped = self._dropped - self._reported
             if dropped:
-                batch.insert(0, f"flom[{os.getpid()}]: {dropped} log line(s) dropped\n")
+                self._reported += dropped
+                batch.insert(0, (syslog.LOG_WARNING, f"{dropped} log line(s) dropped"))
             try:
-                self._stream.write("".join(batch))
-                self._stream.flush()
+                self._sink(batch)
             except (OSError, ValueError):
-                return  # stderr is gone: nothing more can be said there
+                return  # the sink is gone: nothing more can be said there
+            if closed:
+                return
+            with self._wake:
+                if not self._closed:
+                    self._wake.wait(LOG_BATCH_S)  # let more lines gather
 
     def close(self) -> None:
-        """Write what is queued (waiting at most :data:`STDERR_DRAIN_S`), then stop."""
-        with self._ready:
+        """Write what is queued (waiting at most :data:`LOG_DRAIN_S`), then stop."""
+        with self._wake:
             self._closed = True
-            self._ready.notify()
-        self._thread.join(STDERR_DRAIN_S)
+            self._wake.notify()
+        self._thread.join(LOG_DRAIN_S)
+
+
+def syslog_sink(batch: list[tuple[int, str]]) -> None:
+    """Send each line to syslog (the module releases the GIL while it sends)."""
+    send = syslog.syslog
+    for priority, text in batch:
+        send(priority, text)
+
+
+def stream_sink(stream: TextIO) -> Sink:
+    """Write the lines to ``stream`` as ``flom[PID] PRIORITY: TEXT``, one write a batch."""
+    pid = os.getpid()
+
+    def write(batch: list[tuple[int, str]]) -> None:
+        stream.write("".join(f"flom[{pid}] {_NAMES[p]}: {text}\n" for p, text in batch))
+        stream.flush()
+
+    return write
 
 
 class DaemonLog:
@@ -93,25 +134,25 @@ class DaemonLog:
         foreground: bool = False,
     ) -> None:
         self.level = LEVELS[level]
-        self._syslog = os.path.exists(SYSLOG_SOCKET)
-        self._stderr = StderrWriter(sys.stderr) if foreground and not self._syslog else None
-        if self._syslog:
+        self._writer: LogWriter | None = None  # syslog or, in the foreground, stderr
+        if os.path.exists(SYSLOG_SOCKET):
             syslog.openlog("flom", syslog.LOG_PID, syslog.LOG_DAEMON)
+            self._writer = LogWriter(syslog_sink)
+        elif foreground:
+            self._writer = LogWriter(stream_sink(sys.stderr))
         self._trace: TextIO | None = None
         if trace_file:
             self._trace = open(trace_file, "a" if append else "w", buffering=1)  # noqa: SIM115
         # Whether info lines go anywhere: lock events are not even formatted otherwise.
         self.lock_events = self.level >= syslog.LOG_INFO and (
-            self._syslog or self._stderr is not None or self._trace is not None
+            self._writer is not None or self._trace is not None
         )
 
     def _emit(self, priority: int, text: str) -> None:
         if priority > self.level:
             return
-        if self._syslog:
-            syslog.syslog(priority, text)
-        if self._stderr is not None:
-            self._stderr.write(f"flom[{os.getpid()}] {_NAMES[priority]}: {text}\n")
+        if self._writer is not None:
+            self._writer.write(priority, text)
         self.trace(text)
 
     def notice(self, text: str) -> None:
@@ -144,10 +185,10 @@ class DaemonLog:
                 self.error(f"FLM044E trace file no longer written: {exc.strerror or exc}")
 
     def close(self) -> None:
-        """Flush and close the trace file and stderr's writer."""
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
+        """Write what is queued, then close the trace file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._trace is not None:
             self._trace.close()
             self._trace = None
