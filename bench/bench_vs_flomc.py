@@ -14,7 +14,10 @@ throughput, not one lock's hand-over rate), started together and stopped by the 
 Daemons: FLoM C, pyflom on asyncio's loop (``PYFLOM_NO_UVLOOP=1``) and pyflom on uvloop
 (when installed), all in the same run, UNIX socket.  Targets (issue 12): pyflom >= 1.0x
 FLoM C with 1 client and >= 1.3x with 8 (connect per pair); pyflom's kept connection
->= 2x FLoM's model.
+>= 2x FLoM's model.  A last row, "python floor", is ``bench/floor_server.py``: a server
+that grants every request without any lock logic, on pyflom's loop and socket calls.
+The load generator's own CPU is the same for all, so on a small machine the floor shows
+the most any Python daemon can reach there.
 
 FLoM C is looked up in ``$FLOM_C_PREFIX`` (default ``/work/flomc``), which must hold
 ``bin/flom``, ``include/flom.h`` and ``lib/libflom.so``; without it (or without gcc) the
@@ -152,6 +155,25 @@ def build_generator(prefix: Path, workdir: str) -> str:
 
 
 @contextlib.contextmanager
+def floor_server(_argv: list[str], env: dict[str, str]) -> Iterator[str]:
+    """bench/floor_server.py on a fresh socket; yield its path."""
+    root = tempfile.mkdtemp(prefix="pyflom-floor-", dir="/tmp")
+    path = os.path.join(root, "sock")
+    script = str(Path(__file__).with_name("floor_server.py"))
+    proc = subprocess.Popen([sys.executable, script, path], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while daemon_pid(path) is None:
+            assert time.monotonic() < deadline and proc.poll() is None, "floor did not start"
+            time.sleep(0.02)
+        yield path
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def daemon(argv: list[str], env: dict[str, str]) -> Iterator[str]:
     """A daemon started by ``argv + [-s path, -d -1, --, true]``; yield its socket path."""
     root = tempfile.mkdtemp(prefix="pyflom-vsc-", dir="/tmp")
@@ -222,13 +244,15 @@ def main() -> None:
     }
     if "uvloop" in loops:
         daemons["pyflom uvloop"] = ([FLOM], base_env)
+    daemons["python floor"] = ([], base_env)  # bench/floor_server.py: no locks at all
     cases = [("lib", 1), ("lib", 8), ("kept", 1), ("kept", 8)]
     results: dict[tuple[str, str, int], float] = {}
     with tempfile.TemporaryDirectory(prefix="pyflom-gen-") as workdir:
         gen = build_generator(prefix, workdir)
         for _ in range(args.rounds):  # interleaved rounds: noise hits every daemon alike
             for label, (argv, env) in daemons.items():
-                with daemon(argv, env) as path:
+                start = floor_server if label == "python floor" else daemon
+                with start(argv, env) as path:
                     for mode, clients in cases:
                         if mode == "kept" and label == "FLoM C":
                             continue
@@ -242,6 +266,8 @@ def main() -> None:
         ref = results[("FLoM C", "lib", clients)]
         print(f"{label:16s} {model:22s} {clients:7d} {rate:9.0f} {rate / ref:9.2f}x")
     print("targets: connect per pair >= 1.0x (1 client), >= 1.3x (8); kept >= 2x FLoM's model")
+    print("python floor: bench/floor_server.py grants every request and keeps no state, on")
+    print("pyflom's loop and socket calls: no Python daemon here can pass its figures")
     print(rerun_line("bench_vs_flomc.py", f"--seconds {args.seconds:g} --rounds {args.rounds}"))
     sys.stdout.flush()
 

@@ -11,6 +11,7 @@ import pytest
 from pyflom import options as table
 from pyflom.cmdline import configured_settings, load_settings, parse_args
 from pyflom.daemon.__main__ import parse_args as daemon_parse_args
+from pyflom.daemon.server import DaemonOptions
 from pyflom.lockmodes import LockMode
 from pyflom.settings import Settings
 from pyflom.spawn import DAEMON_DEFAULTS, daemon_argv
@@ -148,3 +149,14 @@ def test_the_daemon_gets_the_setting(option: table.Option, tmp_path: Path) -> No
         assert got == settings.effective_socket_name()
     else:
         assert got == setting
+
+
+def test_daemon_options_take_the_tables_defaults() -> None:
+    options, settings = DaemonOptions(), Settings()
+    assert options.lifespan_ms == settings.daemon_lifespan
+    assert options.tcp_keepalive_s == settings.keepalive_s()
+    assert options.grant_policy == settings.grant_policy
+    assert (options.unicast_port, options.multicast_port) == (
+        settings.unicast_port,
+        settings.multicast_port,
+    )

@@ -30,7 +30,8 @@ from ..core.table import MAX_RESOURCES
 from ..lockmodes import LockMode
 from ..mounts import VfsError
 from ..netaddr import show, tune_tcp
-from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT, GrantPolicy
+from ..options import daemon_default
+from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
@@ -72,6 +73,10 @@ FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this ofte
 READY_REASON_MAX = 4000  # bytes of a start failure's reason (one atomic pipe write)
 
 
+# The defaults a started daemon takes when its command line lacks them: the option table's.
+_KEEPALIVE_S: tuple[int, int, int] = daemon_default("--tcp-keepalive")  # type: ignore[assignment]
+
+
 @dataclass
 class DaemonOptions:
     """How one daemon runs (given by the client that starts it): on a UNIX socket, or on
@@ -83,10 +88,10 @@ class DaemonOptions:
     multicast_address: str | None = None
     multicast_port: int = DEFAULT_MULTICAST_PORT
     network_interface: str | None = None
-    tcp_keepalive_s: tuple[int, int, int] = (60, 10, 6)
+    tcp_keepalive_s: tuple[int, int, int] = _KEEPALIVE_S
     tls: TlsFiles | None = None  # TLS on every connection (UNIX and TCP) when set
-    lifespan_ms: int = 5000
-    grant_policy: str = GrantPolicy.FLOM
+    lifespan_ms: int = daemon_default("--lifespan")  # type: ignore[assignment]
+    grant_policy: str = daemon_default("--grant-policy")  # type: ignore[assignment]
     trace_file: str | None = None
     append_trace_file: bool = False
     state_file: str | None = None  # keeps sequences and generations across restarts
