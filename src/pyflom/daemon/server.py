@@ -499,8 +499,7 @@ class LockDaemon:
         """Serve ``listeners`` (and answer discovery queries) until :meth:`stop`."""
         for listener in listeners:
             listener.setblocking(False)
-            tcp = listener.family != socket.AF_UNIX
-            self.loop.add_reader(listener.fileno(), self._accept, listener, tcp)
+            self.loop.add_reader(listener.fileno(), self._accept, listener, int(listener.family))
         if discovery is not None:
             discovery.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -530,9 +529,9 @@ class LockDaemon:
                 for conn in list(self.connections.values()):
                     conn.close()
 
-    def _accept(self, listener: socket.socket, tcp: bool) -> None:
+    def _accept(self, listener: socket.socket, family: int) -> None:
         """Take every pending connection (a bounded burst, so others get their turn)."""
-        family = int(listener.family)
+        tcp = family != socket.AF_UNIX
         for _ in range(ACCEPT_BURST):
             try:
                 # Not listener.accept(): it reads the listener's family and type back
@@ -544,7 +543,7 @@ class LockDaemon:
             except OSError as exc:
                 if exc.errno in _ACCEPT_TRANSIENT:
                     continue  # that one client gave up already: take the next
-                self._pause_accepting(listener, tcp, exc)
+                self._pause_accepting(listener, family, exc)
                 return
             if self._accept_failures:
                 self.log.notice(
@@ -569,7 +568,7 @@ class LockDaemon:
                 self._arm_timer()
             conn.on_readable()  # FLoM clients send their request right after connecting
 
-    def _pause_accepting(self, listener: socket.socket, tcp: bool, exc: OSError) -> None:
+    def _pause_accepting(self, listener: socket.socket, family: int, exc: OSError) -> None:
         """Out of descriptors (or memory): leave new clients in the backlog and try again
         later, instead of spinning on a listener that stays readable.  Logged once per
         episode, with the fix."""
@@ -585,8 +584,8 @@ class LockDaemon:
 
         def resume() -> None:
             if not self.stopping and listener.fileno() == fd:
-                self.loop.add_reader(fd, self._accept, listener, tcp)
-                self._accept(listener, tcp)
+                self.loop.add_reader(fd, self._accept, listener, family)
+                self._accept(listener, family)
 
         self.loop.call_later(ACCEPT_RETRY_S, resume)
 
