@@ -410,3 +410,24 @@ def test_tls_killed_flom_keeps_the_lock_while_the_command_runs(
     assert sandbox.run(*args, "-r", "R", "-o", "0", "--", "true").returncode == 98
     os.kill(command, 9)
     assert sandbox.run(*args, "-r", "R", "-o", "20000", "--", "true").returncode == 0
+
+
+def test_the_commands_key_log_and_trace_are_complete_when_it_exits(
+    sandbox: FlomSandbox, certs: Standard
+) -> None:
+    # flom leaves without the interpreter's teardown (pyflom.__main__): whatever it wrote
+    # to its TLS key log and record trace must be in the files by then.
+    start_daemon(sandbox, *tls_options(certs.peer1, certs.ca1))
+    keys, trace = sandbox.path("keys.log"), sandbox.path("tls.trace")
+    result = sandbox.run(
+        *tls_options(certs.peer2, certs.ca1),
+        f"--tls-keylog={keys}",
+        f"--tls-trace={trace}",
+        "--",
+        "true",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in keys.read_text().splitlines() if not line.startswith("#")]
+    assert any(line.startswith("CLIENT_TRAFFIC_SECRET_0 ") for line in lines), lines
+    assert all(line.count(" ") == 2 for line in lines), lines  # whole lines only
+    assert "established TLSv1.3" in trace.read_text()
