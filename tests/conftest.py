@@ -124,15 +124,17 @@ class FlomSandbox:
 
     def cleanup(self) -> None:
         self.remember_daemon()
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=10)
-        for pid in self.daemon_pids:
-            if process_alive(pid):
-                os.kill(pid, signal.SIGTERM)
-                if not wait_for(lambda pid=pid: not process_alive(pid), timeout=5):
-                    os.kill(pid, signal.SIGKILL)
+        try:
+            for proc in self.started:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=10)
+        finally:  # the daemons end even when a started command's teardown failed
+            for pid in self.daemon_pids:
+                if process_alive(pid):
+                    os.kill(pid, signal.SIGTERM)
+                    if not wait_for(lambda pid=pid: not process_alive(pid), timeout=5):
+                        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
