@@ -128,7 +128,6 @@ class LockDaemon:
         self.lifespan_ms = options.lifespan_ms
         self._idle_since: float | None = self.loop.time()
         self._done: asyncio.Future[None] = self.loop.create_future()
-        self.stopping = False  # True once stop() was called (read on every event)
         self.socket_file: tuple[int, int] | None = None  # (dev, inode) of our socket file
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _arm_timer)
         self._timer_due = 0.0  # loop time
@@ -486,10 +485,14 @@ class LockDaemon:
         self.dispatch(self.table.disconnect(conn.id, time.time()))
 
     # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._done.done()
+
     def stop(self) -> None:
         """Stop serving: every connection is closed without granting anything (holders
         and waiters alike see the connection end), ``serve`` returns."""
-        self.stopping = True
         if not self._done.done():
             self._done.set_result(None)
 
