@@ -13,7 +13,7 @@ import sys
 
 from pyflom import codec
 
-GRANT = codec.encode_lock_answer(codec.STEP_FIRST_ANSWER, 0, None, "0" * 32, 1)
+GRANT = codec.encode(codec.LockAnswer(codec.STEP_FIRST_ANSWER, 0, None, "0" * 32, 1))
 LOCK = b'verb="1"'
 
 

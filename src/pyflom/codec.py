@@ -322,26 +322,6 @@ def _head(verb: int, step: int) -> str:
     return f'{XML_HEADER}<msg level="{PROTOCOL_LEVEL}" verb="{verb:d}" step="{step:d}">'
 
 
-def encode_lock_answer(
-    step: int,
-    rc: int,
-    element: str | None = None,
-    peer_id: str | None = None,
-    generation: int | None = None,
-) -> bytes:
-    """``encode(LockAnswer(step, rc, element, peer_id, generation))`` without building
-    the message: the daemon sends one per lock."""
-    text = _head(Verb.LOCK, step)
-    if peer_id is not None:
-        text += f'<session peerid="{_attr(peer_id, "peer id")}"/>'
-    text += f'<answer rc="{rc:d}"'
-    if element is not None:
-        text += f' element="{_attr(element, "element")}"'
-    if generation is not None:
-        text += f' generation="{generation:d}"'
-    return (text + "/></msg>").encode("utf-8")
-
-
 def encode(msg: Message) -> bytes:
     """Serialise ``msg`` exactly as FLoM 1.7.2 does (plus XML escaping of attributes).
 
@@ -361,7 +341,15 @@ def encode(msg: Message) -> bytes:
             f"<resource {attrs}/></msg>"
         )
     elif isinstance(msg, LockAnswer):
-        return encode_lock_answer(msg.step, msg.rc, msg.element, msg.peer_id, msg.generation)
+        text = _head(Verb.LOCK, msg.step)
+        if msg.peer_id is not None:
+            text += f'<session peerid="{_attr(msg.peer_id, "peer id")}"/>'
+        text += f'<answer rc="{msg.rc:d}"'
+        if msg.element is not None:
+            text += f' element="{_attr(msg.element, "element")}"'
+        if msg.generation is not None:
+            text += f' generation="{msg.generation:d}"'
+        text += "/></msg>"
     elif isinstance(msg, UnlockRequest):
         text = (
             f'{_head(Verb.UNLOCK, STEP_REQUEST)}<resource name="{_b64(msg.name)}" '
@@ -812,8 +800,7 @@ class Framer:
             if end < 0:
                 break
             end += len(MESSAGE_END)
-            if end - start > self._max:
-                self._check(end - start)
+            self._check(end - start)
             messages.append(bytes(stream[start:end]))
             start = search = end
         if stream is buffer:
@@ -821,12 +808,9 @@ class Framer:
                 del buffer[:start]
         elif start < len(data):
             buffer += data[start:]
-        if buffer:
-            self._check(len(buffer))
-            _check_opening(buffer)
-            self._scanned = max(0, len(buffer) - len(MESSAGE_END) + 1)
-        else:
-            self._scanned = 0
+        self._check(len(buffer))
+        _check_opening(buffer)
+        self._scanned = max(0, len(buffer) - len(MESSAGE_END) + 1)
         return messages
 
     def _check(self, size: int) -> None:

@@ -139,12 +139,14 @@ class ServerConnection:
         sending side (as FLoM: after LOCK_CANT_WAIT or an error, nothing more comes)."""
         first = self.answers_sent == 0
         self.answers_sent += 1
-        payload = codec.encode_lock_answer(
-            codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
-            rc,
-            element,
-            peer_id if first else None,
-            generation,
+        payload = codec.encode(
+            codec.LockAnswer(
+                step=codec.STEP_FIRST_ANSWER if first else codec.STEP_LATER_ANSWER,
+                rc=rc,
+                element=element,
+                peer_id=peer_id if first else None,
+                generation=generation,
+            )
         )
         return payload, rc == _rc.LOCK_CANT_WAIT or rc < 0
 
