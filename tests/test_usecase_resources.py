@@ -6,11 +6,13 @@ decides when a lock is released; only "is X still waiting?" needs a time margin.
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 
 import pytest
 
 from conftest import FlomSandbox, wait_for
+from pyflom import codec, rc
 from test_usecase import MARGIN, events, finish, holder, open_gate, started
 
 NEVER = "Resource will never satisfy the request, the lock cannot be obtained\n"
@@ -236,6 +238,50 @@ def test_invalid_hierarchical_names(sandbox: FlomSandbox, name: str) -> None:
     result = sandbox.run("-r", name, "--", "echo", "ran")
     assert result.returncode == 99
     assert result.stdout == f"ERROR: '{name}' is not a valid name for a resource\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"), [("/a/./b", "/a/b"), ("/a/../a/b", "/a/b"), ("/a/..", None)]
+)
+def test_dot_levels_are_refused_with_the_reason(
+    sandbox: FlomSandbox, name: str, fix: str | None
+) -> None:
+    # '/a/./b' and '/a/../a/b' are other nodes than '/a/b' to the lock table: accepted,
+    # both could hold EX beside a holder of '/a/b'.
+    p = sandbox.start("-r", "/a/b", "--", *holder(sandbox, "h"))
+    assert wait_for(lambda: started(sandbox, "h"))
+    result = sandbox.run("-r", name, "-o", "0", "--", "echo", "ran")
+    assert (result.returncode, "ran" in result.stdout) == (99, False)
+    assert f"'{name}' is not a valid name for a resource: '.' and '..' are not allowed" in (
+        result.stdout
+    )
+    assert (f"(write '{fix}')" in result.stdout) == (fix is not None)
+    open_gate(sandbox, "h")
+    assert finish(p) == 0
+
+
+def test_dot_levels_from_a_foreign_client_are_refused_by_the_daemon(
+    sandbox: FlomSandbox,
+) -> None:
+    """A client that does not check names (FLoM C accepts '/a/./b') gets the reason
+    code for an invalid name, not a second exclusive lock beside '/a/b'."""
+    p = sandbox.start("-r", "/a/b", "--", *holder(sandbox, "h"))
+    assert wait_for(lambda: started(sandbox, "h"))
+    request = codec.LockRequest("", "/a/./b", wait=False, create=True, lifespan=0, mode=5)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(sandbox.socket)
+        sock.sendall(codec.encode(request))
+        data = b""
+        while b"</msg>" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, "the daemon closed the connection without answering"
+            data += chunk
+    answer = codec.decode(data[: data.index(b"</msg>") + 6])
+    assert isinstance(answer, codec.LockAnswer)
+    assert answer.rc == rc.INVALID_RESOURCE_NAME
+    open_gate(sandbox, "h")
+    assert finish(p) == 0
 
 
 # --- usecase-seq: sequence resources ------------------------------------------------------

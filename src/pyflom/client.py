@@ -37,7 +37,13 @@ from .errors import (
     ProtocolError,
 )
 from .lockmodes import LockMode, parse_lock_mode
-from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .names import (
+    RESERVED_NAME,
+    ResourceType,
+    invalid_name_reason,
+    resource_type,
+    uses_lock_mode,
+)
 from .settings import Settings
 from .transport import Channel, encode_message, open_channel
 from .uniqueid import peer_id
@@ -241,7 +247,7 @@ class HandleCore:
     def resource_name(self, name: str) -> None:
         self._mutable()
         if resource_type(name) is None:
-            raise InvalidResourceName(f"'{name}' is not a valid name for a resource")
+            raise InvalidResourceName(invalid_name_reason(name))
         self._settings.resource_name = name
 
     @property

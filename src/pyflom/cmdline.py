@@ -72,7 +72,13 @@ import os
 
 from . import rc as _rc
 from .lockmodes import lock_mode_choices, parse_lock_mode
-from .names import RESERVED_NAME, ResourceType, resource_type, uses_lock_mode
+from .names import (
+    RESERVED_NAME,
+    ResourceType,
+    invalid_name_reason,
+    resource_type,
+    uses_lock_mode,
+)
 from .options import (
     ABSOLUTE_ON_COMMAND_LINE,
     BOOLEAN,
@@ -351,7 +357,7 @@ def resource_name_error(name: str) -> str | None:
     if name == RESERVED_NAME:
         return f"ERROR: '{RESERVED_NAME}' is a reserved resource name and can not be set by user"
     if resource_type(name) is None:
-        return f"ERROR: '{name}' is not a valid name for a resource"
+        return f"ERROR: {invalid_name_reason(name)}"
     return None
 
 

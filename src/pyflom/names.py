@@ -40,8 +40,31 @@ def resource_type(name: str) -> str | None:
 
     for kind, pattern in _PATTERNS:
         if re.fullmatch(pattern, name):
+            if kind == ResourceType.HIERARCHICAL and _has_dot_level(name):
+                return None  # '/a/./b' would be another node than '/a/b': refused
             return kind
     return None
+
+
+def _has_dot_level(name: str) -> bool:
+    """True when a level of the hierarchical ``name`` is ``.`` or ``..``."""
+    return any(level in (".", "..") for level in name.split("/"))
+
+
+def invalid_name_reason(name: str) -> str:
+    """Why ``name`` (for which :func:`resource_type` is None) is refused, with the fix
+    where one is known."""
+    reason = f"'{name}' is not a valid name for a resource"
+    if name.startswith("/") and _has_dot_level(name):
+        import posixpath
+
+        fixed = posixpath.normpath(name)
+        suggestion = "" if resource_type(fixed) is None else f" (write '{fixed}')"
+        reason += (
+            ": '.' and '..' are not allowed as levels of a hierarchical name, which would "
+            f"then name another node than the path it spells{suggestion}"
+        )
+    return reason
 
 
 def uses_lock_mode(kind: str) -> bool:
