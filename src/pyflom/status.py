@@ -217,7 +217,7 @@ def stopping_report(settings: Settings) -> str:
 
     return (
         f"the daemon on {daemon_address(settings)} is stopping: it waits for the commands "
-        f"of its holders to end (its log says who); '{settings.resource_name}' is asked "
+        f"of its holders to end (its log says how many); '{settings.resource_name}' is asked "
         "for again once it has gone (a new daemon starts then)"
     )
 
