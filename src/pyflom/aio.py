@@ -35,7 +35,7 @@ import socket
 
 from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
-from .client import CONNECT, SEND, HandleCore, HandleState, Step, StepRun
+from .client import CONNECT, PAUSE, SEND, HandleCore, HandleState, Step, StepRun
 from .client import lock as _blocking_lock
 from .errors import LockTimeout
 from .settings import Settings
@@ -444,6 +444,8 @@ class Handle(HandleCore):
     async def _perform(self, step: Step, arg: Any) -> Any:
         if step is CONNECT:
             return await self._connect()
+        if step is PAUSE:
+            return await asyncio.sleep(arg)
         assert self._channel is not None
         return await (self._channel.send_bytes if step is SEND else self._channel.receive)(arg)
 

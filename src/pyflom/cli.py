@@ -117,9 +117,13 @@ def lock_and_run(
 
     handle = Handle(settings=settings)
     if settings.verbose:
-        from .status import wait_report
+        from .status import stopping_report, wait_report
 
-        handle.on_wait = lambda channel, _answer: _out(wait_report(settings, channel))
+        handle.on_wait = lambda channel, answer: _out(
+            stopping_report(settings)
+            if answer.rc == _rc.DAEMON_STOPPING
+            else wait_report(settings, channel)
+        )
     try:
         element = handle.lock()
     except LockBusy:

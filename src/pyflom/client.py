@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from .durations import Seconds
 
 _CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
+# A stopping daemon (it waits for its holders' commands to end) is asked again this
+# often, at first more often, until it is gone and a new one can start.
+_STOPPING_PAUSES_S = (0.02, 0.05, 0.1, 0.2)
 
 
 class _Default(Enum):
@@ -71,9 +74,10 @@ class Step(Enum):
     CONNECT = "connect"
     SEND = "send"
     RECEIVE = "receive"
+    PAUSE = "pause"  # sleep the given seconds (the daemon is stopping)
 
 
-CONNECT, SEND, RECEIVE = Step.CONNECT, Step.SEND, Step.RECEIVE
+CONNECT, SEND, RECEIVE, PAUSE = Step.CONNECT, Step.SEND, Step.RECEIVE, Step.PAUSE
 
 
 class StepRun:
@@ -361,11 +365,13 @@ class HandleCore:
 
     def _lock_steps(self) -> Generator[tuple[Step, Any], Any, str | None]:
         """The whole of a ``lock()``, independent of the kind of I/O: yields the steps
-        ``(CONNECT, None)`` (send back the channel), ``(SEND, bytes)`` and ``(RECEIVE,
-        deadline)`` (send back the message); the driver throws the I/O's errors in."""
+        ``(CONNECT, None)`` (send back the channel), ``(SEND, bytes)``, ``(RECEIVE,
+        deadline)`` (send back the message) and ``(PAUSE, seconds)``; the driver throws
+        the I/O's errors in."""
         request = self._lock_request()
         deadline: float | None = None
         attempt = 1
+        stopping = 0  # answers "the daemon is stopping" so far
         while True:
             channel = yield CONNECT, None
             if deadline is None:
@@ -373,15 +379,29 @@ class HandleCore:
             try:
                 yield SEND, request
                 answer = first_answer((yield RECEIVE, deadline))
-                break
             except FlomError as exc:
                 self._disconnect(graceful=False)
                 if not self._may_retry(exc, attempt):
                     raise
                 attempt += 1
+                continue
             except BaseException:
                 self._disconnect()
                 raise
+            if answer.rc != _rc.DAEMON_STOPPING:
+                break
+            # The daemon waits for its holders' commands to end: this request waits for
+            # it to go (as for a held lock: within the timeout), then starts a new one.
+            self._disconnect(graceful=False)
+            if stopping == 0:
+                self._waits(channel, answer)
+            if self._settings.resource_timeout == 0:
+                raise LockBusy(self._stopping_text("this request may not wait (-o 0)"))
+            pause = _STOPPING_PAUSES_S[min(stopping, len(_STOPPING_PAUSES_S) - 1)]
+            stopping += 1
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise LockTimeout(self._stopping_text("the timeout expired"))
+            yield PAUSE, pause
         self._check_answer(answer, channel.tls, channel.peer_common_name)
         if waiting(answer):
             self._waits(channel, answer)
@@ -392,6 +412,12 @@ class HandleCore:
         except BaseException:
             self._disconnect()  # the daemon forgets the request with the connection
             raise
+
+    def _stopping_text(self, why: str) -> str:
+        return (
+            f"'{self._settings.resource_name}' was not granted: the daemon is stopping and "
+            f"waits for its holders' commands to end; {why} (try again once it has gone)"
+        )
 
     def _deadline(self) -> float | None:
         """When the lock request times out (``time.monotonic()``; None: never).  The
@@ -549,6 +575,8 @@ class Handle(HandleCore):
     def _perform(self, step: Step, arg: Any) -> Any:
         if step is CONNECT:
             return self._connect()
+        if step is PAUSE:
+            return time.sleep(arg)
         assert self._channel is not None
         return (self._channel.send_bytes if step is SEND else self._channel.receive)(arg)
 

@@ -50,6 +50,9 @@ INVALID_TIMESTAMP_FORMAT = -25
 RESOURCE_INIT_ERROR = -26
 CONNECTION_CLOSED_BY_SERVER = -27
 OBJ_NOT_FOUND_ERROR = -28
+# pyflom extension: the daemon is stopping and waits for its holders' commands to end
+# (it grants nothing; the client waits for it to go, then starts a new one).
+DAEMON_STOPPING = -40
 
 # System-call failures, numbered in alphabetical order of the call from -100.
 _SYSCALLS = [
@@ -166,6 +169,7 @@ _TEXTS = {
     RESOURCE_INIT_ERROR: "the resource could not be initialized",
     CONNECTION_CLOSED_BY_SERVER: "the connection was closed by the server",
     OBJ_NOT_FOUND_ERROR: "object not found",
+    DAEMON_STOPPING: "the daemon is stopping: it waits for its holders' commands to end",
     G_KEY_FILE_LOAD_FROM_FILE_ERROR: "'g_key_file_load_from_file' function returned an error",
     TLS_NO_VALID_METHOD: "no valid TLS method is available",
 }

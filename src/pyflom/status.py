@@ -211,6 +211,17 @@ def describe_wait(
     return None
 
 
+def stopping_report(settings: Settings) -> str:
+    """What a lock request told "the daemon is stopping" does (``flom -V``)."""
+    from .transport import daemon_address
+
+    return (
+        f"the daemon on {daemon_address(settings)} is stopping: it waits for the commands "
+        f"of its holders to end (its log says how many); '{settings.resource_name}' is asked "
+        "for again once it has gone (a new daemon starts then)"
+    )
+
+
 def wait_report(settings: Settings, channel: Channel) -> str:
     """What the lock request waiting on ``channel`` waits for, asked of the daemon on a
     second connection (``flom -V``); a plain sentence even when the daemon cannot say."""
@@ -219,5 +230,13 @@ def wait_report(settings: Settings, channel: Channel) -> str:
         document = query_status(settings, name, WAIT_REPORT_TIMEOUT_S)
     except FlomError as exc:
         return f"waiting for '{name}' (the daemon does not say who holds it: {exc})"
+    daemon = document["daemon"]
+    delay = daemon.get("lock_delay_s") if isinstance(daemon, dict) else None
+    if delay is not None:
+        return (
+            f"waiting for '{name}': the daemon grants nothing for {float(delay):.1f} s more "
+            "(lock-delay: the previous daemon died while commands held locks, and they "
+            "may still be running until their lock-loss grace ends)"
+        )
     said = describe_wait(document, _is_me(channel.sock))
     return said or f"waiting for '{name}' (the daemon's status does not list this request)"

@@ -40,6 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"refused with reason code -12 (default {MAX_RESOURCES})",
     )
     parser.add_argument(
+        "--lock-delay",
+        type=_positive,
+        default=None,
+        metavar="MS",
+        help="when the previous daemon here died holding locks, grant nothing for this "
+        "long first (default: the default lock-loss grace plus a second, 6000; the dead "
+        "daemon's own value when it was longer)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=tuple(LEVELS),
         help="keep log messages of this syslog priority or above (default info, every lock "
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         grant_policy=args.grant_policy,
         max_resources=args.max_resources,
         log_level=args.log_level or os.environ.get("PYFLOM_LOG_LEVEL") or "info",
+        **({} if args.lock_delay is None else {"lock_delay_ms": args.lock_delay}),
         trace_file=args.trace_file,
         append_trace_file=args.append_trace_file,
         state_file=None if args.state_file is None else os.path.abspath(args.state_file),

@@ -119,16 +119,68 @@ def listen_tcp_any(family: int) -> socket.socket:
         raise ListenError(BIND_ERROR, f"cannot listen on a TCP port: {exc.strerror}") from None
 
 
-def discovery_lock_path(group: str, port: int) -> str:
-    """A per-host lock file for daemons that only a multicast group names, so that clients
-    starting at the same moment on one host end with one daemon (FLoM can start several).
-    The network namespace is part of the name: it is what a "host" is to the network."""
+def _host_lock_path(kind: str, name: str, port: int) -> str:
+    """A per-host lock file named by ``kind``, ``name`` and ``port``.  The network
+    namespace is part of the name: it is what a "host" is to the network."""
     try:
         netns = os.stat("/proc/self/ns/net").st_ino
     except OSError:
         netns = 0
-    safe = "".join(c if c.isalnum() else "_" for c in group)
-    return os.path.join(tempfile.gettempdir(), f"flom-discovery-{netns}-{safe}-{port}.lock")
+    safe = "".join(c if c.isalnum() else "_" for c in name)
+    return os.path.join(tempfile.gettempdir(), f"flom-{kind}-{netns}-{safe}-{port}.lock")
+
+
+def discovery_lock_path(group: str, port: int) -> str:
+    """A per-host lock file for daemons that only a multicast group names, so that clients
+    starting at the same moment on one host end with one daemon (FLoM can start several)."""
+    return _host_lock_path("discovery", group, port)
+
+
+def tcp_lock_path(listener: socket.socket) -> str:
+    """The lock file of a TCP daemon, named by the address and port it is bound to (the
+    numeric address: every spelling of it names one file) and by this user: what a
+    daemon that died leaves there tells the next one on that port (see
+    :func:`read_holders_mark`)."""
+    host, port = listener.getsockname()[:2]
+    return _host_lock_path(f"tcp-{os.getuid()}", host, port)
+
+
+# -- the holders mark ---------------------------------------------------------------------
+# A daemon writes the mark into its lock file while connections may hold locks and removes
+# it once none does (and when it exits cleanly).  A daemon that finds the mark when it
+# takes the lock file knows that its predecessor died with holders whose commands may
+# still run (for up to their lock-loss grace): it grants nothing for a lock-delay first.
+_MARK = "pyflom-holders pid {pid} lock-delay-ms {delay_ms}"
+_MARK_SIZE = 80  # written whole, in place: one pwrite, no truncation needed
+
+
+def write_holders_mark(fd: int, delay_ms: int) -> None:
+    """Mark the lock file ``fd``: holders may exist, ``delay_ms`` is the lock-delay the
+    next daemon must keep if this one dies now."""
+    text = _MARK.format(pid=os.getpid(), delay_ms=delay_ms)
+    os.pwrite(fd, text.encode().ljust(_MARK_SIZE - 1) + b"\n", 0)
+
+
+def clear_holders_mark(fd: int) -> None:
+    """Remove the mark: no connection holds a lock."""
+    os.ftruncate(fd, 0)
+
+
+def read_holders_mark(fd: int) -> tuple[int | None, int] | None:
+    """The mark a previous daemon left in the lock file ``fd``: (its pid, its
+    lock-delay in ms), None when there is none.  Unreadable content counts as a mark
+    (pid None, delay 0: the reader's own lock-delay applies)."""
+    try:
+        data = os.pread(fd, _MARK_SIZE, 0)
+    except OSError:
+        return None
+    if not data.strip():
+        return None
+    words = data.decode(errors="replace").split()
+    try:
+        return int(words[2]), int(words[4])
+    except (IndexError, ValueError):
+        return None, 0
 
 
 def open_discovery(group: str, port: int, interface: str | None) -> socket.socket:

@@ -31,7 +31,7 @@ from ..lockmodes import LockMode
 from ..mounts import VfsError
 from ..netaddr import show, tune_tcp
 from ..options import daemon_default
-from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT
+from ..settings import DEFAULT_LOCK_LOSS_GRACE_MS, DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
@@ -40,12 +40,16 @@ from .discovery import DiscoveryResponder
 from .listeners import (
     ListenError,
     advertised_address,
+    clear_holders_mark,
     discovery_lock_path,
     listen_tcp,
     listen_tcp_any,
     listen_unix,
     open_discovery,
+    read_holders_mark,
     take_lock_file,
+    tcp_lock_path,
+    write_holders_mark,
 )
 from .log import LEVELS, DaemonLog
 from .protocol import MANAGEMENT_LINGER_S
@@ -71,6 +75,12 @@ STALL_CHECK_MIN_S = 0.5  # stalled connections are looked for at most this often
 TLS_CHECK_INTERVAL_S = 1.0  # how often the daemon's TLS files are checked for changes
 FULL_LOG_INTERVAL_S = 60.0  # FLM028W (resource limit reached) at most this often
 READY_REASON_MAX = 4000  # bytes of a start failure's reason (one atomic pipe write)
+# After a daemon died holding locks, the next one grants nothing for the lock-loss grace
+# of the dead one's clients (their commands get SIGTERM, then SIGKILL that much later)
+# plus this margin, for the monitors to notice and the kernel to end the processes.
+LOCK_DELAY_MARGIN_MS = 1000
+DEFAULT_LOCK_DELAY_MS = DEFAULT_LOCK_LOSS_GRACE_MS + LOCK_DELAY_MARGIN_MS
+MARK_CLEAR_DELAY_S = 1.0  # the holders mark is removed this long after the last holder
 
 
 # The defaults a started daemon takes when its command line lacks them: the option table's.
@@ -99,6 +109,7 @@ class DaemonOptions:
     max_resources: int = MAX_RESOURCES  # live resources; more are refused (rc -12)
     mount_point_vfs: str | None = None  # serve the status file system there (FUSE)
     log_level: str = "info"  # syslog priorities kept: err, warning, notice or info
+    lock_delay_ms: int = DEFAULT_LOCK_DELAY_MS  # after a predecessor died with holders
 
 
 class LockDaemon:
@@ -144,19 +155,33 @@ class LockDaemon:
         self._full_refusals = 0  # refused for the resource limit since the last FLM028W
         self._full_logged_at: float | None = None
         self.state_version = 0  # moves on every event: the status file system rebuilds
+        # Restart safety (see _drain_holders and the lock-delay): the lock file that owns
+        # the daemon's place, whether it bears the holders mark, and the requests held
+        # back while the lock-delay lasts.
+        self.place_fd: int | None = None
+        self._marked = False
+        self._mark_check: asyncio.TimerHandle | None = None
+        self.lock_delay_until: float | None = None  # wall clock; None: no lock-delay
+        self._delayed: list[tuple[ClientConnection, codec.LockRequest]] = []
+        self._holders_left: set[int] = set()  # stopping: holders not gone yet
+        self._holders_gone: asyncio.Future[None] | None = None
 
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
         """Act on one decoded message from ``conn``."""
         if self.stopping:
-            return  # shutting down: nothing is granted any more
+            self._while_stopping(conn, message)  # nothing is granted any more
+            return
         now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
         if self.tls is not None and not self.tls.admits(conn, message):
             return
         try:
             if isinstance(message, codec.LockRequest):
-                self._lock(conn, message, now)
+                if self.lock_delay_until is None:
+                    self._lock(conn, message, now)
+                else:
+                    self._delay(conn, message)
             elif isinstance(message, codec.UnlockRequest):
                 answers = self.table.unlock(conn.id, message.name, message.rollback, now)
                 if self.log.lock_events:
@@ -165,6 +190,8 @@ class LockDaemon:
                         f"FLM051I {self._who(conn.id)} released '{message.name}'{rollback}"
                     )
                 self.dispatch(answers)
+                if self._marked and self._mark_check is None:
+                    self._plan_mark_check()
             elif isinstance(message, codec.ShutdownRequest):
                 self._shutdown(conn, message)
             elif isinstance(message, codec.StatusRequest):
@@ -175,12 +202,15 @@ class LockDaemon:
             self.log.warning(f"FLM009W closing connection {conn.id}: {exc}")
             conn.close()
 
-    def _lock(self, conn: ClientConnection, message: codec.LockRequest, now: float) -> None:
+    def _lock(
+        self, conn: ClientConnection, message: codec.LockRequest, now: float, fresh: bool = True
+    ) -> None:
         # The codec has already checked mode (0..5) and lifespan (>= 0).
         if message.quantity is not None and message.quantity < 1:
             self.reject(conn, f"quantity {message.quantity} is not a positive number")
             return
-        conn.protocol.new_request()
+        if fresh:  # not a request held back by the lock-delay (it was answered already)
+            conn.protocol.new_request()
         request = Request(
             name=message.name,
             mode=LockMode.NL if message.mode is None else message.mode,
@@ -249,6 +279,8 @@ class LockDaemon:
             return
         if answers and self.log.lock_events:
             self._log_answers(answers)
+        if answers and not self._marked and self.place_fd is not None:
+            self._mark_if_granted(answers)
         if answers:
             outboxed = self._outboxed
             if len(answers) <= OUTBOX_BATCH and not any(a.conn in outboxed for a in answers):
@@ -481,8 +513,109 @@ class LockDaemon:
                 self.log.info(f"FLM053I {self._who(conn.id)} went away while {outcome}")
         self.connections.pop(conn.id, None)
         if self.stopping:
+            self._holders_left.discard(conn.id)
+            gone = self._holders_gone
+            if not self._holders_left and gone is not None and not gone.done():
+                gone.set_result(None)
             return
         self.dispatch(self.table.disconnect(conn.id, time.time()))
+        if self._marked and self._mark_check is None:
+            self._plan_mark_check()
+
+    # -- restart safety --------------------------------------------------------------------
+    def _mark_if_granted(self, answers: list[Answer]) -> None:
+        """Write the holders mark before the first grant leaves (see listeners.py)."""
+        if any(answer.rc == _rc.OK for answer in answers):
+            self._set_mark()
+
+    def _set_mark(self) -> None:
+        assert self.place_fd is not None
+        try:
+            write_holders_mark(self.place_fd, self.options.lock_delay_ms)
+        except OSError as exc:
+            self.log.warning(f"FLM060W cannot mark the lock file (holders exist): {exc}")
+        self._marked = True
+
+    def _plan_mark_check(self) -> None:
+        """Look, a little later, whether the mark can go (lazily: a daemon locking and
+        unlocking all the time writes it once)."""
+        self._mark_check = self.loop.call_later(MARK_CLEAR_DELAY_S, self._check_mark)
+
+    def _check_mark(self) -> None:
+        self._mark_check = None
+        if self.stopping or self.lock_delay_until is not None:
+            return
+        what = self.table.what
+        for conn_id in self.connections:
+            state = what(conn_id)
+            if state is not None and state[1] == "holding":
+                return  # looked at again when a lock is released or a connection ends
+        self._clear_mark()
+
+    def _clear_mark(self) -> None:
+        if self._marked and self.place_fd is not None:
+            with contextlib.suppress(OSError):
+                clear_holders_mark(self.place_fd)
+        self._marked = False
+
+    def start_lock_delay(self, predecessor: int | None, delay_ms: int) -> None:
+        """The previous daemon here died holding locks: grant nothing for ``delay_ms``."""
+        self.lock_delay_until = time.time() + delay_ms / 1000
+        # Our own mark, with the longer delay: if this daemon dies too, the next waits.
+        self.options.lock_delay_ms = delay_ms
+        self._set_mark()
+        who = (
+            "a previous daemon"
+            if predecessor is None
+            else f"the previous daemon (pid {predecessor})"
+        )
+        self.log.warning(
+            f"FLM061W {who} ended while commands held locks; they may still be running "
+            f"until their lock-loss grace ends: granting nothing for {delay_ms / 1000:g} s "
+            "(lock-delay); lock requests wait meanwhile"
+        )
+        self.loop.call_later(delay_ms / 1000, self._end_lock_delay)
+
+    def _delay(self, conn: ClientConnection, message: codec.LockRequest) -> None:
+        """A lock request during the lock-delay: told it waits (busy when it may not),
+        served when the delay ends."""
+        conn.protocol.new_request()
+        if not message.wait:
+            conn.send_answer(Answer(conn.id, _rc.LOCK_BUSY))
+            return
+        conn.send_answer(Answer(conn.id, _rc.LOCK_ENQUEUED))
+        assert self.lock_delay_until is not None
+        # Not silent: it waits (the stall check counts from the delay's end).
+        conn.last_activity = self.loop.time() + max(0.0, self.lock_delay_until - time.time())
+        self._delayed.append((conn, message))
+
+    def _end_lock_delay(self) -> None:
+        if self.stopping:
+            return
+        self.lock_delay_until = None
+        delayed, self._delayed = self._delayed, []
+        self.log.notice(
+            f"FLM062N lock-delay over: serving the {len(delayed)} lock request(s) that waited"
+        )
+        now = time.time()
+        for conn, message in delayed:
+            if conn.closed or conn.id not in self.connections:
+                continue
+            try:
+                self._lock(conn, message, now, fresh=False)
+            except ProtocolViolation as exc:
+                self.log.warning(f"FLM009W closing connection {conn.id}: {exc}")
+                conn.close()
+        self._plan_mark_check()
+
+    def _while_stopping(self, conn: ClientConnection, message: codec.Message) -> None:
+        """A message while the daemon waits for its holders to go: a lock request is told
+        the daemon is stopping (its client waits for it to go and starts a new one)."""
+        if isinstance(message, codec.LockRequest):
+            conn.protocol.new_request()
+            conn.send_answer(Answer(conn.id, _rc.DAEMON_STOPPING))
+        elif isinstance(message, codec.ShutdownRequest):
+            conn.linger()
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -491,10 +624,39 @@ class LockDaemon:
         return self._done.done()
 
     def stop(self) -> None:
-        """Stop serving: every connection is closed without granting anything (holders
-        and waiters alike see the connection end), ``serve`` returns."""
+        """Stop serving: nothing is granted any more, waiters' connections are closed,
+        holders' connections see the end of the daemon's sending side (their client's
+        monitor ends the command); ``serve`` returns once every holder's connection has
+        closed (:meth:`_drain_holders`)."""
         if not self._done.done():
             self._done.set_result(None)
+
+    async def _drain_holders(self) -> None:
+        """Keep the daemon's place (socket file, lock file, TCP port) until no holder's
+        connection is left, so that no new daemon grants anything while a holder's
+        command still runs (it holds the connection: its end closes it).  Waiters and
+        idle connections are closed now; newcomers are told the daemon is stopping."""
+        holding = []
+        for conn in list(self.connections.values()):
+            state = self.table.what(conn.id)
+            if state is not None and state[1] == "holding" and not conn.closed:
+                holding.append(conn)
+            elif conn.gone is None:
+                conn.close()
+        if not holding:
+            return
+        self._holders_left = {conn.id for conn in holding}
+        self._holders_gone = self.loop.create_future()
+        for conn in holding:
+            conn.write_eof()  # the client sees its lock lost and ends its command
+        self.log.notice(
+            f"FLM063N stopping: waiting for the {len(holding)} holder(s) to end their "
+            "commands (their connections to close) before leaving the socket; a new "
+            "daemon cannot start meanwhile (SIGKILL this daemon to leave now: the next "
+            "one then grants nothing for its lock-delay)"
+        )
+        await self._holders_gone
+        self.log.notice("FLM064N every holder has gone: leaving")
 
     async def serve(
         self, listeners: list[socket.socket], discovery: DiscoveryResponder | None = None
@@ -512,6 +674,11 @@ class LockDaemon:
         self._arm_timer()
         try:
             await self._done
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._mark_check is not None:
+                self._mark_check.cancel()
+            await self._drain_holders()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -531,6 +698,8 @@ class LockDaemon:
                 await asyncio.wait(lingering, timeout=MANAGEMENT_LINGER_S)
                 for conn in list(self.connections.values()):
                     conn.close()
+            if self.lock_delay_until is None:
+                self._clear_mark()  # a clean end: no holder is left
 
     def _accept(self, listener: socket.socket, family: int) -> None:
         """Take every pending connection (a bounded burst, so others get their turn)."""
@@ -648,14 +817,16 @@ def _event_loop_factory() -> type[asyncio.AbstractEventLoop] | None:
 
 def _open_sockets(
     options: DaemonOptions, log: DaemonLog, stack: contextlib.ExitStack
-) -> tuple[list[socket.socket], socket.socket | None]:
-    """Open what ``options`` ask for (closed by ``stack``); raise :class:`ListenError`."""
+) -> tuple[list[socket.socket], socket.socket | None, int]:
+    """Open what ``options`` ask for (closed by ``stack``); raise :class:`ListenError`.
+    Returns the listeners, the discovery socket and the lock file that owns the place
+    (the socket's, the TCP address's, or the multicast group's)."""
     if options.socket_name is not None:
         listener, lock_fd = listen_unix(options.socket_name)
         stack.callback(os.close, lock_fd)
         stack.enter_context(listener)
         log.notice(f"FLM000I activating a local daemon on UNIX socket '{options.socket_name}'")
-        return [listener], None
+        return [listener], None, lock_fd
     discovery = None
     if options.multicast_address is not None:
         group, port = options.multicast_address, options.multicast_port
@@ -667,17 +838,22 @@ def _open_sockets(
         listener = listen_tcp(
             options.unicast_address, options.unicast_port, options.network_interface
         )
+        stack.enter_context(listener)
+        # Taken once the port is ours (a daemon that left it has left this file too):
+        # what the previous daemon on this address and port left behind is read there.
+        lock_fd = take_lock_file(tcp_lock_path(listener))
+        stack.callback(os.close, lock_fd)
     else:
         assert discovery is not None
         listener = listen_tcp_any(discovery.family)
-    stack.enter_context(listener)
+        stack.enter_context(listener)
     log.notice(f"FLM001I activating a network daemon on TCP {show(listener.getsockname())}")
     if discovery is not None:
         log.notice(
             f"FLM002I joined multicast group {options.multicast_address} "
             f"port {options.multicast_port} for auto-discovery"
         )
-    return [listener], discovery
+    return [listener], discovery, lock_fd
 
 
 def _log_state(log: DaemonLog, state: StateFile) -> None:
@@ -746,7 +922,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(log.close)
         try:
-            listeners, discovery_socket = _open_sockets(options, log, stack)
+            listeners, discovery_socket, place_fd = _open_sockets(options, log, stack)
         except ListenError as exc:
             log.error(f"FLM019E {exc.reason}")
             _report(ready_fd, exc.rc, exc.reason)
@@ -769,6 +945,11 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
         async def main() -> None:
             daemon = LockDaemon(options, log, tls, state)
             daemon.socket_file = socket_file
+            daemon.place_fd = place_fd
+            mark = read_holders_mark(place_fd)
+            if mark is not None:
+                predecessor, delay_ms = mark
+                daemon.start_lock_delay(predecessor, max(delay_ms, options.lock_delay_ms))
             responder = None
             if discovery_socket is not None:
                 responder = DiscoveryResponder(

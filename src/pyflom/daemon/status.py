@@ -5,7 +5,8 @@ the lock table and the connections, the single source of ``flom --status`` and t
 status file system (``-m``).  Its shape, version 1::
 
     {"pyflom_status": 1,
-     "daemon": {"pid", "peer_id", "started", "now", "connections", "lifespan_ms", "tls"},
+     "daemon": {"pid", "peer_id", "started", "now", "connections", "lifespan_ms", "tls",
+                "lock_delay_s"},
      "resources": [{"id", "name", "type", "holders": [...], "waiters": [...]}],
      "incubator": [{"connection", "peer", ..., "name", "type", "since", "waiting_s"}]}
 
@@ -14,7 +15,9 @@ Every holder and waiter has ``connection`` (the daemon's number for it), ``peer`
 ``user`` (the client process and its uid, UNIX sockets only, else null),
 ``certificate_cn`` (TLS), ``name`` (the requested name: hierarchical requests differ
 from their resource's), ``mode`` (short lock-mode name, simple and hierarchical
-resources, else null) and ``quantity`` (numeric resources, else null).  Holders add
+resources, else null) and ``quantity`` (numeric resources, else null).  ``lock_delay_s``
+is the time left of the daemon's lock-delay (it grants nothing: its predecessor died
+holding locks), null when none.  Holders add
 ``element``, ``generation``, ``since`` and ``held_s``; waiters ``position`` (1 = next)
 ``since`` and ``waiting_s``.  Times are seconds since the epoch.
 
@@ -186,6 +189,9 @@ def status_slices(
             "connections": len(daemon.connections),
             "lifespan_ms": daemon.lifespan_ms,
             "tls": daemon.tls is not None,
+            "lock_delay_s": None
+            if daemon.lock_delay_until is None
+            else max(0.0, daemon.lock_delay_until - now),
         },
         separators=(",", ":"),
     )
