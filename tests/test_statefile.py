@@ -363,3 +363,19 @@ def test_rewrites_keep_the_mode_of_the_file(
                 before.st_gid,
             )
     assert any(later < earlier for earlier, later in itertools.pairwise(sizes))  # rewritten
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602], ids=oct)
+def test_a_state_file_others_can_write_in_refuses(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "state"
+    write(path, {"sequences": {"_s_x[1]": seq(3)}})
+    path.chmod(mode)
+    before = path.read_text()
+    assert refusal(path) == (
+        f"state file '{path}' is writable by other users (mode {mode:o}), who could change "
+        f"the numbers it holds: chmod go-w '{path}'"
+    )
+    assert path.read_text() == before
+    path.chmod(mode & ~0o022)
+    with StateFile.open(str(path), NOW) as state:
+        assert state.durable.sequences == {"_s_x[1]": SequenceState(3)}

@@ -23,7 +23,8 @@ Another user must not be able to turn these files against the daemon's user: the
 directory is opened once and every name is used relative to it, never through a
 symbolic link; the directory must belong to that user or root and be writable by nobody
 else unless it is sticky (like /tmp: others cannot rename or remove our files there), and
-in a sticky directory every existing file must be that user's own.
+in a sticky directory every existing file must be that user's own.  Nobody else may
+write in the state file either.
 """
 
 from __future__ import annotations
@@ -341,6 +342,13 @@ def _load(
         fd, info = files.open_file(os.path.basename(path), os.O_RDONLY, f"state file '{path}'")
     except FileNotFoundError:
         return 0, {}, False, None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise StateFileError(
+            f"state file '{path}' is writable by other users (mode {mode:o}), who could "
+            f"change the numbers it holds: chmod go-w '{path}'"
+        )
     try:
         with open(fd, "rb") as file:
             data = file.read()
