@@ -279,7 +279,10 @@ def _lock(files: _Directory, path: str) -> int:
     """Hold ``path.lock`` (flock) and write our PID in it; refuse if another daemon has it."""
     lock_path = path + ".lock"
     what = f"state file '{path}': its lock file '{lock_path}'"
-    fd, _ = files.open_file(os.path.basename(lock_path), os.O_RDWR | os.O_CREAT, what)
+    try:
+        fd, _ = files.open_file(os.path.basename(lock_path), os.O_RDWR | os.O_CREAT, what)
+    except FileNotFoundError as exc:  # the directory was removed meanwhile
+        raise StateFileError(f"{what} cannot be opened: {exc.strerror}") from None
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
