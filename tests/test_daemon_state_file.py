@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import FlomSandbox, daemon_pid, process_alive, wait_for
 from pyflom.daemon.statefile import HEADER
 
@@ -230,3 +232,111 @@ def test_a_state_file_that_cannot_be_written_stops_the_daemon_before_it_answers(
     assert len(sandbox.daemon_pids) == 2
     assert increasing([element for element, _ in handed]), handed
     assert increasing([generation for _, generation in handed]), handed
+
+
+# -- files another user could have planted; an empty file ----------------------------------
+
+VICTIM = "the daemon user's precious file\n"
+
+
+def refused_start(box: FlomSandbox, path: Path, cause: str) -> None:
+    """A command asking for a daemon with the state file ``path`` gets none, runs
+    nothing, and says ``cause`` (exit 99), as the daemon's log does (FLM040E)."""
+    trace = box.path("trace")
+    result = box.run(
+        "-t", str(trace), "--state-file", str(path), "-r", "_s_q[1]", "--", "echo", "ran"
+    )
+    assert (result.returncode, result.stdout) == (99, ""), result
+    assert result.stderr.splitlines()[-1] == f"flom: the daemon did not start: {cause}"
+    assert f"FLM040E {cause}" in trace.read_text()
+    assert box.remember_daemon() is None and not os.path.exists(box.socket)
+
+
+def state_dir(box: FlomSandbox, mode: int = 0o700) -> Path:
+    directory = box.path("dir")
+    directory.mkdir()
+    directory.chmod(mode)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("name", "what"), [("state.lock", ": its lock file '{link}'"), ("state", "")]
+)
+def test_a_link_planted_beside_or_as_the_state_file_is_not_followed(
+    sandbox: FlomSandbox, name: str, what: str
+) -> None:
+    directory = state_dir(sandbox)
+    path, link, victim = directory / "state", directory / name, sandbox.path("victim")
+    victim.write_text(VICTIM)
+    link.symlink_to(victim)
+    refused_start(
+        sandbox,
+        path,
+        f"state file '{path}'{what.format(link=link)} is a symbolic link: refusing to follow "
+        "it (another user may have pointed it at a file that would be overwritten); remove "
+        "it, or give the real path",
+    )
+    assert victim.read_text() == VICTIM
+    link.unlink()
+    assert grant(sandbox, "_s_q[1]", "--state-file", str(path))[0] == "1"
+    assert victim.read_text() == VICTIM
+
+
+def test_a_link_planted_at_the_old_temp_name_is_harmless(sandbox: FlomSandbox) -> None:
+    """Rewrites go through a new file of a random name: a link at ``FILE.tmp`` is
+    never written through, and the daemon removes it."""
+    directory = state_dir(sandbox)
+    victim = sandbox.path("victim")
+    victim.write_text(VICTIM)
+    (directory / "state.tmp").symlink_to(victim)
+    assert grant(sandbox, "_s_q[1]", "--state-file", str(directory / "state"))[0] == "1"
+    assert victim.read_text() == VICTIM
+    assert sorted(p.name for p in directory.iterdir()) == ["state", "state.lock"]
+
+
+def test_a_directory_others_can_write_in_refuses_unless_sticky(sandbox: FlomSandbox) -> None:
+    directory = state_dir(sandbox, 0o777)
+    path = directory / "state"
+    refused_start(
+        sandbox,
+        path,
+        f"state file '{path}': its directory '{directory}' is writable by other users "
+        f"(mode 777), who could replace the state file or plant links in it: make it "
+        f"writable by its owner only (chmod go-w '{directory}') or use another directory",
+    )
+    assert list(directory.iterdir()) == []
+    directory.chmod(0o1777)  # like /tmp: others cannot rename or remove our files
+    assert grant(sandbox, "_s_q[1]", "--state-file", str(path))[0] == "1"
+    stop_daemon(sandbox, signal.SIGKILL)
+    assert grant(sandbox, "_s_q[1]", "--state-file", str(path))[0] == "2"
+
+
+def test_an_existing_empty_state_file_refuses_until_removed(sandbox: FlomSandbox) -> None:
+    """Sequences must not silently start again at 1 from a file emptied by accident."""
+    path = sandbox.path("state")
+    path.write_bytes(b"")
+    refused_start(
+        sandbox,
+        path,
+        f"state file '{path}' is empty: pyflom never leaves a state file empty, so the "
+        "numbers it should hold may have been lost, and sequences would start again at 1, "
+        "handing out numbers already given.  Restore it from a backup, or remove it to "
+        "start every sequence afresh at 1",
+    )
+    assert path.read_bytes() == b""
+    path.unlink()  # the documented way to start afresh
+    assert grant(sandbox, "_s_q[1]", "--state-file", str(path))[0] == "1"
+
+
+def test_the_daemon_keeps_the_mode_of_the_state_file_it_rewrites(sandbox: FlomSandbox) -> None:
+    path = state_file(sandbox, {"sequences": {"_s_q[1]": {"counter": 4, "returned": []}}})
+    os.chmod(path, 0o600)
+    before = os.stat(path)
+    assert grant(sandbox, "_s_q[1]", "--state-file", path)[0] == "5"
+    after = os.stat(path)
+    assert after.st_ino != before.st_ino or after.st_size != before.st_size  # rewritten
+    assert (after.st_mode, after.st_uid, after.st_gid) == (
+        before.st_mode,
+        before.st_uid,
+        before.st_gid,
+    )

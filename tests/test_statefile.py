@@ -57,9 +57,20 @@ def test_recorded_changes_are_reloaded(tmp_path: Path) -> None:
         assert state.durable.generations.last == NOW_US + 86400 * 10**6
 
 
-def test_an_empty_file_is_a_new_state(tmp_path: Path) -> None:
+def test_an_existing_empty_file_refuses_until_removed(tmp_path: Path) -> None:
+    """Only a file this module creates is new; it never leaves one empty."""
     path = tmp_path / "state"
     path.write_bytes(b"")
+    with pytest.raises(StateFileError) as info:
+        StateFile.open(str(path), NOW)
+    assert str(info.value) == (
+        f"state file '{path}' is empty: pyflom never leaves a state file empty, so the "
+        "numbers it should hold may have been lost, and sequences would start again at 1, "
+        "handing out numbers already given.  Restore it from a backup, or remove it to "
+        "start every sequence afresh at 1"
+    )
+    assert path.read_bytes() == b""
+    path.unlink()
     with StateFile.open(str(path), NOW) as state:
         assert not state.durable.sequences
     assert json.loads(path.read_text().splitlines()[0]) == HEADER
@@ -157,11 +168,12 @@ def test_a_missing_directory_refuses(tmp_path: Path) -> None:
     )
 
 
-def test_an_unreadable_path_refuses(tmp_path: Path) -> None:
+def test_a_directory_in_place_of_the_file_refuses(tmp_path: Path) -> None:
     path = tmp_path / "state"
     path.mkdir()
-    with pytest.raises(StateFileError, match=f"cannot read state file '{path}': Is a directory"):
+    with pytest.raises(StateFileError) as info:
         StateFile.open(str(path), NOW)
+    assert str(info.value) == f"state file '{path}' is not a regular file but a directory"
 
 
 def test_a_second_user_of_the_file_refuses_naming_the_owner(tmp_path: Path) -> None:
@@ -189,6 +201,181 @@ def test_the_log_is_rewritten_once_it_grows_past_its_bound(
             sizes.append(path.stat().st_size)
     assert max(sizes) <= 2000 + 100  # the bound, plus the record that crossed it
     assert any(later < earlier for earlier, later in itertools.pairwise(sizes))  # rewritten
-    assert not (tmp_path / "state.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "state.lock"]  # no temp file
     with StateFile.open(str(path), NOW) as state:
         assert state.durable.sequences == {"_s_x[1]": SequenceState(100)}
+
+
+# -- other users: links, shared directories, ownership ------------------------------------
+
+VICTIM = "the daemon user's precious file\n"
+
+
+def plant_link(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A directory for the state file, where a symbolic link ``name`` points to a file of
+    the daemon's user (as another user able to write there would plant it); the
+    directory and the file."""
+    directory = tmp_path / "dir"
+    directory.mkdir(exist_ok=True)
+    victim = tmp_path / "victim"
+    victim.write_text(VICTIM)
+    (directory / name).symlink_to(victim)
+    return directory, victim
+
+
+def refusal(path: Path) -> str:
+    """Why the state file at ``path`` cannot be opened."""
+    with pytest.raises(StateFileError) as info:
+        StateFile.open(str(path), NOW)
+    return str(info.value)
+
+
+def named(path: Path, name: str) -> str:
+    """How a refusal names the file ``name`` beside the state file ``path``."""
+    lock = "" if name == path.name else f": its lock file '{path.parent / name}'"
+    return f"state file '{path}'{lock}"
+
+
+@pytest.mark.parametrize("name", ["state", "state.lock"])
+def test_a_symbolic_link_is_never_followed(tmp_path: Path, name: str) -> None:
+    directory, victim = plant_link(tmp_path, name)
+    path = directory / "state"
+    assert refusal(path) == (
+        f"{named(path, name)} is a symbolic link: refusing to follow it (another user may "
+        "have pointed it at a file that would be overwritten); remove it, or give the real path"
+    )
+    assert victim.read_text() == VICTIM
+    (directory / name).unlink()
+    StateFile.open(str(path), NOW).close()  # works once the link is gone
+    assert victim.read_text() == VICTIM
+
+
+def test_a_link_at_the_old_temp_name_is_removed_not_written(tmp_path: Path) -> None:
+    """Rewrites use a new file of a random name, never an existing one: a link left at
+    a temp name (``FILE.tmp`` was the only one once) is harmless, and removed."""
+    directory, victim = plant_link(tmp_path, "state.tmp")
+    (directory / "state.tmp.0123abcd").write_text("left by a daemon killed while rewriting")
+    with StateFile.open(str(directory / "state"), NOW) as state:
+        state.compact()
+    assert victim.read_text() == VICTIM
+    assert sorted(p.name for p in directory.iterdir()) == ["state", "state.lock"]
+
+
+def test_a_hard_linked_lock_file_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    victim = tmp_path / "victim"
+    victim.write_text(VICTIM)
+    os.link(victim, tmp_path / "state.lock")
+    with pytest.raises(StateFileError, match=r"its lock file .* has 2 hard links") as info:
+        StateFile.open(str(path), NOW)
+    assert str(info.value).endswith(
+        "it may be another file as well, which would be overwritten; remove it"
+    )
+    assert victim.read_text() == VICTIM
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o720, 0o702], ids=oct)
+def test_a_directory_others_can_write_in_refuses(tmp_path: Path, mode: int) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(mode)
+    path = directory / "state"
+    assert refusal(path) == (
+        f"state file '{path}': its directory '{directory}' is writable by other users "
+        f"(mode {mode:o}), who could replace the state file or plant links in it: make it "
+        f"writable by its owner only (chmod go-w '{directory}') or use another directory"
+    )
+    assert list(directory.iterdir()) == []  # not even the lock file
+    directory.chmod(mode & ~0o022)
+    StateFile.open(str(path), NOW).close()
+
+
+def test_a_sticky_directory_like_tmp_is_accepted(tmp_path: Path) -> None:
+    directory = tmp_path / "sticky"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    path = str(directory / "state")
+    with StateFile.open(path, NOW) as state:
+        state.record(DurableChanges(None, {"_s_x[1]": SequenceState(7)}))
+    with StateFile.open(path, NOW) as state:
+        assert state.durable.sequences == {"_s_x[1]": SequenceState(7)}
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another user")
+OTHER_UID = 54321
+
+
+@needs_root
+def test_a_directory_of_another_user_refuses(tmp_path: Path) -> None:
+    directory = tmp_path / "theirs"
+    directory.mkdir()
+    os.chown(directory, OTHER_UID, OTHER_UID)
+    path = directory / "state"
+    assert refusal(path) == (
+        f"state file '{path}': its directory '{directory}' belongs to another user "
+        f"(uid {OTHER_UID}), who could replace the state file or plant links in it: use a "
+        "directory of your own"
+    )
+
+
+@needs_root
+@pytest.mark.parametrize("name", ["state", "state.lock"])
+def test_in_a_sticky_directory_a_file_of_another_user_refuses(tmp_path: Path, name: str) -> None:
+    directory = tmp_path / "sticky"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    path = directory / "state"
+    planted = directory / name
+    planted.write_text(HEADER_LINE + json.dumps({"sequences": {"_s_x[1]": seq(1)}}) + "\n")
+    os.chown(planted, OTHER_UID, OTHER_UID)
+    before = planted.read_text()
+    assert refusal(path) == (
+        f"{named(path, name)} belongs to another user (uid {OTHER_UID}) in a directory where "
+        "anybody may create files: it is not this daemon's; remove it, or use a directory of "
+        "your own"
+    )
+    assert planted.read_text() == before
+    # the same file in a directory only its owner writes in was put there on purpose
+    directory.chmod(0o755)
+    StateFile.open(str(path), NOW).close()
+
+
+def test_rewrites_keep_the_mode_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statefile, "COMPACT_MIN_BYTES", 2000)
+    path = tmp_path / "state"
+    write(path, {"sequences": {"_s_x[1]": seq(1)}})
+    path.chmod(0o600)
+    if os.geteuid() == 0:  # root may give the file to its user: a rewrite keeps that too
+        os.chown(path, OTHER_UID, OTHER_UID)
+    before = path.stat()
+    sizes = []
+    with StateFile.open(str(path), NOW) as state:
+        for counter in range(2, 102):
+            state.durable.sequence("_s_x[1]").counter = counter
+            state.record(DurableChanges(None, {"_s_x[1]": SequenceState(counter)}))
+            after = path.stat()
+            sizes.append(after.st_size)
+            assert (after.st_mode, after.st_uid, after.st_gid) == (
+                before.st_mode,
+                before.st_uid,
+                before.st_gid,
+            )
+    assert any(later < earlier for earlier, later in itertools.pairwise(sizes))  # rewritten
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602], ids=oct)
+def test_a_state_file_others_can_write_in_refuses(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "state"
+    write(path, {"sequences": {"_s_x[1]": seq(3)}})
+    path.chmod(mode)
+    before = path.read_text()
+    assert refusal(path) == (
+        f"state file '{path}' is writable by other users (mode {mode:o}), who could change "
+        f"the numbers it holds: chmod go-w '{path}'"
+    )
+    assert path.read_text() == before
+    path.chmod(mode & ~0o022)
+    with StateFile.open(str(path), NOW) as state:
+        assert state.durable.sequences == {"_s_x[1]": SequenceState(3)}

@@ -12,10 +12,19 @@ Format: UTF-8 JSON, one object per line.  The first line is the header
 sequence).  A final line without its newline (a crash while appending) is ignored: its
 write never completed, so nothing it carried was answered.  Anything else that does not
 parse, or goes backwards, makes the daemon refuse to start, naming the file, the line
-and the cause.  The file is rewritten (temp file, fsync, rename, directory fsync) at
-start and when it has grown past a bound.  ``FILE.lock`` (flock, with the owner's PID)
-keeps a second daemon off the file: the lock cannot be on the file itself, which each
-rewrite replaces.
+and the cause; so does an existing empty file (this module never leaves one: a state
+file starts life complete, by a rename).  The file is rewritten (a new temp file
+``FILE.tmp.XXXXXXXX``, fsync, rename, directory fsync) at start and when it has grown past
+a bound, keeping its mode and owner.  ``FILE.lock`` (flock, with the owner's PID) keeps
+a second daemon off the file: the lock cannot be on the file itself, which each rewrite
+replaces.
+
+Another user must not be able to turn these files against the daemon's user: the
+directory is opened once and every name is used relative to it, never through a
+symbolic link; the directory must belong to that user or root and be writable by nobody
+else unless it is sticky (like /tmp: others cannot rename or remove our files there), and
+in a sticky directory every existing file must be that user's own.  Nobody else may
+write in the state file either.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import errno
 import fcntl
 import json
 import os
+import secrets
+import stat
 import time
 from collections import deque
 from typing import Any
@@ -54,12 +65,15 @@ class StateFile:
     Use :meth:`open`; then :meth:`record` what the lock table reports, before answering.
     """
 
-    def __init__(self, path: str, durable: DurableState, lock_fd: int) -> None:
+    def __init__(self, path: str, durable: DurableState, dir_fd: int, lock_fd: int) -> None:
         self.path = path
         self.durable = durable
         self.torn_line_ignored = False
+        self._name = os.path.basename(path)
+        self._dir_fd = dir_fd
         self._lock_fd = lock_fd
         self._fd = -1
+        self._like: os.stat_result | None = None  # the loaded file's: its first rewrite's
         self._size = 0
         self._bound = COMPACT_MIN_BYTES
 
@@ -68,18 +82,21 @@ class StateFile:
         """Lock, load and rewrite the state file at ``path`` (created if absent);
         ``now`` is the wall clock in seconds.  Raises :class:`StateFileError`."""
         path = os.path.abspath(path)
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            raise StateFileError(f"state file '{path}': its directory '{directory}' does not exist")
-        lock_fd = _lock(path)
+        files = _Directory.open(path)
+        lock_fd = -1
         try:
-            ceiling, sequences, torn = _load(path)
+            lock_fd = _lock(files, path)
+            ceiling, sequences, torn, like = _load(files, path)
             durable = DurableState(max(ceiling, clock_us(now)), sequences, reserve)
-            state = cls(path, durable, lock_fd)
+            state = cls(path, durable, files.fd, lock_fd)
             state.torn_line_ignored = torn
+            state._like = like
+            files.remove_temp_files(state._name)
             state.compact()
         except BaseException:
-            os.close(lock_fd)
+            if lock_fd >= 0:
+                os.close(lock_fd)
+            os.close(files.fd)
             raise
         return state
 
@@ -100,20 +117,27 @@ class StateFile:
             self.compact()
 
     def compact(self) -> None:
-        """Replace the file by the whole current state, atomically and durably."""
+        """Replace the file by the whole current state, atomically and durably: a new
+        temp file (never an existing one), with the mode and owner of the file it
+        replaces, renamed over it; it stays open for the records that follow."""
         lines = [HEADER, _record(self.durable.snapshot())]
         data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        temp = self.path + ".tmp"
+        dir_fd = self._dir_fd
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            temp, fd = _create_temp(dir_fd, self._name)
             try:
+                like = os.fstat(self._fd) if self._fd >= 0 else self._like
+                if like is not None:
+                    _take_owner_and_mode(fd, like)
                 _write_all(fd, data.encode())
                 os.fsync(fd)
-            finally:
+                os.rename(temp, self._name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            except BaseException:
                 os.close(fd)
-            os.replace(temp, self.path)
-            _fsync_directory(os.path.dirname(self.path))
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dir_fd)
+                raise
         except OSError as exc:
             raise StateFileError(
                 f"cannot write state file '{self.path}': {exc.strerror or exc}"
@@ -126,12 +150,10 @@ class StateFile:
 
     def close(self) -> None:
         """Close the file and release its lock (another daemon may use it then)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        for fd in (self._fd, self._lock_fd, self._dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._lock_fd = self._dir_fd = -1
 
     def __enter__(self) -> StateFile:
         return self
@@ -140,15 +162,127 @@ class StateFile:
         self.close()
 
 
-def _lock(path: str) -> int:
+class _Directory:
+    """The state file's directory, open, checked to be safe from other users."""
+
+    def __init__(self, fd: int, path: str, shared: bool) -> None:
+        self.fd = fd
+        self.path = path
+        self.shared = shared  # sticky: others may create names here, not touch ours
+
+    @classmethod
+    def open(cls, path: str) -> _Directory:
+        """Open the directory of the state file at ``path`` and check who can write in
+        it: the daemon's user (or root) only, or anybody if sticky."""
+        directory = os.path.dirname(path)
+        where = f"state file '{path}': its directory '{directory}'"
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StateFileError(f"{where} does not exist") from None
+        except OSError as exc:
+            raise StateFileError(f"{where} cannot be opened: {exc.strerror}") from None
+        info = os.fstat(fd)
+        sticky = bool(info.st_mode & stat.S_ISVTX)
+        mode = stat.S_IMODE(info.st_mode)
+        problem = None
+        if info.st_uid not in (0, os.geteuid()):
+            problem = (
+                f"belongs to another user (uid {info.st_uid}), who could replace the state "
+                "file or plant links in it: use a directory of your own"
+            )
+        elif mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+            problem = (
+                f"is writable by other users (mode {mode:o}), who could replace the state "
+                "file or plant links in it: make it writable by its owner only (chmod go-w "
+                f"'{directory}') or use another directory"
+            )
+        if problem is not None:
+            os.close(fd)
+            raise StateFileError(f"{where} {problem}")
+        return cls(fd, directory, sticky)
+
+    def open_file(self, name: str, flags: int, what: str) -> tuple[int, os.stat_result]:
+        """Open ``name`` (``flags``: O_CREAT may be among them) without following a
+        link; refuse anything but a regular file, with one link, and in a shared
+        directory anything not the daemon's user's own.  FileNotFoundError passes."""
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o644, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StateFileError(
+                    f"{what} is a symbolic link: refusing to follow it (another user may have "
+                    "pointed it at a file that would be overwritten); remove it, or give the "
+                    "real path"
+                ) from None
+            if exc.errno == errno.ENOENT:
+                raise
+            raise StateFileError(f"{what} cannot be opened: {exc.strerror}") from None
+        info = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file"
+            problem = f"is not a regular file but {kind}"
+        elif info.st_nlink != 1:
+            problem = (
+                f"has {info.st_nlink} hard links: it may be another file as well, which "
+                "would be overwritten; remove it"
+            )
+        elif self.shared and info.st_uid != os.geteuid():
+            problem = (
+                f"belongs to another user (uid {info.st_uid}) in a directory where anybody "
+                "may create files: it is not this daemon's; remove it, or use a directory of "
+                "your own"
+            )
+        if problem is not None:
+            os.close(fd)
+            raise StateFileError(f"{what} {problem}")
+        return fd, info
+
+    def remove_temp_files(self, name: str) -> None:
+        """Remove the temp files of ``name`` an earlier daemon was killed before renaming
+        (the caller holds the lock: no other daemon is writing one)."""
+        prefix = name + ".tmp"
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(self.fd):
+                if entry == prefix or entry.startswith(prefix + "."):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry, dir_fd=self.fd)
+
+
+def _create_temp(dir_fd: int, name: str) -> tuple[str, int]:
+    """Create a new temp file for ``name`` (a fresh random name, O_EXCL): its name and
+    descriptor, open for appending."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        temp = f"{name}.tmp.{secrets.token_hex(4)}"
+        try:
+            return temp, os.open(temp, flags, 0o644, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name")
+
+
+def _take_owner_and_mode(fd: int, like: os.stat_result) -> None:
+    """Give the file at ``fd`` the owner, group and permissions of ``like``: the owner
+    only if this process may (root may give a file to anybody, others to nobody), the
+    group if it is one of theirs."""
+    for uid in (like.st_uid, -1):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, uid, like.st_gid)
+            break
+    os.fchmod(fd, stat.S_IMODE(like.st_mode))
+
+
+def _lock(files: _Directory, path: str) -> int:
     """Hold ``path.lock`` (flock) and write our PID in it; refuse if another daemon has it."""
     lock_path = path + ".lock"
+    what = f"state file '{path}': its lock file '{lock_path}'"
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise StateFileError(
-            f"state file '{path}': cannot open its lock file '{lock_path}': {exc.strerror}"
-        ) from None
+        fd, _ = files.open_file(os.path.basename(lock_path), os.O_RDWR | os.O_CREAT, what)
+    except FileNotFoundError as exc:  # the directory was removed meanwhile
+        raise StateFileError(f"{what} cannot be opened: {exc.strerror}") from None
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
@@ -186,14 +320,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _record(changes: DurableChanges) -> dict[str, Any]:
     record: dict[str, Any] = {}
     if changes.ceiling is not None:
@@ -210,18 +336,34 @@ class _Corrupt(Exception):
     """One line of the file is not what pyflom writes."""
 
 
-def _load(path: str) -> tuple[int, dict[str, SequenceState], bool]:
-    """(generation ceiling, sequences, whether a torn last line was ignored) of the file
-    at ``path``; an absent or empty file is a new, empty state."""
+def _load(
+    files: _Directory, path: str
+) -> tuple[int, dict[str, SequenceState], bool, os.stat_result | None]:
+    """(generation ceiling, sequences, whether a torn last line was ignored, the file's
+    status) of the file at ``path``; an absent file is a new, empty state."""
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        fd, info = files.open_file(os.path.basename(path), os.O_RDONLY, f"state file '{path}'")
     except FileNotFoundError:
-        return 0, {}, False
+        return 0, {}, False, None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise StateFileError(
+            f"state file '{path}' is writable by other users (mode {mode:o}), who could "
+            f"change the numbers it holds: chmod go-w '{path}'"
+        )
+    try:
+        with open(fd, "rb") as file:
+            data = file.read()
     except OSError as exc:
         raise StateFileError(f"cannot read state file '{path}': {exc.strerror}") from None
     if not data:
-        return 0, {}, False
+        raise StateFileError(
+            f"state file '{path}' is empty: pyflom never leaves a state file empty, so the "
+            "numbers it should hold may have been lost, and sequences would start again at "
+            "1, handing out numbers already given.  Restore it from a backup, or remove it "
+            "to start every sequence afresh at 1"
+        )
     lines = data.split(b"\n")
     torn = lines.pop() != b""  # what follows the last newline: a line never completed
     if not lines:
@@ -253,7 +395,7 @@ def _load(path: str) -> tuple[int, dict[str, SequenceState], bool]:
                 f"state file '{path}' is corrupt at line {number}: {exc}.  Restore it from "
                 "a backup; removing it restarts every sequence at 1"
             ) from None
-    return ceiling, sequences, torn
+    return ceiling, sequences, torn, info
 
 
 def _count(value: object, what: str, low: int = 0) -> int:
