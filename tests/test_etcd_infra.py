@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,87 @@ def test_connect_without_quorum_fails_in_bounded_time(etcd_cluster: EtcdCluster)
     assert f"{etcd_cluster.endpoints[0]}: connection refused" in message
     assert "Start the stopped members" in message
     assert took < 3 + 3  # the dial timeout for the probes, then for the quorum read
+
+
+# -- etcd3aio, as the backend uses it (docs/ha.md, developer notes) ----------------------
+
+
+def run_with_client(cluster: EtcdCluster, body: Callable[[Any], Awaitable[None]]) -> None:
+    async def main() -> None:
+        client = await connect(config_of(cluster.endpoints))
+        try:
+            await body(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_etcd3aio_lease_txn_range_watch_and_mod_compare(etcd_shared: EtcdCluster) -> None:
+    from etcd3aio import SortOrder, SortTarget, prefix_range_end
+    from etcd3aio._protobuf import Compare
+
+    prefix = "/test-api/"
+    end = prefix_range_end(prefix)
+
+    async def body(client: Any) -> None:
+        kv = client.kv
+        lease = await client.lease.grant(ttl=10, timeout=2)
+        create_a = [kv.txn_compare_create_revision(prefix + "a", 0)]
+        put_a = [kv.txn_op_put(prefix + "a", "EX", lease=lease.ID)]
+        first = await kv.txn(create_a, [*put_a, kv.txn_op_get(prefix, range_end=end)], timeout=2)
+        again = await kv.txn(create_a, put_a, [kv.txn_op_get(prefix + "a")], timeout=2)
+        assert first.succeeded and not again.succeeded
+        assert again.responses[0].response_range.kvs[0].lease == lease.ID
+        await kv.put(prefix + "b", "SH", timeout=2)
+        await kv.put(prefix + "0", "PR", timeout=2)  # sorts first by key, last by creation
+        ranged = await kv.get(
+            prefix, range_end=end, sort_order=SortOrder.ASCEND,
+            sort_target=SortTarget.CREATE, timeout=2,
+        )  # fmt: skip
+        assert [x.key for x in ranged.kvs] == [b"/test-api/a", b"/test-api/b", b"/test-api/0"]
+        seen = ranged.header.revision
+        unchanged = Compare(
+            result=Compare.LESS, target=Compare.MOD, key=prefix.encode(), range_end=end,
+            mod_revision=seen + 1,
+        )  # fmt: skip
+        assert (await kv.txn([unchanged], [], timeout=2)).succeeded
+        events: list[tuple[int, bytes]] = []
+
+        async def watch() -> None:
+            async for resp in client.watch.watch(prefix, range_end=end, start_revision=seen + 1):
+                events.extend((e.type, e.kv.key) for e in resp.events)
+                if len(events) >= 2:
+                    return
+
+        watching = asyncio.create_task(watch())
+        await kv.delete(prefix + "b", timeout=2)
+        await client.lease.revoke(lease.ID, timeout=2)  # its key goes with it
+        await asyncio.wait_for(watching, 10)
+        assert events == [(1, b"/test-api/b"), (1, b"/test-api/a")]
+        # PITFALL: a range compare sees only the keys that exist: deletions leave it true
+        assert (await kv.txn([unchanged], [], timeout=2)).succeeded
+        await kv.put(prefix + "c", "EX", timeout=2)
+        assert not (await kv.txn([unchanged], [], timeout=2)).succeeded
+
+    run_with_client(etcd_shared, body)
+
+
+def test_etcd3aio_keepalive_and_failover_after_the_leader_dies(etcd_cluster: EtcdCluster) -> None:
+    async def body(client: Any) -> None:
+        lease = await client.lease.grant(ttl=3, timeout=2)
+        await client.kv.put("/test-ka/k", "v", lease=lease.ID, timeout=2)
+        async with client.lease.keep_alive_context(lease.ID, ttl=3):
+            etcd_cluster.kill(etcd_cluster.leader())
+            began = time.monotonic()
+            while True:  # short attempts: a request in flight at the kill waits its deadline
+                try:
+                    await client.kv.put("/test-ka/after", "v", timeout=0.3, max_attempts=1)
+                    break
+                except (TimeoutError, Exception):
+                    assert time.monotonic() - began < 10, "no new leader within 10 s"
+            await asyncio.sleep(4)  # past the TTL: only the keep-alive keeps the key
+        kept = await client.kv.get("/test-ka/k", timeout=2)
+        assert kept.count == 1
+
+    run_with_client(etcd_cluster, body)

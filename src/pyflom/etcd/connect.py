@@ -19,7 +19,8 @@ Notes on etcd3aio 0.3 for the backend (measured against etcd 3.4, docs/ha.md has
   deadline; a SIGSTOPped member keeps getting its round-robin share of requests, each
   waiting for its deadline. Use short per-attempt deadlines and retry.
 - There is no helper for a mod_revision compare: build ``Compare(target=Compare.MOD, ...)``
-  (``from etcd3aio._protobuf import Compare``).
+  (``from etcd3aio._protobuf import Compare``). A compare over a key range sees only the
+  keys that exist: deletions (and lease expiry) after revision R leave "mod < R+1" true.
 - ``lease.keep_alive_context`` never reports that renewals stopped (a stopped member makes
   its stream hang): track the time of the last successful renewal yourself.
 - The client joins the endpoints into one ``ipv4:`` gRPC target (IPv4 literals only): this
