@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import heapq
 import os
 import resource
 import signal
@@ -35,7 +36,7 @@ from ..settings import DEFAULT_MULTICAST_PORT, DEFAULT_UNICAST_PORT
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
-from .connection import ClientConnection, new_uid
+from .connection import ClientConnection, new_uid, peer_key
 from .discovery import DiscoveryResponder
 from .listeners import (
     ListenError,
@@ -48,7 +49,7 @@ from .listeners import (
     take_lock_file,
 )
 from .log import LEVELS, DaemonLog
-from .protocol import MANAGEMENT_LINGER_S
+from .protocol import MANAGEMENT_LINGER_S, no_room_answer
 from .statefile import StateFile, StateFileError
 from .status import encode_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
@@ -64,6 +65,13 @@ ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or m
 _ACCEPT_TRANSIENT = frozenset(
     (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN)
 )
+_OUT_OF_DESCRIPTORS = frozenset((errno.EMFILE, errno.ENFILE))
+# Descriptors kept free for the daemon's own needs (state file, TLS files): past
+# (limit of open files - FD_HEADROOM), a new connection first makes room (the oldest
+# connections that neither hold nor wait for a lock are closed), or is refused.
+FD_HEADROOM = 8
+ROOM_BATCH = 8  # connections closed at most per look for room
+ROOM_MIN_AGE_S = 1.0  # a connection younger than this (in flight) is never closed for room
 OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
 EXPIRY_BATCH_S = 0.25  # unused resources expire at most this often (at most this late)
@@ -138,6 +146,14 @@ class LockDaemon:
         )
         self.tls = tls
         self._accept_failures = 0  # failed accept() calls in the current episode
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._fd_limit = sys.maxsize if soft == resource.RLIM_INFINITY else soft
+        self._fd_ceiling = self._fd_limit - FD_HEADROOM  # see FD_HEADROOM
+        self._room_look_after = 0.0  # no look for room before (loop time): none was found
+        # Closed to take one more client when accept() fails for want of descriptors, so
+        # that the client is told why (rather than waiting in the backlog), then reopened.
+        self._reserve_fd: int | None = _open_reserve()
+        log.schedule = self.loop.call_later  # summaries of suppressed warnings, on time
         self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
         self._outboxed: dict[object, int] = {}  # connection -> its answers in the outbox
         self._outbox_flush: asyncio.Handle | None = None
@@ -410,8 +426,10 @@ class LockDaemon:
             self._arm_timer()
 
     def _close_stalled(self, now: float) -> None:
-        """Close the connections silent for the stall timeout in the middle of a message,
-        or without holding or waiting; plan the next check by the earliest that could."""
+        """Close the connections that did not complete a message within the stall
+        timeout of its first byte, or a TLS handshake within it of connecting, or are
+        silent that long without holding or waiting; plan the next check by the
+        earliest that could."""
         limit = self.options.stall_timeout_s
         self._stall_due = None  # planned below (not from the closes in the meantime)
         next_due: float | None = None
@@ -419,10 +437,13 @@ class LockDaemon:
         for conn in list(self.connections.values()):
             if conn.closed or conn.lingering:
                 continue  # a lingering connection has its own end
-            due = conn.last_activity + limit
+            due = conn.message_since + limit
             if now >= due:
+                if conn.handshaking:
+                    self.reject(conn, f"TLS handshake not complete within {limit:g} s")
+                    continue
                 if conn.protocol.pending:
-                    self.reject(conn, f"no complete message within {limit:g} s")
+                    self.reject(conn, f"no complete message within {limit:g} s of its first byte")
                     continue
                 if not involves(conn.id):
                     self.reject(conn, f"silent for {limit:g} s without holding or waiting")
@@ -444,8 +465,9 @@ class LockDaemon:
             conn.close()
 
     def reject(self, conn: ClientConnection, reason: str) -> None:
-        """Close a connection that broke the protocol, and say why in the log."""
-        self.log.warning(f"FLM006W closing connection {conn.id}: {reason}")
+        """Close a connection that broke the protocol, and say why in the log (a peer
+        that keeps doing it is logged a few times, then summed up: FLM060W)."""
+        self.log.warning(f"FLM006W closing connection {conn.id}: {reason}", conn.peer_key())
         conn.close()
 
     def tls_handshake(self, started: bool) -> None:
@@ -533,7 +555,8 @@ class LockDaemon:
                     conn.close()
 
     def _accept(self, listener: socket.socket, family: int) -> None:
-        """Take every pending connection (a bounded burst, so others get their turn)."""
+        """Take every pending connection (a bounded burst, so others get their turn).
+        Short of descriptors, make room for it or tell the client why it is refused."""
         tcp = family != socket.AF_UNIX
         for _ in range(ACCEPT_BURST):
             try:
@@ -546,6 +569,10 @@ class LockDaemon:
             except OSError as exc:
                 if exc.errno in _ACCEPT_TRANSIENT:
                     continue  # that one client gave up already: take the next
+                if exc.errno in _OUT_OF_DESCRIPTORS and (
+                    self._make_room() or self._refuse_with_reserve(listener, family)
+                ):
+                    continue
                 self._pause_accepting(listener, family, exc)
                 return
             if self._accept_failures:
@@ -554,6 +581,9 @@ class LockDaemon:
                     "failed attempt(s)"
                 )
                 self._accept_failures = 0
+            if fd >= self._fd_ceiling and not self._make_room():
+                self._refuse(sock)  # descriptors are numbered lowest first: few are left
+                continue
             sock.setblocking(False)
             if tcp:
                 # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
@@ -571,10 +601,86 @@ class LockDaemon:
                 self._arm_timer()
             conn.on_readable()  # FLoM clients send their request right after connecting
 
+    def _make_room(self) -> bool:
+        """Close the oldest connections (at most ROOM_BATCH) that neither hold nor wait
+        for a lock: idle, or in the middle of a message or of a TLS handshake, for at
+        least ROOM_MIN_AGE_S.  False when there is none (then none is looked for again
+        for ACCEPT_RETRY_S: a look goes through every connection)."""
+        now = self.loop.time()
+        if now < self._room_look_after:
+            return False
+        involves = self.table.involves
+        started_before = now - ROOM_MIN_AGE_S
+        candidates = [
+            conn
+            for conn in self.connections.values()
+            if conn.message_since <= started_before
+            and not (conn.closed or conn.lingering or involves(conn.id))
+        ]
+        if not candidates:
+            self._room_look_after = now + ACCEPT_RETRY_S
+            return False
+        for conn in heapq.nsmallest(ROOM_BATCH, candidates, key=_message_since):
+            doing = (
+                "in a TLS handshake"
+                if conn.handshaking
+                else "in the middle of a message"
+                if conn.protocol.pending
+                else "idle"
+            )
+            self.log.warning(
+                f"FLM061W closing connection {conn.id} ({doing} for "
+                f"{now - conn.message_since:.0f} s) to make room for a new client: the "
+                f"daemon is near its limit of {self._fd_limit} open files (raise the "
+                "daemon's 'ulimit -n' if clients need more)",
+                conn.peer_key(),
+            )
+            conn.close()
+        return True
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Tell a client there is no room for it (its request gets rc
+        CONNECTION_REFUSED; over TLS the connection just ends), then close."""
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            received = b""
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                received = sock.recv(4096)  # read: unread bytes would reset (TCP)
+            if self.tls is None:
+                sock.send(no_room_answer(received, self.peer_id))
+            sock.shutdown(socket.SHUT_WR)
+        peer = peer_key(sock)
+        sock.close()
+        self.log.warning(
+            f"FLM062W refused a connection from {peer}: no room for it, the daemon is at "
+            f"its limit of {self._fd_limit} open files and its {len(self.connections)} "
+            "connections hold or wait for locks (or have just come); raise the daemon's "
+            "limit of open files ('ulimit -n' where it starts, LimitNOFILE= in a systemd "
+            "unit)",
+            peer,
+        )
+
+    def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool:
+        """Out of descriptors: free the reserve one to take a client from the backlog
+        and tell it why it is refused.  False when there was nobody to take, or no
+        reserve."""
+        if self._reserve_fd is None:
+            self._reserve_fd = _open_reserve()  # a descriptor may have come free since
+            return False
+        os.close(self._reserve_fd)
+        try:
+            fd, _ = listener._accept()  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        finally:
+            self._reserve_fd = _open_reserve()
+        self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd))
+        return True
+
     def _pause_accepting(self, listener: socket.socket, family: int, exc: OSError) -> None:
-        """Out of descriptors (or memory): leave new clients in the backlog and try again
-        later, instead of spinning on a listener that stays readable.  Logged once per
-        episode, with the fix."""
+        """Out of descriptors (or memory) with no room to make and no client to refuse:
+        leave new clients in the backlog and try again later, instead of spinning on a
+        listener that stays readable.  Logged once per episode, with the fix."""
         self._accept_failures += 1
         if self._accept_failures == 1:
             self.log.error(
@@ -591,6 +697,18 @@ class LockDaemon:
                 self._accept(listener, family)
 
         self.loop.call_later(ACCEPT_RETRY_S, resume)
+
+
+def _message_since(conn: ClientConnection) -> float:
+    return conn.message_since
+
+
+def _open_reserve() -> int | None:
+    """A descriptor kept to be closed when none is left (see LockDaemon._reserve_fd)."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _asked(request: Request) -> str:
