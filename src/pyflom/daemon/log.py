@@ -110,7 +110,7 @@ class RepeatLimiter:
             peer, message_id = key
             self._ended.append(
                 f"FLM060W suppressed {window.suppressed:,} {message_id} line(s) from {peer} "
-                f"in the last {min(now - window.start, self.window_s):.0f} s (at most "
+                f"in {min(now - window.start, self.window_s):.1f} s (at most "
                 f"{self.burst} of a kind from one peer every {self.window_s:g} s are logged)"
             )
 

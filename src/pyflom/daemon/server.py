@@ -638,19 +638,13 @@ class LockDaemon:
             conn.close()
         return True
 
-    def _refuse(self, sock: socket.socket) -> None:
-        """Tell a client there is no room for it (its request gets rc
-        CONNECTION_REFUSED; over TLS the connection just ends), then close."""
-        with contextlib.suppress(OSError):
-            sock.setblocking(False)
-            received = b""
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                received = sock.recv(4096)  # read: unread bytes would reset (TCP)
-            if self.tls is None:
-                sock.send(no_room_answer(received, self.peer_id))
-            sock.shutdown(socket.SHUT_WR)
+    def _refuse(self, sock: socket.socket, spare_descriptor: bool = True) -> None:
+        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED
+        (over TLS the connection just ends).  With a ``spare_descriptor`` the connection
+        is kept until the client closes it (MANAGEMENT_LINGER_S at most, its bytes
+        discarded): closed at once, the request it is about to send would fail (EPIPE)
+        before it reads why."""
         peer = peer_key(sock)
-        sock.close()
         self.log.warning(
             f"FLM062W refused a connection from {peer}: no room for it, the daemon is at "
             f"its limit of {self._fd_limit} open files and its {len(self.connections)} "
@@ -659,6 +653,22 @@ class LockDaemon:
             "unit)",
             peer,
         )
+        received = b""
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            # What came already decides the answer's kind (lock, status, management).
+            received = sock.recv(4096, socket.MSG_PEEK if spare_descriptor else 0)
+        answer = no_room_answer(received, self.peer_id) if self.tls is None else b""
+        if spare_descriptor:
+            conn = ClientConnection(self, sock)
+            self.connections[conn.id] = conn
+            conn.send_raw(answer)
+            conn.linger()
+            return
+        with contextlib.suppress(OSError):
+            sock.send(answer)
+            sock.shutdown(socket.SHUT_WR)
+        sock.close()
 
     def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool:
         """Out of descriptors: free the reserve one to take a client from the backlog
@@ -674,7 +684,7 @@ class LockDaemon:
             return False
         finally:
             self._reserve_fd = _open_reserve()
-        self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd))
+        self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd), spare_descriptor=False)
         return True
 
     def _pause_accepting(self, listener: socket.socket, family: int, exc: OSError) -> None:
