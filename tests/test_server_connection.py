@@ -172,3 +172,14 @@ def test_peer_id_check() -> None:
     refusal = codec.decode(conn.refusal(shutdown))
     assert isinstance(refusal, codec.ShutdownAnswer)
     assert refusal.rc == _rc.UNIQUE_ID_DOES_NOT_MATCH
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 6, 7, 40])
+def test_pending_follows_the_framer_whatever_the_cuts(cut: int) -> None:
+    """``pending`` (an attribute, read on every read) is exactly the framer's."""
+    conn = ServerConnection()
+    stream = LOCK + LOCK[:30] + LOCK[30:] + LOCK
+    for start in range(0, len(stream), cut):
+        conn.receive(stream[start : start + cut])
+        assert conn.pending == bool(conn._framer.pending)
+    assert not conn.pending
