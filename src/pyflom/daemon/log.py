@@ -82,6 +82,7 @@ class RepeatLimiter:
         self._clock = clock
         self._windows: dict[tuple[str, str], _Window] = {}
         self._ended: list[str] = []  # summaries of ended windows, not said yet
+        self._none_ends_before = 0.0  # no window ends before this (clock time)
 
     def admit(self, peer: str, message_id: str) -> bool:
         """Count a line; True when it is to be written."""
@@ -92,7 +93,8 @@ class RepeatLimiter:
             if window is not None:
                 self._end(key, window, now)
             elif len(self._windows) >= self.max_keys:
-                self.expire(now)
+                if now >= self._none_ends_before:  # (a look goes through every window)
+                    self.expire(now)
                 if len(self._windows) >= self.max_keys:
                     key = (OTHER_PEERS, message_id)
                     window = self._windows.get(key)
@@ -122,6 +124,8 @@ class RepeatLimiter:
         for key, window in list(self._windows.items()):
             if everything or now - window.start >= self.window_s:
                 self._end(key, window, now)
+        starts = [window.start for window in self._windows.values()]
+        self._none_ends_before = min(starts, default=now) + self.window_s
 
     def summaries(self) -> list[str]:
         """The summary lines of the windows ended so far (each given once)."""

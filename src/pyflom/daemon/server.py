@@ -569,10 +569,14 @@ class LockDaemon:
             except OSError as exc:
                 if exc.errno in _ACCEPT_TRANSIENT:
                     continue  # that one client gave up already: take the next
-                if exc.errno in _OUT_OF_DESCRIPTORS and (
-                    self._make_room() or self._refuse_with_reserve(listener, family)
-                ):
-                    continue
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    if self._make_room():
+                        continue
+                    refused = self._refuse_with_reserve(listener, family)
+                    if refused is None:
+                        return  # nobody waits (accept() fails for want of a descriptor first)
+                    if refused:
+                        continue
                 self._pause_accepting(listener, family, exc)
                 return
             if self._accept_failures:
@@ -670,22 +674,25 @@ class LockDaemon:
             sock.shutdown(socket.SHUT_WR)
         sock.close()
 
-    def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool:
+    def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool | None:
         """Out of descriptors: free the reserve one to take a client from the backlog
-        and tell it why it is refused.  False when there was nobody to take, or no
-        reserve."""
+        and tell it why it is refused.  False when there is no reserve (or accept()
+        failed again), None when nobody waits."""
         if self._reserve_fd is None:
             self._reserve_fd = _open_reserve()  # a descriptor may have come free since
             return False
         os.close(self._reserve_fd)
         try:
             fd, _ = listener._accept()  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError:
             return False
-        finally:
+        else:
+            self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd), spare_descriptor=False)
+            return True
+        finally:  # once the refused connection is closed: its descriptor is the reserve
             self._reserve_fd = _open_reserve()
-        self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd), spare_descriptor=False)
-        return True
 
     def _pause_accepting(self, listener: socket.socket, family: int, exc: OSError) -> None:
         """Out of descriptors (or memory) with no room to make and no client to refuse:
