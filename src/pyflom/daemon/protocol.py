@@ -57,6 +57,7 @@ class ConnectionStateError(RuntimeError):
 DECODED_KEPT = 512
 _decode = functools.lru_cache(maxsize=DECODED_KEPT)(codec.decode)
 
+_END_BYTES = len(codec.MESSAGE_END)
 _NO_INPUT = frozenset((State.ERROR, State.CLOSED))
 _FINAL = (codec.StatusRequest, codec.ShutdownRequest)
 _CHECKED = (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)  # carry a peer id
@@ -102,9 +103,12 @@ class ServerConnection:
             frames = self._framer.feed(data)
         except codec.CodecError as exc:
             return [self._fail(str(exc))]
-        # Every message ends with MESSAGE_END: bytes that do not leave a part of one
-        # buffered (the same as the framer's ``pending``, without a call per read).
-        self.pending = not data.endswith(codec.MESSAGE_END)
+        # Every message ends with MESSAGE_END (which cannot overlap itself): a stream
+        # that ends with it leaves nothing buffered, one whose last bytes differ leaves
+        # a part of a message.  Only a read shorter than the mark needs the framer.
+        self.pending = not data.endswith(codec.MESSAGE_END) and (
+            len(data) >= _END_BYTES or self._framer.pending > 0
+        )
         events: list[Event] = []
         for frame in frames:
             if self.state == State.DONE:
