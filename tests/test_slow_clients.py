@@ -21,7 +21,7 @@ import pytest
 
 import pyflom
 from conftest import FlomSandbox, wait_for
-from pki import Standard, certs_fixture, pki_fixture  # noqa: F401
+from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from pyflom import codec
 from pyflom import rc as _rc
 from pyflom.settings import Settings
@@ -42,7 +42,7 @@ class LimitedDaemon:
     transport: str  # "unix" or "tcp"
     nofile: int
     stall_s: float
-    tls_args: list[str] = field(default_factory=list)
+    tls_args: list[str] = field(default_factory=list)  # the daemon's and the clients'
     port: int = 0
     proc: subprocess.Popen[str] | None = None
 
@@ -81,13 +81,19 @@ class LimitedDaemon:
         return socket.create_connection(("127.0.0.1", self.port))
 
     def handle(self, name: str) -> pyflom.Handle:
+        tls = {
+            arg[2:].split("=")[0].replace("-", "_"): arg.split("=", 1)[1] for arg in self.tls_args
+        }
         if self.transport == "unix":
-            return pyflom.Handle(name, socket_name=self.box.socket, start_daemon=False, timeout=20)
-        settings = Settings(unicast_address="127.0.0.1", unicast_port=self.port)
+            settings = Settings(socket_name=self.box.socket, **tls)
+        else:
+            settings = Settings(unicast_address="127.0.0.1", unicast_port=self.port, **tls)
         return pyflom.Handle(name, settings=settings, start_daemon=False, timeout=20)
 
     def flom(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.box.run(*self.client_args(), *args, socket_name=False, timeout=60)
+        return self.box.run(
+            *self.client_args(), *self.tls_args, *args, socket_name=False, timeout=60
+        )
 
     def log(self) -> str:
         try:
@@ -181,9 +187,17 @@ def test_slowloris_under_a_descriptor_limit_lets_clients_in(
     holder.close()
 
 
-@pytest.mark.parametrize("transport", ["unix", "tcp"])
-def test_a_client_with_no_room_left_is_told_why(sandbox: FlomSandbox, transport: str) -> None:
-    daemon = LimitedDaemon(sandbox, transport, nofile=32, stall_s=120)
+@pytest.mark.parametrize("transport", ["unix", "tcp", "tls"])
+def test_a_client_with_no_room_left_is_told_why(
+    sandbox: FlomSandbox, transport: str, request: pytest.FixtureRequest
+) -> None:
+    tls_args = []
+    if transport == "tls":
+        certs: Standard = request.getfixturevalue("certs")
+        tls_args = tls_options(certs.peer1, certs.ca1)
+    daemon = LimitedDaemon(
+        sandbox, "tcp" if transport == "tcp" else "unix", 32, stall_s=120, tls_args=tls_args
+    )
     holders: list[pyflom.Handle] = []
     try:
         with pytest.raises(pyflom.ConnectionFailed) as refused:
@@ -242,11 +256,7 @@ def test_a_message_sent_a_byte_at_a_time_is_cut_off_from_its_first_byte(
 def test_a_tls_handshake_sent_a_byte_at_a_time_is_cut_off(
     sandbox: FlomSandbox, certs: Standard
 ) -> None:
-    tls_args = [
-        f"--tls-certificate={certs.peer1.cert}",
-        f"--tls-private-key={certs.peer1.key}",
-        f"--tls-ca-certificate={certs.ca1.cert}",
-    ]
+    tls_args = tls_options(certs.peer1, certs.ca1)
     daemon = LimitedDaemon(sandbox, "unix", nofile=1024, stall_s=2, tls_args=tls_args)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -53,7 +53,7 @@ from .protocol import MANAGEMENT_LINGER_S, no_room_answer
 from .statefile import StateFile, StateFileError
 from .status import encode_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
-from .tlsconnection import TlsClientConnection
+from .tlsconnection import RefusedTlsConnection, TlsClientConnection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -598,12 +598,17 @@ class LockDaemon:
                 if self.tls is None
                 else TlsClientConnection(self, sock, self.tls.context())
             )
-            self.connections[conn.id] = conn
-            self._idle_since = None
-            if self._stall_due is None:
-                self._stall_due = self.loop.time() + self.options.stall_timeout_s
-                self._arm_timer()
-            conn.on_readable()  # FLoM clients send their request right after connecting
+            self._serve_connection(conn)
+
+    def _serve_connection(self, conn: ClientConnection) -> None:
+        """Take ``conn`` among the connections (the stall check looks at it in time)
+        and read what it sent."""
+        self.connections[conn.id] = conn
+        self._idle_since = None
+        if self._stall_due is None:
+            self._stall_due = self.loop.time() + self.options.stall_timeout_s
+            self._arm_timer()
+        conn.on_readable()  # FLoM clients send their request right after connecting
 
     def _make_room(self) -> bool:
         """Close the oldest connections (at most ROOM_BATCH) that neither hold nor wait
@@ -643,11 +648,12 @@ class LockDaemon:
         return True
 
     def _refuse(self, sock: socket.socket, spare_descriptor: bool = True) -> None:
-        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED
-        (over TLS the connection just ends).  With a ``spare_descriptor`` the connection
-        is kept until the client closes it (MANAGEMENT_LINGER_S at most, its bytes
-        discarded): closed at once, the request it is about to send would fail (EPIPE)
-        before it reads why."""
+        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED.
+        With a ``spare_descriptor`` the connection is kept until the client closes it
+        (MANAGEMENT_LINGER_S at most after the answer, its bytes discarded): closed at
+        once, the request it is about to send would fail (EPIPE) before it reads why.
+        Over TLS the answer comes after the handshake; without a spare descriptor a TLS
+        client is not told (the connection just ends)."""
         peer = peer_key(sock)
         self.log.warning(
             f"FLM062W refused a connection from {peer}: no room for it, the daemon is at "
@@ -657,6 +663,10 @@ class LockDaemon:
             "unit)",
             peer,
         )
+        if spare_descriptor and self.tls is not None:
+            sock.setblocking(False)
+            self._serve_connection(RefusedTlsConnection(self, sock, self.tls.context()))
+            return
         received = b""
         with contextlib.suppress(OSError):
             sock.setblocking(False)
