@@ -585,30 +585,26 @@ class LockDaemon:
                     "failed attempt(s)"
                 )
                 self._accept_failures = 0
-            if fd >= self._fd_ceiling and not self._make_room():
-                self._refuse(sock)  # descriptors are numbered lowest first: few are left
-                continue
-            sock.setblocking(False)
-            if tcp:
-                # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
-                with contextlib.suppress(OSError):
-                    tune_tcp(sock, self.options.tcp_keepalive_s)
-            conn = (
-                ClientConnection(self, sock)
-                if self.tls is None
-                else TlsClientConnection(self, sock, self.tls.context())
-            )
-            self._serve_connection(conn)
-
-    def _serve_connection(self, conn: ClientConnection) -> None:
-        """Take ``conn`` among the connections (the stall check looks at it in time)
-        and read what it sent."""
-        self.connections[conn.id] = conn
-        self._idle_since = None
-        if self._stall_due is None:
-            self._stall_due = self.loop.time() + self.options.stall_timeout_s
-            self._arm_timer()
-        conn.on_readable()  # FLoM clients send their request right after connecting
+            # Descriptors are numbered lowest first: past the ceiling, few are left.
+            if fd < self._fd_ceiling or self._make_room():
+                sock.setblocking(False)
+                if tcp:
+                    # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
+                    with contextlib.suppress(OSError):
+                        tune_tcp(sock, self.options.tcp_keepalive_s)
+                conn = (
+                    ClientConnection(self, sock)
+                    if self.tls is None
+                    else TlsClientConnection(self, sock, self.tls.context())
+                )
+            else:
+                conn = self._refuse(sock)  # kept until the client has read why
+            self.connections[conn.id] = conn
+            self._idle_since = None
+            if self._stall_due is None:
+                self._stall_due = self.loop.time() + self.options.stall_timeout_s
+                self._arm_timer()
+            conn.on_readable()  # FLoM clients send their request right after connecting
 
     def _make_room(self) -> bool:
         """Close the oldest connections (at most ROOM_BATCH) that neither hold nor wait
@@ -647,13 +643,40 @@ class LockDaemon:
             conn.close()
         return True
 
-    def _refuse(self, sock: socket.socket, spare_descriptor: bool = True) -> None:
-        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED.
-        With a ``spare_descriptor`` the connection is kept until the client closes it
-        (MANAGEMENT_LINGER_S at most after the answer, its bytes discarded): closed at
-        once, the request it is about to send would fail (EPIPE) before it reads why.
-        Over TLS the answer comes after the handshake; without a spare descriptor a TLS
-        client is not told (the connection just ends)."""
+    def _refuse(self, sock: socket.socket) -> ClientConnection:
+        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED
+        (over TLS once the handshake is done).  The connection returned is kept until
+        the client closes it (MANAGEMENT_LINGER_S at most after the answer, its bytes
+        discarded): closed at once, the request it is about to send would fail (EPIPE)
+        before it reads why."""
+        self._log_refusal(sock)
+        sock.setblocking(False)
+        if self.tls is not None:
+            return RefusedTlsConnection(self, sock, self.tls.context())
+        received = b""
+        with contextlib.suppress(OSError):
+            received = sock.recv(4096, socket.MSG_PEEK)  # decides the answer's kind
+        conn = ClientConnection(self, sock)
+        conn.send_raw(no_room_answer(received, self.peer_id))
+        conn.linger()
+        return conn
+
+    def _refuse_at_once(self, sock: socket.socket) -> None:
+        """:meth:`_refuse` without a descriptor to spare: the answer, then the end
+        (what the client sent is read first, so that TCP ends without a reset).  A TLS
+        client is not told: the connection just ends."""
+        self._log_refusal(sock)
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            received = b""
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                received = sock.recv(4096)
+            if self.tls is None:
+                sock.send(no_room_answer(received, self.peer_id))
+            sock.shutdown(socket.SHUT_WR)
+        sock.close()
+
+    def _log_refusal(self, sock: socket.socket) -> None:
         peer = peer_key(sock)
         self.log.warning(
             f"FLM062W refused a connection from {peer}: no room for it, the daemon is at "
@@ -663,26 +686,6 @@ class LockDaemon:
             "unit)",
             peer,
         )
-        if spare_descriptor and self.tls is not None:
-            sock.setblocking(False)
-            self._serve_connection(RefusedTlsConnection(self, sock, self.tls.context()))
-            return
-        received = b""
-        with contextlib.suppress(OSError):
-            sock.setblocking(False)
-            # What came already decides the answer's kind (lock, status, management).
-            received = sock.recv(4096, socket.MSG_PEEK if spare_descriptor else 0)
-        answer = no_room_answer(received, self.peer_id) if self.tls is None else b""
-        if spare_descriptor:
-            conn = ClientConnection(self, sock)
-            self.connections[conn.id] = conn
-            conn.send_raw(answer)
-            conn.linger()
-            return
-        with contextlib.suppress(OSError):
-            sock.send(answer)
-            sock.shutdown(socket.SHUT_WR)
-        sock.close()
 
     def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool | None:
         """Out of descriptors: free the reserve one to take a client from the backlog
@@ -699,7 +702,7 @@ class LockDaemon:
         except OSError:
             return False
         else:
-            self._refuse(socket.socket(family, socket.SOCK_STREAM, 0, fd), spare_descriptor=False)
+            self._refuse_at_once(socket.socket(family, socket.SOCK_STREAM, 0, fd))
             return True
         finally:  # once the refused connection is closed: its descriptor is the reserve
             self._reserve_fd = _open_reserve()
