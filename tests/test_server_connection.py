@@ -16,6 +16,7 @@ from pyflom.daemon.protocol import (
     ProtocolError,
     ServerConnection,
     State,
+    no_room_answer,
 )
 
 PEER = "p" * 32
@@ -183,3 +184,22 @@ def test_pending_follows_the_framer_whatever_the_cuts(cut: int) -> None:
         conn.receive(stream[start : start + cut])
         assert conn.pending == bool(conn._framer.pending)
     assert not conn.pending
+
+
+@pytest.mark.parametrize(
+    ("received", "kind"),
+    [
+        (b"", codec.LockAnswer),  # nothing came yet: most clients lock
+        (LOCK[:20], codec.LockAnswer),
+        (b"junk", codec.LockAnswer),
+        (LOCK, codec.LockAnswer),
+        (STATUS, codec.StatusAnswer),
+        (SHUTDOWN, codec.ShutdownAnswer),
+    ],
+)
+def test_no_room_answer_is_the_one_the_request_expects(received: bytes, kind: type) -> None:
+    answer = codec.decode(no_room_answer(received, DAEMON))
+    assert type(answer) is kind
+    assert answer.rc == _rc.CONNECTION_REFUSED  # type: ignore[attr-defined]
+    if isinstance(answer, codec.LockAnswer):
+        assert (answer.step, answer.peer_id) == (codec.STEP_FIRST_ANSWER, DAEMON)

@@ -286,8 +286,11 @@ class DaemonLog:
             return
         delay = self.repeats.next_end()
         if delay is not None:
+            try:
+                self.schedule(delay, self.flush_summaries)
+            except RuntimeError:  # the loop is closed: close() says what was suppressed
+                return
             self._summary_planned = True
-            self.schedule(delay, self.flush_summaries)
 
     def flush_summaries(self) -> None:
         """Log what was suppressed in the windows that ended (FLM060W)."""
