@@ -16,6 +16,7 @@ from pyflom.daemon.protocol import (
     ProtocolError,
     ServerConnection,
     State,
+    no_room_answer,
 )
 
 PEER = "p" * 32
@@ -172,3 +173,33 @@ def test_peer_id_check() -> None:
     refusal = codec.decode(conn.refusal(shutdown))
     assert isinstance(refusal, codec.ShutdownAnswer)
     assert refusal.rc == _rc.UNIQUE_ID_DOES_NOT_MATCH
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 6, 7, 40])
+def test_pending_follows_the_framer_whatever_the_cuts(cut: int) -> None:
+    """``pending`` (an attribute, read on every read) is exactly the framer's."""
+    conn = ServerConnection()
+    stream = LOCK + LOCK[:30] + LOCK[30:] + LOCK
+    for start in range(0, len(stream), cut):
+        conn.receive(stream[start : start + cut])
+        assert conn.pending == bool(conn._framer.pending)
+    assert not conn.pending
+
+
+@pytest.mark.parametrize(
+    ("received", "kind"),
+    [
+        (b"", codec.LockAnswer),  # nothing came yet: most clients lock
+        (LOCK[:20], codec.LockAnswer),
+        (b"junk", codec.LockAnswer),
+        (LOCK, codec.LockAnswer),
+        (STATUS, codec.StatusAnswer),
+        (SHUTDOWN, codec.ShutdownAnswer),
+    ],
+)
+def test_no_room_answer_is_the_one_the_request_expects(received: bytes, kind: type) -> None:
+    answer = codec.decode(no_room_answer(received, DAEMON))
+    assert type(answer) is kind
+    assert answer.rc == _rc.CONNECTION_REFUSED  # type: ignore[attr-defined]
+    if isinstance(answer, codec.LockAnswer):
+        assert (answer.step, answer.peer_id) == (codec.STEP_FIRST_ANSWER, DAEMON)

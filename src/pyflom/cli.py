@@ -129,11 +129,13 @@ def lock_and_run(
     except LockBusy:
         _err("Resource already locked, the lock cannot be obtained")
         return _rc.ES_RESOURCE_BUSY
-    except LockTimeout:
+    except LockTimeout as exc:
         _err(
             "The lock was not obtained because timeout "
             f"({settings.resource_timeout} milliseconds) expired"
         )
+        if exc.unanswered:
+            _err(f"flom: {exc}")
         return _rc.ES_RESOURCE_BUSY
     except LockCantWait:
         _err("The resource could be available in the future, but the requester can't wait")

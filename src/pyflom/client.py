@@ -27,6 +27,7 @@ from enum import Enum, IntEnum
 from . import codec
 from . import rc as _rc
 from .errors import (
+    ConnectionFailed,
     FlomError,
     InvalidResourceName,
     InvalidSequence,
@@ -127,6 +128,14 @@ _REFUSALS: dict[int, type[FlomError]] = {
 }
 
 
+NO_ROOM = (
+    "the daemon has no room for another connection: it is at its limit of open files "
+    "and its connections hold or wait for locks. Raise the daemon's limit of open files "
+    "('ulimit -n' in the shell that starts it, LimitNOFILE= in a systemd unit; a daemon "
+    "started by flom inherits the limit of that flom), or retry when locks are released"
+)
+
+
 def _default_settings() -> Settings:
     """Built-in defaults overlaid with the system and user config files (as libflom)."""
     from .cmdline import configured_settings
@@ -196,6 +205,7 @@ class HandleCore:
         self._encoded: tuple[bytes, bytes] | None = None  # (lock request, unlock request)
         self.locked_element: str | None = None
         self.lock_generation: int | None = None  # fencing token of the current lock
+        self._answered = False  # the daemon answered the current lock request (step 16)
         if resource_name is not None:
             self.resource_name = resource_name
         if lock_mode is not None:
@@ -372,6 +382,7 @@ class HandleCore:
         deadline: float | None = None
         attempt = 1
         stopping = 0  # answers "the daemon is stopping" so far
+        self._answered = False
         while True:
             channel = yield CONNECT, None
             if deadline is None:
@@ -402,6 +413,7 @@ class HandleCore:
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise LockTimeout(self._stopping_text("the timeout expired"))
             yield PAUSE, pause
+        self._answered = True
         self._check_answer(answer, channel.tls, channel.peer_common_name)
         if waiting(answer):
             self._waits(channel, answer)
@@ -435,9 +447,17 @@ class HandleCore:
     def _timed_out(self) -> LockTimeout:
         """The :class:`LockTimeout` of this handle's request, said plainly."""
         ms = self._settings.resource_timeout
+        name = self._settings.resource_name
+        if not self._answered:
+            error = LockTimeout(
+                f"'{name}' was not granted within {ms / 1000:g} s: the daemon did not "
+                "answer the request at all (it may be out of descriptors, see its log "
+                "for FLM019E, or overloaded)"
+            )
+            error.unanswered = True
+            return error
         return LockTimeout(
-            f"'{self._settings.resource_name}' was not granted within {ms / 1000:g} s "
-            f"(timeout; someone else holds it)"
+            f"'{name}' was not granted within {ms / 1000:g} s (timeout; someone else holds it)"
         )
 
     def _check_answer(self, answer: codec.LockAnswer, tls: bool, peer_cn: str | None) -> None:
@@ -521,6 +541,10 @@ def granted(answer: codec.LockAnswer) -> codec.LockAnswer:
     refusal for a grant, quirk Q25)."""
     if answer.rc == _rc.OK:
         return answer
+    if answer.rc == _rc.CONNECTION_REFUSED:
+        error = ConnectionFailed(NO_ROOM, rc=_rc.CONNECTION_REFUSED)
+        error.refused = True
+        raise error
     raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)
 
 

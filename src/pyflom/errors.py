@@ -27,6 +27,7 @@ class LockTimeout(FlomError):
     """The lock was not granted before the timeout expired."""
 
     rc = _rc.NETWORK_TIMEOUT
+    unanswered = False  # the daemon did not even answer the request (not a busy resource)
 
 
 class LockCantWait(FlomError):

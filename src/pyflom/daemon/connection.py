@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import struct
 
 from .. import codec
 from .protocol import MANAGEMENT_LINGER_S, ProtocolError, ServerConnection
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ..core import Answer
     from .server import LockDaemon
 
+_UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 RECV_BYTES = 65536
 MAX_PENDING_OUTPUT = 65536  # a client that does not read its answers is cut off
 
@@ -28,8 +30,22 @@ MAX_PENDING_OUTPUT = 65536  # a client that does not read its answers is cut off
 new_uid = itertools.count(1).__next__
 
 
+def peer_key(sock: socket.socket) -> str:
+    """Who is behind ``sock``, for limiting repeated log lines: the user (``uid N``) on a
+    UNIX socket, the IP address (not the port) over TCP."""
+    try:
+        if sock.family == socket.AF_UNIX:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+            return f"uid {_UCRED.unpack(creds)[1]}"
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "an unknown peer"
+
+
 class ClientConnection:
     """A client's stream: reads bytes for its :class:`ServerConnection`, writes answers."""
+
+    handshaking = False  # a TLS handshake in progress (TlsClientConnection)
 
     __slots__ = (
         "_eof_pending",
@@ -40,9 +56,9 @@ class ClientConnection:
         "fd",
         "gone",
         "id",
-        "last_activity",
         "lingering",
         "log_name",
+        "message_since",
         "out_limit",
         "peer_common_name",
         "protocol",
@@ -55,7 +71,11 @@ class ClientConnection:
         self.fd = sock.fileno()
         self.id = new_uid()
         self.protocol = ServerConnection()
-        self.last_activity = daemon.loop.time()
+        # When (loop time) the message in progress began, or between messages the last
+        # one (or the connection): the stall timeout counts from there, so a message
+        # sent a byte at a time is not kept alive by each byte (nor a TLS handshake:
+        # only message bytes count).
+        self.message_since = daemon.loop.time()
         self.closed = False
         self._out = bytearray()
         self.out_limit = MAX_PENDING_OUTPUT
@@ -90,13 +110,15 @@ class ClientConnection:
             if not data:
                 self.close()  # the client is done: what it held is released
                 return
-            self.last_activity = self.daemon.loop.time()
             plain = self.incoming(data)
             if not plain or self.lingering:
                 return  # a TLS record in progress, the connection closed, or lingering
             again = False
             daemon = self.daemon
-            for event in self.protocol.receive(plain):
+            protocol = self.protocol
+            if not protocol.pending:  # a new message begins
+                self.message_since = daemon.loop.time()
+            for event in protocol.receive(plain):
                 if self.closed:
                     return
                 if type(event) is ProtocolError:
@@ -104,6 +126,10 @@ class ClientConnection:
                     return
                 daemon.handle(self, event)  # type: ignore[arg-type]
                 again = type(event) is codec.UnlockRequest
+
+    def peer_key(self) -> str:
+        """Who is behind the connection (see :func:`peer_key`)."""
+        return peer_key(self.sock)
 
     def incoming(self, data: bytes) -> bytes | None:
         """The message bytes in what the socket delivered (TLS: the decrypted ones)."""

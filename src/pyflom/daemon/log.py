@@ -8,12 +8,19 @@ client, FLM054I queued.  ``level`` keeps the messages at that priority or above
 to syslog; a daemon run in the foreground then writes its log to stderr instead.  Either
 way a thread of its own sends the lines, in batches (:class:`LogWriter`): the event loop
 only queues them.
+
+Warnings are limited (:class:`RepeatLimiter`): a client looping connect / send junk /
+close would otherwise write a line per connection.  Past :data:`REPEAT_BURST` lines of
+one message id from one peer (a user on a UNIX socket, an IP address over TCP) in
+:data:`REPEAT_WINDOW_S`, further ones are counted, and one FLM060W line says how many
+were suppressed.  Errors, notices and lock events (info) are never suppressed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import syslog
 import threading
@@ -34,7 +41,103 @@ LOG_BACKLOG = 10_000  # lines waiting for the writer; more are dropped and count
 LOG_DRAIN_S = 1.0  # how long closing waits for the backlog to be written
 LOG_BATCH_S = 0.05  # while lines keep coming, the writer writes them this often
 
+REPEAT_BURST = 5  # lines of one message id from one peer kept per window
+REPEAT_WINDOW_S = 10.0
+REPEAT_KEYS = 1024  # (peer, message id) pairs followed at most; others share one budget
+OTHER_PEERS = "other peers"  # the peer named once REPEAT_KEYS are followed
+ANY_PEER = "any peer"  # the peer of a warning that names none
+
 Sink = Callable[[list[tuple[int, str]]], None]
+Scheduler = Callable[[float, Callable[[], None]], object]  # (delay s, callback)
+_MESSAGE_ID = re.compile(r"FLM\d{3}[A-Z]")
+
+
+class _Window:
+    """Lines of one (peer, message id) in the current window."""
+
+    __slots__ = ("logged", "start", "suppressed")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.logged = 0
+        self.suppressed = 0
+
+
+class RepeatLimiter:
+    """Keeps the first ``burst`` lines of each (peer, message id) in every window of
+    ``window_s`` seconds and counts the rest; :meth:`summaries` says what was suppressed
+    in the windows that ended.  At most ``max_keys`` pairs are followed (memory is
+    bounded): past that, new peers share the budget of :data:`OTHER_PEERS`."""
+
+    def __init__(
+        self,
+        burst: int = REPEAT_BURST,
+        window_s: float = REPEAT_WINDOW_S,
+        max_keys: int = REPEAT_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._clock = clock
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._ended: list[str] = []  # summaries of ended windows, not said yet
+        self._none_ends_before = 0.0  # no window ends before this (clock time)
+
+    def admit(self, peer: str, message_id: str) -> bool:
+        """Count a line; True when it is to be written."""
+        now = self._clock()
+        key = (peer, message_id)
+        window = self._windows.get(key)
+        if window is None or now - window.start >= self.window_s:
+            if window is not None:
+                self._end(key, window, now)
+            elif len(self._windows) >= self.max_keys:
+                if now >= self._none_ends_before:  # (a look goes through every window)
+                    self.expire(now)
+                if len(self._windows) >= self.max_keys:
+                    key = (OTHER_PEERS, message_id)
+                    window = self._windows.get(key)
+            if window is None or now - window.start >= self.window_s:
+                window = self._windows[key] = _Window(now)
+        if window.logged < self.burst:
+            window.logged += 1
+            return True
+        window.suppressed += 1
+        return False
+
+    def _end(self, key: tuple[str, str], window: _Window, now: float) -> None:
+        del self._windows[key]
+        if window.suppressed:
+            peer, message_id = key
+            self._ended.append(
+                f"FLM060W suppressed {window.suppressed:,} {message_id} line(s) from {peer} "
+                f"in {min(now - window.start, self.window_s):.1f} s (at most "
+                f"{self.burst} of a kind from one peer every {self.window_s:g} s are logged)"
+            )
+
+    def expire(self, now: float | None = None, everything: bool = False) -> None:
+        """End the windows that are over (``everything``: all of them); their summaries
+        wait in :meth:`summaries`."""
+        if now is None:
+            now = self._clock()
+        for key, window in list(self._windows.items()):
+            if everything or now - window.start >= self.window_s:
+                self._end(key, window, now)
+        starts = [window.start for window in self._windows.values()]
+        self._none_ends_before = min(starts, default=now) + self.window_s
+
+    def summaries(self) -> list[str]:
+        """The summary lines of the windows ended so far (each given once)."""
+        ended, self._ended = self._ended, []
+        return ended
+
+    def next_end(self) -> float | None:
+        """Seconds until the first window with suppressed lines ends (None: none)."""
+        starts = [w.start for w in self._windows.values() if w.suppressed]
+        if not starts:
+            return None
+        return max(0.0, min(starts) + self.window_s - self._clock())
 
 
 class LogWriter:
@@ -143,6 +246,9 @@ class DaemonLog:
         self._trace: TextIO | None = None
         if trace_file:
             self._trace = open(trace_file, "a" if append else "w", buffering=1)  # noqa: SIM115
+        self.repeats = RepeatLimiter()
+        self.schedule: Scheduler | None = None  # set by the daemon: summaries on time
+        self._summary_planned = False
         # Whether info lines go anywhere: lock events are not even formatted otherwise.
         self.lock_events = self.level >= syslog.LOG_INFO and (
             self._writer is not None or self._trace is not None
@@ -163,9 +269,36 @@ class DaemonLog:
         """Routine information (lock events among them)."""
         self._emit(syslog.LOG_INFO, text)
 
-    def warning(self, text: str) -> None:
-        """A client misbehaved; it was dealt with."""
+    def warning(self, text: str, peer: str | None = None) -> None:
+        """A client misbehaved; it was dealt with.  ``peer`` (who it was: see
+        :meth:`.ClientConnection.peer_key`) keys the limit on repeated lines; a warning
+        that names no peer shares the budget of :data:`ANY_PEER`."""
+        if self.level < syslog.LOG_WARNING:
+            return
+        found = _MESSAGE_ID.match(text)
+        if found is not None and not self.repeats.admit(peer or ANY_PEER, found.group()):
+            self._plan_summary()
+            return
         self._emit(syslog.LOG_WARNING, text)
+
+    def _plan_summary(self) -> None:
+        if self._summary_planned or self.schedule is None:
+            return
+        delay = self.repeats.next_end()
+        if delay is not None:
+            try:
+                self.schedule(delay, self.flush_summaries)
+            except RuntimeError:  # the loop is closed: close() says what was suppressed
+                return
+            self._summary_planned = True
+
+    def flush_summaries(self) -> None:
+        """Log what was suppressed in the windows that ended (FLM060W)."""
+        self._summary_planned = False
+        self.repeats.expire()
+        for line in self.repeats.summaries():
+            self._emit(syslog.LOG_WARNING, line)
+        self._plan_summary()
 
     def error(self, text: str) -> None:
         """Something failed."""
@@ -185,7 +318,10 @@ class DaemonLog:
                 self.error(f"FLM044E trace file no longer written: {exc.strerror or exc}")
 
     def close(self) -> None:
-        """Write what is queued, then close the trace file."""
+        """Say what was suppressed, write what is queued, then close the trace file."""
+        self.repeats.expire(everything=True)
+        for line in self.repeats.summaries():
+            self._emit(syslog.LOG_WARNING, line)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -9,6 +9,7 @@ the TLS connection filters them, the daemon decides what the requests mean.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from .. import codec
@@ -56,6 +57,7 @@ class ConnectionStateError(RuntimeError):
 DECODED_KEPT = 512
 _decode = functools.lru_cache(maxsize=DECODED_KEPT)(codec.decode)
 
+_END_BYTES = len(codec.MESSAGE_END)
 _NO_INPUT = frozenset((State.ERROR, State.CLOSED))
 _FINAL = (codec.StatusRequest, codec.ShutdownRequest)
 _CHECKED = (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)  # carry a peer id
@@ -64,7 +66,15 @@ _CHECKED = (codec.LockRequest, codec.ShutdownRequest, codec.StatusRequest)  # ca
 class ServerConnection:
     """One client's conversation with the daemon."""
 
-    __slots__ = ("_after_final", "_framer", "answers_sent", "authenticated", "error", "state")
+    __slots__ = (
+        "_after_final",
+        "_framer",
+        "answers_sent",
+        "authenticated",
+        "error",
+        "pending",
+        "state",
+    )
 
     def __init__(self, max_message_bytes: int = codec.MAX_MESSAGE_BYTES) -> None:
         self._framer = codec.Framer(max_message_bytes)
@@ -73,11 +83,10 @@ class ServerConnection:
         self.answers_sent = 0  # answers to the current lock request: the first is step 16
         self.authenticated = False  # the peer id was checked against the certificate once
         self._after_final = ""  # the protocol error a message after a final request is
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a message has arrived and its end has not."""
-        return bool(self._framer.pending)
+        # True while part of a message has arrived and its end has not.  A plain
+        # attribute, read before every read's bytes are fed: the daemon times a message
+        # from its first byte (see ClientConnection.message_since).
+        self.pending = False
 
     def receive(self, data: bytes) -> list[Event]:
         """Feed bytes from the client; return the requests they complete, in order,
@@ -94,6 +103,12 @@ class ServerConnection:
             frames = self._framer.feed(data)
         except codec.CodecError as exc:
             return [self._fail(str(exc))]
+        # Every message ends with MESSAGE_END (which cannot overlap itself): a stream
+        # that ends with it leaves nothing buffered, one whose last bytes differ leaves
+        # a part of a message.  Only a read shorter than the mark needs the framer.
+        self.pending = not data.endswith(codec.MESSAGE_END) and (
+            len(data) >= _END_BYTES or self._framer.pending > 0
+        )
         events: list[Event] = []
         for frame in frames:
             if self.state == State.DONE:
@@ -115,6 +130,7 @@ class ServerConnection:
         return events
 
     def _fail(self, reason: str) -> ProtocolError:
+        self.pending = False
         self.state = State.ERROR
         self.error = reason
         return ProtocolError(reason)
@@ -169,3 +185,22 @@ class ServerConnection:
     def close(self) -> None:
         """The connection is over."""
         self.state = State.CLOSED
+        self.pending = False
+
+
+def no_room_answer(received: bytes, peer_id: str) -> bytes:
+    """What a client the daemon has no room for gets before the connection ends: the
+    answer its request expects (``received``: what it sent so far, maybe nothing),
+    with rc CONNECTION_REFUSED.  pyflom's client says why; FLoM's reports -13."""
+    message: codec.Message | None = None
+    with contextlib.suppress(codec.CodecError):
+        frames = codec.Framer().feed(received)
+        if frames:
+            message = codec.decode(frames[0])
+    if isinstance(message, codec.ShutdownRequest):
+        return codec.encode(codec.ShutdownAnswer(_rc.CONNECTION_REFUSED))
+    if isinstance(message, codec.StatusRequest):
+        return codec.encode(codec.StatusAnswer(_rc.CONNECTION_REFUSED))
+    return codec.encode(
+        codec.LockAnswer(codec.STEP_FIRST_ANSWER, _rc.CONNECTION_REFUSED, peer_id=peer_id)
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import heapq
 import os
 import resource
 import signal
@@ -35,7 +36,7 @@ from ..settings import DEFAULT_LOCK_LOSS_GRACE_MS, DEFAULT_MULTICAST_PORT, DEFAU
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
-from .connection import ClientConnection, new_uid
+from .connection import ClientConnection, new_uid, peer_key
 from .discovery import DiscoveryResponder
 from .listeners import (
     ListenError,
@@ -52,11 +53,11 @@ from .listeners import (
     write_holders_mark,
 )
 from .log import LEVELS, DaemonLog
-from .protocol import MANAGEMENT_LINGER_S
+from .protocol import MANAGEMENT_LINGER_S, no_room_answer
 from .statefile import StateFile, StateFileError
 from .status import encode_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
-from .tlsconnection import TlsClientConnection
+from .tlsconnection import RefusedTlsConnection, TlsClientConnection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +69,13 @@ ACCEPT_RETRY_S = 0.1  # pause after accept() failed for want of descriptors or m
 _ACCEPT_TRANSIENT = frozenset(
     (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN)
 )
+_OUT_OF_DESCRIPTORS = frozenset((errno.EMFILE, errno.ENFILE))
+# Descriptors kept free for the daemon's own needs (state file, TLS files): past
+# (limit of open files - FD_HEADROOM), a new connection first makes room (the oldest
+# connections that neither hold nor wait for a lock are closed), or is refused.
+FD_HEADROOM = 8
+ROOM_BATCH = 8  # connections closed at most per look for room
+ROOM_MIN_AGE_S = 1.0  # a connection younger than this (in flight) is never closed for room
 OUTBOX_BATCH = 256  # answers sent per loop iteration; the rest wait for the next one
 QUIESCE_LIFESPAN_MS = 100
 EXPIRY_BATCH_S = 0.25  # unused resources expire at most this often (at most this late)
@@ -149,6 +157,14 @@ class LockDaemon:
         )
         self.tls = tls
         self._accept_failures = 0  # failed accept() calls in the current episode
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._fd_limit = sys.maxsize if soft == resource.RLIM_INFINITY else soft
+        self._fd_ceiling = self._fd_limit - FD_HEADROOM  # see FD_HEADROOM
+        self._room_look_after = 0.0  # no look for room before (loop time): none was found
+        # Closed to take one more client when accept() fails for want of descriptors, so
+        # that the client is told why (rather than waiting in the backlog), then reopened.
+        self._reserve_fd: int | None = _open_reserve()
+        log.schedule = self.loop.call_later  # summaries of suppressed warnings, on time
         self._outbox: deque[Answer] = deque()  # answers not sent yet, in order
         self._outboxed: dict[object, int] = {}  # connection -> its answers in the outbox
         self._outbox_flush: asyncio.Handle | None = None
@@ -442,8 +458,10 @@ class LockDaemon:
             self._arm_timer()
 
     def _close_stalled(self, now: float) -> None:
-        """Close the connections silent for the stall timeout in the middle of a message,
-        or without holding or waiting; plan the next check by the earliest that could."""
+        """Close the connections that did not complete a message within the stall
+        timeout of its first byte, or a TLS handshake within it of connecting, or are
+        silent that long without holding or waiting; plan the next check by the
+        earliest that could."""
         limit = self.options.stall_timeout_s
         self._stall_due = None  # planned below (not from the closes in the meantime)
         next_due: float | None = None
@@ -451,10 +469,13 @@ class LockDaemon:
         for conn in list(self.connections.values()):
             if conn.closed or conn.lingering:
                 continue  # a lingering connection has its own end
-            due = conn.last_activity + limit
+            due = conn.message_since + limit
             if now >= due:
+                if conn.handshaking:
+                    self.reject(conn, f"TLS handshake not complete within {limit:g} s")
+                    continue
                 if conn.protocol.pending:
-                    self.reject(conn, f"no complete message within {limit:g} s")
+                    self.reject(conn, f"no complete message within {limit:g} s of its first byte")
                     continue
                 if not involves(conn.id):
                     self.reject(conn, f"silent for {limit:g} s without holding or waiting")
@@ -476,8 +497,9 @@ class LockDaemon:
             conn.close()
 
     def reject(self, conn: ClientConnection, reason: str) -> None:
-        """Close a connection that broke the protocol, and say why in the log."""
-        self.log.warning(f"FLM006W closing connection {conn.id}: {reason}")
+        """Close a connection that broke the protocol, and say why in the log (a peer
+        that keeps doing it is logged a few times, then summed up: FLM060W)."""
+        self.log.warning(f"FLM006W closing connection {conn.id}: {reason}", conn.peer_key())
         conn.close()
 
     def tls_handshake(self, started: bool) -> None:
@@ -533,7 +555,7 @@ class LockDaemon:
         try:
             write_holders_mark(self.place_fd, self.options.lock_delay_ms)
         except OSError as exc:
-            self.log.warning(f"FLM060W cannot mark the lock file (holders exist): {exc}")
+            self.log.warning(f"FLM065W cannot mark the lock file (holders exist): {exc}")
         self._marked = True
 
     def _plan_mark_check(self) -> None:
@@ -570,7 +592,7 @@ class LockDaemon:
             else f"the previous daemon (pid {predecessor})"
         )
         self.log.warning(
-            f"FLM061W {who} ended while commands held locks; they may still be running "
+            f"FLM066W {who} ended while commands held locks; they may still be running "
             f"until their lock-loss grace ends: granting nothing for {delay_ms / 1000:g} s "
             "(lock-delay); lock requests wait meanwhile"
         )
@@ -586,7 +608,7 @@ class LockDaemon:
         conn.send_answer(Answer(conn.id, _rc.LOCK_ENQUEUED))
         assert self.lock_delay_until is not None
         # Not silent: it waits (the stall check counts from the delay's end).
-        conn.last_activity = self.loop.time() + max(0.0, self.lock_delay_until - time.time())
+        conn.message_since = self.loop.time() + max(0.0, self.lock_delay_until - time.time())
         self._delayed.append((conn, message))
 
     def _end_lock_delay(self) -> None:
@@ -595,7 +617,7 @@ class LockDaemon:
         self.lock_delay_until = None
         delayed, self._delayed = self._delayed, []
         self.log.notice(
-            f"FLM062N lock-delay over: serving the {len(delayed)} lock request(s) that waited"
+            f"FLM067N lock-delay over: serving the {len(delayed)} lock request(s) that waited"
         )
         now = time.time()
         for conn, message in delayed:
@@ -702,7 +724,8 @@ class LockDaemon:
                 self._clear_mark()  # a clean end: no holder is left
 
     def _accept(self, listener: socket.socket, family: int) -> None:
-        """Take every pending connection (a bounded burst, so others get their turn)."""
+        """Take every pending connection (a bounded burst, so others get their turn).
+        Short of descriptors, make room for it or tell the client why it is refused."""
         tcp = family != socket.AF_UNIX
         for _ in range(ACCEPT_BURST):
             try:
@@ -715,6 +738,14 @@ class LockDaemon:
             except OSError as exc:
                 if exc.errno in _ACCEPT_TRANSIENT:
                     continue  # that one client gave up already: take the next
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    if self._make_room():
+                        continue
+                    refused = self._refuse_with_reserve(listener, family)
+                    if refused is None:
+                        return  # nobody waits (accept() fails for want of a descriptor first)
+                    if refused:
+                        continue
                 self._pause_accepting(listener, family, exc)
                 return
             if self._accept_failures:
@@ -723,16 +754,20 @@ class LockDaemon:
                     "failed attempt(s)"
                 )
                 self._accept_failures = 0
-            sock.setblocking(False)
-            if tcp:
-                # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
-                with contextlib.suppress(OSError):
-                    tune_tcp(sock, self.options.tcp_keepalive_s)
-            conn = (
-                ClientConnection(self, sock)
-                if self.tls is None
-                else TlsClientConnection(self, sock, self.tls.context())
-            )
+            # Descriptors are numbered lowest first: past the ceiling, few are left.
+            if fd < self._fd_ceiling or self._make_room():
+                sock.setblocking(False)
+                if tcp:
+                    # Keepalive on IPv4 and IPv6 alike (FLoM: IPv4 only, quirk Q17).
+                    with contextlib.suppress(OSError):
+                        tune_tcp(sock, self.options.tcp_keepalive_s)
+                conn = (
+                    ClientConnection(self, sock)
+                    if self.tls is None
+                    else TlsClientConnection(self, sock, self.tls.context())
+                )
+            else:
+                conn = self._refuse(sock)  # kept until the client has read why
             self.connections[conn.id] = conn
             self._idle_since = None
             if self._stall_due is None:
@@ -740,10 +775,111 @@ class LockDaemon:
                 self._arm_timer()
             conn.on_readable()  # FLoM clients send their request right after connecting
 
+    def _make_room(self) -> bool:
+        """Close the oldest connections (at most ROOM_BATCH) that neither hold nor wait
+        for a lock: idle, or in the middle of a message or of a TLS handshake, for at
+        least ROOM_MIN_AGE_S.  False when there is none (then none is looked for again
+        for ACCEPT_RETRY_S: a look goes through every connection)."""
+        now = self.loop.time()
+        if now < self._room_look_after:
+            return False
+        involves = self.table.involves
+        started_before = now - ROOM_MIN_AGE_S
+        candidates = [
+            conn
+            for conn in self.connections.values()
+            if conn.message_since <= started_before
+            and not (conn.closed or conn.lingering or involves(conn.id))
+        ]
+        if not candidates:
+            self._room_look_after = now + ACCEPT_RETRY_S
+            return False
+        for conn in heapq.nsmallest(ROOM_BATCH, candidates, key=_message_since):
+            doing = (
+                "in a TLS handshake"
+                if conn.handshaking
+                else "in the middle of a message"
+                if conn.protocol.pending
+                else "idle"
+            )
+            self.log.warning(
+                f"FLM061W closing connection {conn.id} ({doing} for "
+                f"{now - conn.message_since:.0f} s) to make room for a new client: the "
+                f"daemon is near its limit of {self._fd_limit} open files (raise the "
+                "daemon's 'ulimit -n' if clients need more)",
+                conn.peer_key(),
+            )
+            conn.close()
+        return True
+
+    def _refuse(self, sock: socket.socket) -> ClientConnection:
+        """Tell a client there is no room for it: its request gets rc CONNECTION_REFUSED
+        (over TLS once the handshake is done).  The connection returned is kept until
+        the client closes it (MANAGEMENT_LINGER_S at most after the answer, its bytes
+        discarded): closed at once, the request it is about to send would fail (EPIPE)
+        before it reads why."""
+        self._log_refusal(sock)
+        sock.setblocking(False)
+        if self.tls is not None:
+            return RefusedTlsConnection(self, sock, self.tls.context())
+        received = b""
+        with contextlib.suppress(OSError):
+            received = sock.recv(4096, socket.MSG_PEEK)  # decides the answer's kind
+        conn = ClientConnection(self, sock)
+        conn.send_raw(no_room_answer(received, self.peer_id))
+        conn.linger()
+        return conn
+
+    def _refuse_at_once(self, sock: socket.socket) -> None:
+        """:meth:`_refuse` without a descriptor to spare: the answer, then the end
+        (what the client sent is read first, so that TCP ends without a reset).  A TLS
+        client is not told: the connection just ends."""
+        self._log_refusal(sock)
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            received = b""
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                received = sock.recv(4096)
+            if self.tls is None:
+                sock.send(no_room_answer(received, self.peer_id))
+            sock.shutdown(socket.SHUT_WR)
+        sock.close()
+
+    def _log_refusal(self, sock: socket.socket) -> None:
+        peer = peer_key(sock)
+        self.log.warning(
+            f"FLM062W refused a connection from {peer}: no room for it, the daemon is at "
+            f"its limit of {self._fd_limit} open files and its {len(self.connections)} "
+            "connections hold or wait for locks (or have just come); raise the daemon's "
+            "limit of open files ('ulimit -n' where it starts, LimitNOFILE= in a systemd "
+            "unit)",
+            peer,
+        )
+
+    def _refuse_with_reserve(self, listener: socket.socket, family: int) -> bool | None:
+        """Out of descriptors: free the reserve one to take a client from the backlog
+        and tell it why it is refused.  False when there is no reserve (or accept()
+        failed again), None when nobody waits."""
+        if self._reserve_fd is None:
+            self._reserve_fd = _open_reserve()  # a descriptor may have come free since
+            return False
+        os.close(self._reserve_fd)
+        try:
+            fd, _ = listener._accept()  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return False
+        else:
+            self._refuse_at_once(socket.socket(family, socket.SOCK_STREAM, 0, fd))
+            return True
+        finally:  # once the refused connection is closed: its descriptor is the reserve
+            self._reserve_fd = _open_reserve()
+
     def _pause_accepting(self, listener: socket.socket, family: int, exc: OSError) -> None:
-        """Out of descriptors (or memory): leave new clients in the backlog and try again
-        later, instead of spinning on a listener that stays readable.  Logged once per
-        episode, with the fix."""
+        """Out of descriptors (or memory) with no room to make and no client to refuse:
+        leave new clients in the backlog and try again later, instead of spinning on a
+        listener that stays readable.  Logged once per episode, with the fix."""
         self._accept_failures += 1
         if self._accept_failures == 1:
             self.log.error(
@@ -760,6 +896,18 @@ class LockDaemon:
                 self._accept(listener, family)
 
         self.loop.call_later(ACCEPT_RETRY_S, resume)
+
+
+def _message_since(conn: ClientConnection) -> float:
+    return conn.message_since
+
+
+def _open_reserve() -> int | None:
+    """A descriptor kept to be closed when none is left (see LockDaemon._reserve_fd)."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _asked(request: Request) -> str:

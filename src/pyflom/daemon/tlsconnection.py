@@ -7,6 +7,7 @@ import ssl
 
 from ..tls.serverside import ServerTlsLayer
 from .connection import ClientConnection
+from .protocol import no_room_answer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,3 +89,18 @@ class TlsClientConnection(ClientConnection):
     def close(self) -> None:
         self._handshake_over()
         super().close()
+
+
+class RefusedTlsConnection(TlsClientConnection):
+    """A TLS client the daemon has no room for: once the handshake is done, its first
+    request gets the rc CONNECTION_REFUSED answer, and the connection lingers until the
+    client closes it.  Nothing it sends reaches the daemon."""
+
+    __slots__ = ()
+
+    def incoming(self, data: bytes) -> bytes | None:
+        plain = super().incoming(data)
+        if plain and not self.lingering and not self.closed:
+            self.write(no_room_answer(plain, self.daemon.peer_id))
+            self.linger()
+        return None
