@@ -1,0 +1,1 @@
+"""pyflom on etcd: daemons as stateless gateways (optional extra ``pyflom[etcd]``)."""
