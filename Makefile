@@ -1,12 +1,13 @@
 # pyflom: two entry points from a fresh clone.
 #   make demo  - create .venv, install pyflom, run a real command under a lock
 #   make test  - create .venv with the dev extras, lint, type-check, run the whole suite
+#   make etcd  - unpack an etcd server for the etcd backend's tests into .cache/etcd
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_SOCKET := /tmp/pyflom-demo-$(shell id -u)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean etcd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,22 @@ lint: $(VENV)/.dev-installed
 
 test: lint
 	$(BIN)/python -m pytest -n auto -q tests
+
+# Debian's etcd-server package, unpacked (not installed: no service is started). Tests
+# find it there; without it they skip, unless PYFLOM_REQUIRE_ETCD=1.
+ETCD_DIR := .cache/etcd
+ETCD_BIN := $(ETCD_DIR)/usr/bin/etcd
+
+etcd: $(ETCD_BIN)
+
+$(ETCD_BIN):
+	rm -rf $(ETCD_DIR)/deb && mkdir -p $(ETCD_DIR)/deb
+	cd $(ETCD_DIR)/deb && { apt-get download etcd-server 2>/dev/null || \
+	    { apt-get update -qq && apt-get download etcd-server; }; }
+	dpkg-deb -x $(ETCD_DIR)/deb/etcd-server_*.deb $(ETCD_DIR)
+	rm -rf $(ETCD_DIR)/deb
+	$@ --version | head -1
+	touch $@
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m compileall -q src >/dev/null

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from etcd_cluster import etcd_cluster, etcd_shared  # noqa: F401  (fixtures for every module)
+
 FLOM = str(Path(sys.executable).with_name("flom"))
 
 
