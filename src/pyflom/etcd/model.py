@@ -138,13 +138,15 @@ class State:
 class Snapshot:
     """Every key of one resource at one revision: its requests, oldest first, and its
     state (``state_revision``: the state key's mod revision, 0 if it does not exist;
-    ``uid``: its create revision, the resource's number in status)."""
+    ``uid``: its create revision, the resource's number in status; ``at``: the revision
+    it was read at)."""
 
     key: str
     entries: list[Entry] = field(default_factory=list)
     state: State = field(default_factory=State)
     state_revision: int = 0
     uid: int = 0
+    at: int = 0
 
     def find(self, rid: str) -> Entry | None:
         for entry in self.entries:
@@ -413,4 +415,4 @@ def apply(snapshot: Snapshot, outcome: Outcome, revision: int) -> Snapshot:
     ordered = sorted(entries.values(), key=lambda e: e.revision)
     state = outcome.state if outcome.state is not None else snapshot.state
     uid = snapshot.uid or revision
-    return Snapshot(snapshot.key, ordered, state, revision, uid)
+    return Snapshot(snapshot.key, ordered, state, revision, uid, revision)
