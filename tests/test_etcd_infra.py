@@ -1,12 +1,28 @@
-"""The etcd test cluster of tests/etcd_cluster.py really works (independently of pyflom)."""
+"""The etcd test cluster (tests/etcd_cluster.py) really works, and pyflom.etcd's
+configuration and connection checks give clear answers against real processes."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etcd_cluster import EtcdCluster, process_state
+from etcd_cluster import EtcdCluster, free_ports, process_state
+from pyflom.etcd.config import (
+    EtcdConfig,
+    holder_drop_deadline_s,
+    min_lease_ttl_s,
+    parse_endpoints,
+    parse_etcd_url,
+)
+from pyflom.etcd.connect import EtcdSetupError, connect
 
 
 def test_cluster_starts_healthy_with_three_members(etcd_cluster: EtcdCluster) -> None:
@@ -63,3 +79,256 @@ def test_teardown_ends_a_member_without_quorum(tmp_path, request: pytest.Fixture
     cluster.close()
     assert time.monotonic() - began < 15
     assert all(process_state(p) in (None, "Z") for p in pids if p is not None)
+
+
+# -- pyflom.etcd.config -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoints"),
+    [
+        ("etcd://h1:2379,h2:2379,h3:2379", (("h1", 2379), ("h2", 2379), ("h3", 2379))),
+        ("etcd://h1", (("h1", 2379),)),
+        ("ETCD://10.0.0.1:1,[::1]:2,[fe80::1]", (("10.0.0.1", 1), ("::1", 2), ("fe80::1", 2379))),
+        ("etcd://a, b ,c:3,", (("a", 2379), ("b", 2379), ("c", 3))),
+    ],
+)
+def test_etcd_url_gives_endpoints(url: str, endpoints: tuple[tuple[str, int], ...]) -> None:
+    assert parse_etcd_url(url) == endpoints
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h1:2379", "is not an etcd URL: expected etcd://HOST[:PORT]"),
+        ("etcd://", "names no endpoint"),
+        ("etcd://a,,b", "an empty endpoint"),
+        ("etcd://::1", "write it in brackets, as [::1]"),
+        ("etcd://[::1", "opens '[' without ']'"),
+        ("etcd://[::1]x", "only ':PORT' may follow ']'"),
+        ("etcd://[h1]:2379", "brackets are for IPv6 addresses only"),
+        ("etcd://h1:0", "no valid port (a number from 1 to 65535)"),
+        ("etcd://h1:65536", "no valid port"),
+        ("etcd://h1:http", "no valid port"),
+        ("etcd://h1:\u00b2", "no valid port"),
+        ("etcd://:2379", "has no host name"),
+        ("etcd://h1/pyflom", "set the key prefix with [Etcd]/KeyPrefix"),
+        ("etcd://user:pw@h1", "use [Etcd]/User and [Etcd]/Password"),
+        ("etcd://h1,h1:2379", "h1:2379 is given twice"),
+    ],
+)
+def test_bad_etcd_url_is_refused_with_the_reason(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_etcd_url(url)
+
+
+def test_lease_ttl_must_exceed_the_lock_loss_grace_with_a_margin() -> None:
+    assert min_lease_ttl_s(5000) == 10
+    EtcdConfig((("h", 1),), lease_ttl_s=10, lock_loss_grace_ms=5000)
+    with pytest.raises(ValueError, match="at least 10 s") as caught:
+        EtcdConfig((("h", 1),), lease_ttl_s=9, lock_loss_grace_ms=5000)
+    assert "LockLossGrace" in str(caught.value)
+    with pytest.raises(ValueError, match="at least 35 s"):
+        EtcdConfig((("h", 1),), lock_loss_grace_ms=30000)  # the default TTL, 15 s
+    # the gateway must drop its holders before the lease can expire, grace included
+    assert holder_drop_deadline_s(15, 5000) == 8.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"endpoints": ()}, "at least one endpoint"),
+        ({"key_prefix": "pyflom"}, "must start with '/'"),
+        ({"cert_file": "c.pem"}, "both CertFile and KeyFile"),
+        ({"cert_file": "c.pem", "key_file": "k.pem"}, "without CaFile"),
+        ({"user": "u"}, "both User and Password"),
+        ({"request_timeout_s": 0}, "must be positive"),
+    ],
+)
+def test_bad_etcd_config_is_refused(changes: dict[str, object], message: str) -> None:
+    values: dict[str, Any] = {"endpoints": (("h", 2379),), **changes}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EtcdConfig(**values)
+
+
+def test_etcd_config_normalises_the_prefix_and_hides_the_password() -> None:
+    config = EtcdConfig((("::1", 2379), ("h", 1)), key_prefix="/locks", user="u", password="pw")
+    assert config.key_prefix == "/locks/"
+    assert config.url == "etcd://[::1]:2379,h:1"
+    assert "pw" not in repr(config)
+
+
+# -- pyflom.etcd.connect against real processes ------------------------------------------
+
+
+def try_connect(config: EtcdConfig) -> tuple[str | None, float]:
+    """(the EtcdSetupError message or None, seconds taken)."""
+
+    async def main() -> str | None:
+        try:
+            client = await connect(config, warn=warnings.append)
+        except EtcdSetupError as exc:
+            return exc.message
+        await client.close()
+        return None
+
+    warnings: list[str] = []
+    began = time.monotonic()
+    message = asyncio.run(main())
+    return message, time.monotonic() - began
+
+
+def config_of(endpoints: list[str], **values: Any) -> EtcdConfig:
+    return EtcdConfig(parse_endpoints(",".join(endpoints)), dial_timeout_s=3, **values)
+
+
+def test_connect_to_a_healthy_cluster(etcd_shared: EtcdCluster) -> None:
+    message, _ = try_connect(config_of(etcd_shared.endpoints))
+    assert message is None
+    by_name = [e.replace("127.0.0.1", "localhost") for e in etcd_shared.endpoints]
+    assert try_connect(config_of(by_name))[0] is None  # host names are resolved
+
+
+def test_connect_to_a_closed_port_says_connection_refused() -> None:
+    port = free_ports(1)[0]
+    message, took = try_connect(config_of([f"127.0.0.1:{port}"]))
+    assert message is not None and f"127.0.0.1:{port}: connection refused" in message
+    assert "client port" in message and took < 3
+
+
+def test_connect_to_a_listener_that_is_not_etcd(tmp_path: Path) -> None:
+    with socket.socket() as silent, socket.socket() as closing:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        closing.bind(("127.0.0.1", 0))
+        closing.listen()
+        done = threading.Event()
+
+        def close_each() -> None:
+            closing.settimeout(0.1)
+            while not done.is_set():
+                try:
+                    closing.accept()[0].close()
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=close_each, daemon=True)
+        thread.start()
+        try:
+            s_port, c_port = silent.getsockname()[1], closing.getsockname()[1]
+            message, took = try_connect(config_of([f"127.0.0.1:{s_port}"]))
+            assert message is not None and f"127.0.0.1:{s_port}: no answer within 3 s" in message
+            assert took < 10
+            message, _ = try_connect(config_of([f"127.0.0.1:{c_port}"]))
+            assert message is not None and "closed the connection at once" in message
+            assert "not an etcd client port" in message
+        finally:
+            done.set()
+            thread.join()
+
+
+def test_connect_warns_about_a_bad_endpoint_beside_good_ones(etcd_shared: EtcdCluster) -> None:
+    port = free_ports(1)[0]
+    warnings: list[str] = []
+
+    async def main() -> None:
+        config = config_of([*etcd_shared.endpoints, f"127.0.0.1:{port}"])
+        client = await connect(config, warn=warnings.append)
+        await client.close()
+
+    asyncio.run(main())
+    assert len(warnings) == 1 and f"127.0.0.1:{port}: connection refused" in warnings[0]
+
+
+def test_connect_without_quorum_fails_in_bounded_time(etcd_cluster: EtcdCluster) -> None:
+    etcd_cluster.kill(0)
+    etcd_cluster.kill(1)
+    message, took = try_connect(config_of(etcd_cluster.endpoints))
+    assert message is not None and "has no quorum" in message
+    assert f"{etcd_cluster.endpoints[0]}: connection refused" in message
+    assert "Start the stopped members" in message
+    assert took < 3 + 3  # the dial timeout for the probes, then for the quorum read
+
+
+# -- etcd3aio, as the backend uses it (docs/ha.md, developer notes) ----------------------
+
+
+def run_with_client(cluster: EtcdCluster, body: Callable[[Any], Awaitable[None]]) -> None:
+    async def main() -> None:
+        client = await connect(config_of(cluster.endpoints))
+        try:
+            await body(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_etcd3aio_lease_txn_range_watch_and_mod_compare(etcd_shared: EtcdCluster) -> None:
+    from etcd3aio import SortOrder, SortTarget, prefix_range_end
+    from etcd3aio._protobuf import Compare
+
+    prefix = "/test-api/"
+    end = prefix_range_end(prefix)
+
+    async def body(client: Any) -> None:
+        kv = client.kv
+        lease = await client.lease.grant(ttl=10, timeout=2)
+        create_a = [kv.txn_compare_create_revision(prefix + "a", 0)]
+        put_a = [kv.txn_op_put(prefix + "a", "EX", lease=lease.ID)]
+        first = await kv.txn(create_a, [*put_a, kv.txn_op_get(prefix, range_end=end)], timeout=2)
+        again = await kv.txn(create_a, put_a, [kv.txn_op_get(prefix + "a")], timeout=2)
+        assert first.succeeded and not again.succeeded
+        assert again.responses[0].response_range.kvs[0].lease == lease.ID
+        await kv.put(prefix + "b", "SH", timeout=2)
+        await kv.put(prefix + "0", "PR", timeout=2)  # sorts first by key, last by creation
+        ranged = await kv.get(
+            prefix, range_end=end, sort_order=SortOrder.ASCEND,
+            sort_target=SortTarget.CREATE, timeout=2,
+        )  # fmt: skip
+        assert [x.key for x in ranged.kvs] == [b"/test-api/a", b"/test-api/b", b"/test-api/0"]
+        seen = ranged.header.revision
+        unchanged = Compare(
+            result=Compare.LESS, target=Compare.MOD, key=prefix.encode(), range_end=end,
+            mod_revision=seen + 1,
+        )  # fmt: skip
+        assert (await kv.txn([unchanged], [], timeout=2)).succeeded
+        events: list[tuple[int, bytes]] = []
+
+        async def watch() -> None:
+            async for resp in client.watch.watch(prefix, range_end=end, start_revision=seen + 1):
+                events.extend((e.type, e.kv.key) for e in resp.events)
+                if len(events) >= 2:
+                    return
+
+        watching = asyncio.create_task(watch())
+        await kv.delete(prefix + "b", timeout=2)
+        await client.lease.revoke(lease.ID, timeout=2)  # its key goes with it
+        await asyncio.wait_for(watching, 10)
+        assert events == [(1, b"/test-api/b"), (1, b"/test-api/a")]
+        # PITFALL: a range compare sees only the keys that exist: deletions leave it true
+        assert (await kv.txn([unchanged], [], timeout=2)).succeeded
+        await kv.put(prefix + "c", "EX", timeout=2)
+        assert not (await kv.txn([unchanged], [], timeout=2)).succeeded
+
+    run_with_client(etcd_shared, body)
+
+
+def test_etcd3aio_keepalive_and_failover_after_the_leader_dies(etcd_cluster: EtcdCluster) -> None:
+    async def body(client: Any) -> None:
+        lease = await client.lease.grant(ttl=3, timeout=2)
+        await client.kv.put("/test-ka/k", "v", lease=lease.ID, timeout=2)
+        async with client.lease.keep_alive_context(lease.ID, ttl=3):
+            etcd_cluster.kill(etcd_cluster.leader())
+            began = time.monotonic()
+            while True:  # short attempts: a request in flight at the kill waits its deadline
+                try:
+                    await client.kv.put("/test-ka/after", "v", timeout=0.3, max_attempts=1)
+                    break
+                except (TimeoutError, Exception):
+                    assert time.monotonic() - began < 10, "no new leader within 10 s"
+            await asyncio.sleep(4)  # past the TTL: only the keep-alive keeps the key
+        kept = await client.kv.get("/test-ka/k", timeout=2)
+        assert kept.count == 1
+
+    run_with_client(etcd_cluster, body)
