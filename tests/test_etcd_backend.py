@@ -295,3 +295,31 @@ def test_leader_killed_during_a_run(etcd_cluster: Any) -> None:
             assert generations == sorted(generations) and len(set(generations)) == 30
 
     run(main)
+
+
+def test_started_from_an_etcd_config(etcd_shared: Any) -> None:
+    """The daemon's way: an EtcdConfig, connected with pyflom.etcd.connect."""
+    from pyflom.etcd.config import EtcdConfig
+
+    async def main() -> None:
+        endpoints = tuple((h, int(p)) for h, p in (e.rsplit(":", 1) for e in etcd_shared.endpoints))
+        config = EtcdConfig(endpoints, key_prefix=f"/cfg-{uuid.uuid4().hex[:8]}/")
+        pushed: list[Answer] = []
+        backend = EtcdBackend(
+            config, policy=GrantPolicy.FLOM, gateway="g", push=pushed.extend, drop=print
+        )
+        assert backend.ttl == config.lease_ttl_s and 0 < backend.drop_after < backend.ttl
+        await backend.start()
+        try:
+            assert backend.lock(1, Request("C"), 0.0) == []
+            while not pushed:
+                await asyncio.sleep(0.01)
+            assert pushed[0].rc == rc.OK and pushed[0].generation
+            assert backend.what(1) == ("C", "holding")
+            backend.unlock(1, "C", False, 0.0)
+            while not backend.idle:
+                await asyncio.sleep(0.01)
+        finally:
+            await backend.close()
+
+    run(main)

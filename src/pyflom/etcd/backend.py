@@ -40,9 +40,10 @@ connections whose request was granted or moved on by another gateway's transacti
 
 Lease: one per gateway, TTL from the configuration.  The gateway renews it itself and
 calls ``drop(conn, reason)`` for every connection when no renewal has been confirmed for
-``TTL - lock-loss grace - 2 s`` since it was sent (the daemon then closes them: each
-client's lock-loss monitor stops its command within the grace, before etcd can let the
-lease expire and grant the locks elsewhere).  Rule: ``TTL >= grace + 2 s + 3 s``.
+``config.holder_drop_deadline_s`` = TTL - lock-loss grace - 2 s since it was sent (the
+daemon then closes them: each client's lock-loss monitor stops its command within the
+grace, before etcd can let the lease expire and grant the locks elsewhere).  Rule
+(``config.min_lease_ttl_s``): TTL >= grace + 2 s margin + 3 s of renewal attempts.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ from ..core.resource import ConnId, Request
 from ..core.table import Answer, ProtocolViolation
 from ..lockmodes import LockMode
 from ..names import ResourceType, resource_type, uses_lock_mode
+from ..settings import DEFAULT_LOCK_LOSS_GRACE_MS
 from . import model
+from .config import holder_drop_deadline_s, min_lease_ttl_s
 from .model import HELD, INCUBATING, REFUSED, WAITING, Entry, Snapshot
 
 _log = logging.getLogger(__name__)
@@ -73,7 +76,6 @@ _RANK = {PENDING: 0, INCUBATING: 1, WAITING: 2, HELD: 3, REFUSED: 4}
 _CODE = {INCUBATING: rc.LOCK_WAIT_RESOURCE, WAITING: rc.LOCK_ENQUEUED, HELD: rc.OK}
 _STATUS_WORD = {PENDING: "waiting", INCUBATING: "incubating", WAITING: "waiting", HELD: "holding"}
 RENEW_INTERVAL_S = 1.0  # how often the lease is renewed
-DROP_MARGIN_S = 2.0  # see config.LEASE_MARGIN_S
 MAX_CACHED = 4096  # resource snapshots kept for one-round-trip transactions
 
 
@@ -123,7 +125,7 @@ class EtcdBackend:
         drop_after: float | None = None,
         request_timeout: float | None = None,
     ) -> None:
-        config = None if callable(client_factory_or_config) else client_factory_or_config
+        config: Any = None if callable(client_factory_or_config) else client_factory_or_config
         self._factory: Callable[[], Awaitable[Any]] | None = (
             client_factory_or_config if config is None else None
         )
@@ -135,13 +137,16 @@ class EtcdBackend:
         self._clock = clock
         self.prefix = prefix if prefix else str(getattr(config, "key_prefix", "/pyflom/"))
         self.ttl = ttl if ttl else int(getattr(config, "lease_ttl_s", 15))
-        grace = getattr(config, "lock_loss_grace_ms", 5000) / 1000
-        self.drop_after = drop_after if drop_after is not None else self.ttl - grace - DROP_MARGIN_S
+        grace_ms = int(getattr(config, "lock_loss_grace_ms", DEFAULT_LOCK_LOSS_GRACE_MS))
+        grace = grace_ms / 1000
+        self.drop_after = (
+            drop_after if drop_after is not None else holder_drop_deadline_s(self.ttl, grace_ms)
+        )
         if self.drop_after <= 0:
             raise ValueError(
                 f"the etcd lease TTL of {self.ttl} s leaves no time to serve holders with a "
                 f"lock-loss grace of {grace:g} s: use a TTL of at least "
-                f"{grace + DROP_MARGIN_S + 3:g} s"
+                f"{min_lease_ttl_s(grace_ms)} s"
             )
         self.request_timeout = float(
             request_timeout if request_timeout else getattr(config, "request_timeout_s", 1.0)
@@ -157,6 +162,7 @@ class EtcdBackend:
         self._last_op: dict[str, asyncio.Task[Any]] = {}  # per resource, in arrival order
         self._nonce = itertools.count(1)
         self._keeper: asyncio.Task[None] | None = None
+        self._refresher: Any = None
         self._closed = False
 
     # -- life -------------------------------------------------------------------------
@@ -165,9 +171,15 @@ class EtcdBackend:
         if self._factory is not None:
             self.client = await self._factory()
         else:
-            from .connect import connect  # type: ignore[import-not-found,unused-ignore]
+            from .connect import connect
 
             self.client = await connect(self._config)
+            if self._config.user:  # the login token must stay fresh
+                refresher = self.client.token_refresher(
+                    self._config.user, self._config.password or ""
+                )
+                await refresher.__aenter__()
+                self._refresher = refresher
         sent = time.monotonic()
         grant = await self.client.lease.grant(ttl=self.ttl, timeout=self.request_timeout * 3)
         self.lease = grant.ID
@@ -185,6 +197,9 @@ class EtcdBackend:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if self._refresher is not None:
+            with contextlib.suppress(Exception):
+                await self._refresher.__aexit__(None, None, None)
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await self.client.lease.revoke(self.lease, timeout=self.request_timeout * 2)
