@@ -75,6 +75,7 @@ PENDING = "pending"  # the request's first transaction has not answered yet
 _RANK = {PENDING: 0, INCUBATING: 1, WAITING: 2, HELD: 3, REFUSED: 4}
 _CODE = {INCUBATING: rc.LOCK_WAIT_RESOURCE, WAITING: rc.LOCK_ENQUEUED, HELD: rc.OK}
 _STATUS_WORD = {PENDING: "waiting", INCUBATING: "incubating", WAITING: "waiting", HELD: "holding"}
+WATCH_LINGER_S = 10.0  # a watch outlives the last request on its resource this long
 RENEW_INTERVAL_S = 1.0  # how often the lease is renewed
 MAX_CACHED = 4096  # resource snapshots kept for one-round-trip transactions
 
@@ -92,6 +93,7 @@ class _Local:
     element: str | None = None
     generation: int = 0
     task: asyncio.Task[None] | None = None
+    early: Entry | None = None  # seen by the watch before its first answer was known
 
 
 @dataclass(slots=True)
@@ -256,7 +258,8 @@ class EtcdBackend:
             )
         self._forget(local)
         self._in_order(
-            local.key, self._change(local.key, local.rid, model.Unlock(local.rid, rollback))
+            local.key,
+            self._change(local.key, local.rid, model.Unlock(local.rid, rollback), local.known),
         )
         return []
 
@@ -266,7 +269,9 @@ class EtcdBackend:
         if local is None:
             return []
         self._forget(local)
-        self._in_order(local.key, self._change(local.key, local.rid, model.Leave(local.rid)))
+        self._in_order(
+            local.key, self._change(local.key, local.rid, model.Leave(local.rid), local.known)
+        )
         return []
 
     def tick(self, now: float) -> list[Answer]:
@@ -357,22 +362,25 @@ class EtcdBackend:
         else:
             self._answers(outcome, revision)
         if self._conns.get(local.conn) is local and local.status in (WAITING, INCUBATING):
-            self._ensure_watch(local.key, revision)
-            self._dirty(local.key)  # what happened while the answer was on its way
+            self._ensure_watch(local.key, revision)  # from revision + 1: nothing is missed
+            early, local.early = local.early, None
+            if early is not None:  # moved on while the answer was on its way
+                self._answer_from(early, early.generation or local.known + 1)
 
-    async def _change(self, key: str, rid: str, change: model.Event) -> None:
-        """Unlock or leave: delete ``rid`` and grant what that allows (idempotent)."""
+    async def _change(self, key: str, rid: str, change: model.Event, known: int = 0) -> None:
+        """Unlock or leave: delete ``rid`` and grant what that allows (idempotent).
+        ``known``: the revision its state was learned at (older snapshots are stale)."""
 
         def event(snap: Snapshot) -> model.Event | None:
             return change if snap.find(rid) is not None else None
 
-        result = await self._run(key, event)
+        result = await self._run(key, event, known)
         if result is not None and result[0] is not None:
             self._answers(result[0], result[1])
         self._unwatch_if_unneeded(key)
 
     async def _run(
-        self, key: str, event: Callable[[Snapshot], model.Event | None]
+        self, key: str, event: Callable[[Snapshot], model.Event | None], known: int = 0
     ) -> tuple[model.Outcome | None, int, Snapshot] | None:
         """Decide ``event`` on the latest snapshot and write the outcome under the guard;
         on a conflict the failure branch's read is the next snapshot.  An error or
@@ -384,6 +392,8 @@ class EtcdBackend:
         start = self._resource_prefix(key)
         end = prefix_range_end(start)
         snap = self._cache.get(key)
+        if snap is not None and snap.at < known:
+            snap = None  # older than what this gateway knows: read again
         backoff = 0.05
         while not self._closed:
             try:
@@ -405,7 +415,7 @@ class EtcdBackend:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # unknown outcome: read again, decide again
-                _log.info("etcd request about %s failed (%s); retrying", key, exc)
+                _log.info("etcd request about %s failed (%r); retrying", key, exc)
                 self._cache.pop(key, None)
                 snap = None
                 await asyncio.sleep(backoff)
@@ -531,7 +541,7 @@ class EtcdBackend:
         # refused: busy, can't wait, impossible; the connection has no lock any more
         self._forget(local)
         if status == REFUSED:
-            self._spawn(self._change(local.key, local.rid, model.Leave(local.rid)))
+            self._in_order(local.key, self._change(local.key, local.rid, model.Leave(local.rid)))
         return Answer(local.conn, code, request=local.request)
 
     def _forget(self, local: _Local) -> None:
@@ -555,21 +565,25 @@ class EtcdBackend:
             watched.task = asyncio.create_task(self._watch(key, revision + 1))
 
     def _unwatch_if_unneeded(self, key: str) -> None:
+        """Stop watching ``key`` :data:`WATCH_LINGER_S` after this gateway's last request
+        on it is gone (a new watch costs a round trip, or more if etcd must catch it up)."""
         watched = self._watched.get(key)
-        if watched is None or any(
-            self._by_rid[rid].status in (PENDING, WAITING, INCUBATING)
-            for rid in watched.locals
-            if rid in self._by_rid
-        ):
+        if watched is None or any(rid in self._by_rid for rid in watched.locals):
+            return
+        asyncio.get_running_loop().call_later(WATCH_LINGER_S, self._unwatch, key, watched)
+
+    def _unwatch(self, key: str, watched: _Watched) -> None:
+        if self._watched.get(key) is not watched or watched.locals or self._closed:
+            return
+        if watched.evaluating is not None and not watched.evaluating.done():
             return
         if watched.task is not None:
             watched.task.cancel()
-        if not watched.locals and (watched.evaluating is None or watched.evaluating.done()):
-            del self._watched[key]
-        else:
-            watched.task = None
+        del self._watched[key]
 
     async def _watch(self, key: str, start_revision: int) -> None:
+        """Watch ``key``'s prefix from ``start_revision`` (0: now, then re-read once the
+        watch is in place, so nothing between is missed)."""
         from etcd3aio import prefix_range_end
 
         prefix = self._resource_prefix(key)
@@ -580,8 +594,10 @@ class EtcdBackend:
                 ):
                     if reply.canceled or reply.compact_revision:
                         break  # events lost: re-read, then watch again from now
-                    if reply.events:
+                    if reply.created and start_revision == 0:
                         self._dirty(key)
+                    if reply.events:
+                        self._events(key, prefix, reply.events)
                     start_revision = reply.header.revision + 1
             except asyncio.CancelledError:
                 raise
@@ -591,6 +607,35 @@ class EtcdBackend:
             self._cache.pop(key, None)
             self._dirty(key)
             start_revision = 0
+
+    def _events(self, key: str, prefix: str, events: Any) -> None:
+        """Answer this gateway's requests that another gateway's transaction moved on,
+        straight from the watch events; re-read the resource only when a key vanished
+        without a transaction of ours (a lease expired: a gateway died)."""
+        state_key = (prefix + "s").encode()
+        start = prefix.encode()
+        written = {ev.kv.mod_revision for ev in events if ev.type == 0 and ev.kv.key == state_key}
+        again = False
+        for ev in events:
+            rest = ev.kv.key[len(start) :].decode()
+            if not rest.startswith("q/"):
+                continue
+            local = self._by_rid.get(rest[2:])
+            if ev.type != 0:  # a delete
+                again = again or local is not None or ev.kv.mod_revision not in written
+                continue
+            if local is None:
+                continue
+            kv = ev.kv
+            entry = Entry.decode(rest[2:], kv.value, kv.create_revision, kv.mod_revision, kv.lease)
+            if local.status == PENDING:
+                local.early = entry
+            else:
+                self._answer_from(entry, kv.mod_revision)
+        if again:
+            self._dirty(key)
+        else:
+            self._unwatch_if_unneeded(key)
 
     def _dirty(self, key: str) -> None:
         watched = self._watch_entry(key)
@@ -677,7 +722,7 @@ class EtcdBackend:
 
     def _lost(self, local: _Local, reason: str) -> None:
         self._forget(local)
-        self._spawn(self._change(local.key, local.rid, model.Leave(local.rid)))
+        self._in_order(local.key, self._change(local.key, local.rid, model.Leave(local.rid)))
         self._drop(local.conn, reason)
 
     # -- helpers ------------------------------------------------------------------------
@@ -691,14 +736,16 @@ class EtcdBackend:
         """Run ``work`` after the earlier requests of this gateway on resource ``key``
         (an unlock followed by a lock on one gateway is seen in that order)."""
         before = self._last_op.get(key)
+        if before is None or before.done():
+            task = self._spawn(work)
+        else:
 
-        async def after() -> Any:
-            if before is not None and not before.done():
+            async def after() -> Any:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(before)
-            return await work
+                return await work
 
-        task = self._spawn(after())
+            task = self._spawn(after())
         self._last_op[key] = task
         task.add_done_callback(
             lambda t: self._last_op.pop(key) if self._last_op.get(key) is t else None

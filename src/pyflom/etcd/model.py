@@ -352,11 +352,11 @@ def decide(snapshot: Snapshot, event: Event, policy: str, now: float) -> Outcome
             for waiting in snapshot.entries:
                 if waiting.status == INCUBATING:
                     out.answers += _acquire(resource, waiting, now, out)
-    elif isinstance(event, Unlock):
+    elif isinstance(event, Unlock) and by_rid[event.rid].status == HELD:
         entry = by_rid[event.rid]
         grants += [(g.conn, g.element) for g in resource.release(entry.rid, event.rollback, now)]
         out.delete.append(entry)
-    elif isinstance(event, Leave):
+    elif isinstance(event, Unlock | Leave):  # an unlock seen on a stale snapshot: a leave
         entry = by_rid[event.rid]
         out.delete.append(entry)
         if entry.status in (INCUBATING, REFUSED):  # never part of the resource
