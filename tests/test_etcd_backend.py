@@ -407,3 +407,22 @@ def test_checker_no_incompatible_overlap(etcd_cluster: Any, policy: str) -> None
             assert grants == 12 * 12
 
     run(main)
+
+
+def test_timestamp_values_distinct_across_gateways(etcd_shared: Any) -> None:
+    """_t_%s[1]: one value per second across both gateways; a waiter is granted when
+    the next second starts (the gateway re-decides then by itself)."""
+
+    async def main() -> None:
+        async with gateways(etcd_shared) as (a, b):
+            _, code, first, _ = await a.lock(1, "_t_%s[1]")
+            assert code == rc.OK and first is not None
+            a.unlock(1, "_t_%s[1]")
+            await a.settled()
+            conn, code, second, _ = await b.lock(2, "_t_%s[1]")
+            if code == rc.LOCK_ENQUEUED:  # still the same second: granted at the next one
+                conn, code, second, _ = await b.next()
+            assert (conn, code) == (2, rc.OK)
+            assert second is not None and int(second) > int(first)
+
+    run(main)

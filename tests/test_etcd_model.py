@@ -14,7 +14,7 @@ from pyflom.core.table import LockTable
 from pyflom.etcd import model
 from pyflom.settings import GrantPolicy
 
-NAMES = ["R", "n[3]", "a.b.c", "/a", "/a/b", "/a/b/c", "/a/c", "_S_q[2]", "_s_p[1]"]
+NAMES = ["R", "n[3]", "a.b.c", "/a", "/a/b", "/a/b/c", "/a/c", "_S_q[2]", "_s_p[1]", "_t_%s[1]"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ operation = st.tuples(
     st.booleans(),  # wait
     st.sampled_from([True, True, True, False]),  # create
     st.sampled_from(["unlock", "rollback", "leave"]),
-    st.sampled_from([0.01, 0.01, 0.01, 3.0]),  # time passing
+    st.sampled_from([0.01, 0.01, 0.01, 0.6, 3.0]),  # time passing
 )
 
 
@@ -99,7 +99,11 @@ def test_same_answers_as_the_memory_table(policy: str, ops: list) -> None:
     now = 1000.0
     for conn, name, mode, qty, wait, create, end, step in ops:
         now += step
-        table.tick(now)
+        ticked = sorted(plain(table.tick(now)))  # time-based grants
+        reconciled = []
+        for key in list(store.snapshots):
+            reconciled += store.run(key, model.Reconcile(), now)
+        assert sorted(reconciled) == ticked
         state = table.what(conn)
         if state is None:
             request = Request(name, mode, qty, wait, create)

@@ -165,6 +165,7 @@ class EtcdBackend:
         self._nonce = itertools.count(1)
         self._keeper: asyncio.Task[None] | None = None
         self._refresher: Any = None
+        self._replacing: asyncio.Task[Any] | None = None  # a lost lease being replaced
         self._closed = False
 
     # -- life -------------------------------------------------------------------------
@@ -297,12 +298,13 @@ class EtcdBackend:
         reply = await self.client.kv.get(
             start, range_end=prefix_range_end(start), timeout=self.request_timeout * 3
         )
-        snapshots: dict[str, Snapshot] = {}
+        grouped: dict[str, list[Any]] = {}
         for kv in reply.kvs:
             key = unquote(kv.key.decode()[len(self.prefix) + 2 :].split("/", 1)[0])
-            snapshots.setdefault(key, Snapshot(key))
-        for key in snapshots:
-            snapshots[key] = self._parse(key, [kv for kv in reply.kvs], reply.header.revision)
+            grouped.setdefault(key, []).append(kv)
+        snapshots = {
+            key: self._parse(key, kvs, reply.header.revision) for key, kvs in grouped.items()
+        }
         now = self._clock()
         resources: list[dict[str, Any]] = []
         incubator: list[dict[str, Any]] = []
@@ -347,22 +349,24 @@ class EtcdBackend:
         rid = local.rid
 
         def event(snap: Snapshot) -> model.Event | None:
-            return None if snap.find(rid) is not None else model.Lock(entry)
+            if snap.find(rid) is not None:
+                return None
+            entry.lease = self.lease  # the current one (a lost lease is replaced)
+            return model.Lock(entry)
 
         result = await self._run(local.key, event)
         if result is None:
             return
         outcome, revision, snap = result
-        if self._conns.get(local.conn) is not local:
-            return  # gone meanwhile: its disconnect cleans up
-        if outcome is None:  # an earlier try committed: the snapshot says how
+        if outcome is not None:  # (a request gone meanwhile is not answered)
+            self._answers(outcome, revision)
+        elif self._conns.get(local.conn) is local:  # an earlier try committed
             found = snap.find(rid)
             assert found is not None
             self._answer_from(found, snap.at)
-        else:
-            self._answers(outcome, revision)
         if self._conns.get(local.conn) is local and local.status in (WAITING, INCUBATING):
             self._ensure_watch(local.key, revision)  # from revision + 1: nothing is missed
+            self._plan_tick(local.key, snap)
             early, local.early = local.early, None
             if early is not None:  # moved on while the answer was on its way
                 self._answer_from(early, early.generation or local.known + 1)
@@ -637,6 +641,14 @@ class EtcdBackend:
         else:
             self._unwatch_if_unneeded(key)
 
+    def _plan_tick(self, key: str, snap: Snapshot) -> None:
+        """Re-decide a timestamp resource when its next grain starts (it grants by
+        itself then), while this gateway waits there."""
+        now = self._clock()
+        due = model.next_deadline(snap, self.policy, now)
+        if due is not None:
+            asyncio.get_running_loop().call_later(max(0.0, due - now) + 0.001, self._dirty, key)
+
     def _dirty(self, key: str) -> None:
         watched = self._watch_entry(key)
         watched.dirty = True
@@ -667,6 +679,8 @@ class EtcdBackend:
             result = await self._run(key, lambda s: model.Reconcile())
             if result is not None and result[0] is not None:
                 self._answers(result[0], result[1])
+            if result is not None:
+                self._plan_tick(key, result[2])
             self._unwatch_if_unneeded(key)
 
     # -- the lease ----------------------------------------------------------------------
@@ -674,6 +688,9 @@ class EtcdBackend:
         """Renew the lease every second; past the drop deadline without a confirmed
         renewal, drop every connection (their locks can no longer be guaranteed)."""
         while not self._closed:
+            if self._replacing is not None and not self._replacing.done():
+                await asyncio.sleep(RENEW_INTERVAL_S)
+                continue
             sent = time.monotonic()
             try:
                 stream = self.client.lease.keep_alive(self.lease)
@@ -707,18 +724,22 @@ class EtcdBackend:
         for local in list(self._conns.values()):
             self._lost(local, reason)
         self._cache.clear()
-        self._spawn(self._new_lease())
-        self._confirmed = time.monotonic()  # the new lease's clock; nothing to guard yet
+        self._confirmed = time.monotonic()  # nothing is left to guard
+        if self._replacing is None or self._replacing.done():
+            self._replacing = self._spawn(self._new_lease())
 
     async def _new_lease(self) -> None:
+        old = self.lease
         while not self._closed:
             try:
                 sent = time.monotonic()
                 grant = await self.client.lease.grant(ttl=self.ttl, timeout=self.request_timeout)
                 self.lease, self._confirmed = grant.ID, sent
-                return
+                break
             except Exception:
                 await asyncio.sleep(0.5)
+        with contextlib.suppress(Exception):  # its keys must not outlive the drops
+            await self.client.lease.revoke(old, timeout=self.request_timeout)
 
     def _lost(self, local: _Local, reason: str) -> None:
         self._forget(local)

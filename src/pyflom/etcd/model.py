@@ -416,3 +416,11 @@ def apply(snapshot: Snapshot, outcome: Outcome, revision: int) -> Snapshot:
     state = outcome.state if outcome.state is not None else snapshot.state
     uid = snapshot.uid or revision
     return Snapshot(snapshot.key, ordered, state, revision, uid, revision)
+
+
+def next_deadline(snapshot: Snapshot, policy: str, now: float) -> float | None:
+    """When a time-based resource (timestamps) can next grant a waiter by itself."""
+    if not snapshot.entries or resource_type(snapshot.key) != ResourceType.TIMESTAMP:
+        return None
+    resource, _ = _replay(snapshot, policy, now)
+    return resource.next_deadline()
