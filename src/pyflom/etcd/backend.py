@@ -16,15 +16,19 @@ everything a request there may conflict with).  ``<rid>`` = gateway id + connect
 a nonce: unique, so a retried request whose first try has an unknown outcome (timeout,
 lost leader) finds its own key instead of queueing twice.
 
-Transactions.  Every change of a resource is one transaction guarded by
-``mod_revision(state key) == R`` (R: the state key's revision in the snapshot the decision
-was made on) that also rewrites the state key: all decisions on one resource are
-serialized by etcd, whichever gateway makes them.  Entries the transaction rewrites
-(another gateway's waiter being granted) are also guarded by their create revision (a
-key whose lease expired since is not recreated).  Its failure branch reads the whole
-resource prefix: a conflict costs no extra round trip.  A gateway caches the snapshot
-its last transaction produced, so an uncontended lock and unlock are one round trip
-each.  Keys that vanish with an expired lease do not move the state key: a snapshot that
+Transactions.  Every change of a resource is one transaction guarded by "nothing under
+the resource changed since the snapshot the decision was made on (read at revision A)":
+``mod_revision(state key) == R`` (its revision in the snapshot) and ``mod_revision < A + 1``
+over the request keys.  A put is seen by the second compare; a delete is not (etcd keeps
+no trace of a deleted key), so every transaction that deletes also rewrites the state
+key; it is rewritten too when its content changes (set index, sequence values, idle
+time).  So all decisions on one resource are serialized by etcd, whichever gateway makes
+them, and an uncontended lock writes one key, like etcd's own mutex.  Entries the
+transaction rewrites (another gateway's waiter being granted) are also guarded by their
+create revision (a key whose lease expired since is not recreated).  Its failure branch
+reads the whole resource prefix: a conflict costs no extra round trip.  A gateway caches
+the snapshot its last transaction produced, so an uncontended lock and unlock are one
+round trip each.  Keys that vanish with an expired lease do not move the state key: a snapshot that
 still has them is only more conservative (more holders, more waiters), never unsafe, and
 the watch event of the expiry makes the gateways re-decide ("reconcile").
 
@@ -160,6 +164,7 @@ class EtcdBackend:
         self._by_rid: dict[str, _Local] = {}
         self._watched: dict[str, _Watched] = {}
         self._cache: dict[str, Snapshot] = {}
+        self._prefixes: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_op: dict[str, asyncio.Task[Any]] = {}  # per resource, in arrival order
         self._nonce = itertools.count(1)
@@ -384,7 +389,11 @@ class EtcdBackend:
         self._unwatch_if_unneeded(key)
 
     async def _run(
-        self, key: str, event: Callable[[Snapshot], model.Event | None], known: int = 0
+        self,
+        key: str,
+        event: Callable[[Snapshot], model.Event | None],
+        known: int = 0,
+        current: Snapshot | None = None,
     ) -> tuple[model.Outcome | None, int, Snapshot] | None:
         """Decide ``event`` on the latest snapshot and write the outcome under the guard;
         on a conflict the failure branch's read is the next snapshot.  An error or
@@ -395,19 +404,23 @@ class EtcdBackend:
         kv = self.client.kv
         start = self._resource_prefix(key)
         end = prefix_range_end(start)
-        snap = self._cache.get(key)
+        snap = self._cache.get(key) if current is None else current
         if snap is not None and snap.at < known:
             snap = None  # older than what this gateway knows: read again
         backoff = 0.05
         while not self._closed:
             try:
+                fresh = snap is None or snap is current
                 if snap is None:
                     snap = await self._read(key)
                 happening = event(snap)
-                if happening is None:
-                    return None, snap.at, snap
-                outcome = model.decide(snap, happening, self.policy, self._clock())
-                if not outcome.writes:
+                outcome = None
+                if happening is not None:
+                    outcome = model.decide(snap, happening, self.policy, self._clock())
+                if outcome is None or not outcome.writes:
+                    if not fresh:  # an answer without a write needs a current snapshot
+                        snap = None
+                        continue
                     return outcome, snap.at, snap
                 compares, ops = self._transaction(key, snap, outcome)
                 reply = await kv.txn(
@@ -437,27 +450,51 @@ class EtcdBackend:
     def _transaction(
         self, key: str, snap: Snapshot, outcome: model.Outcome
     ) -> tuple[list[Any], list[Any]]:
-        from etcd3aio._protobuf import Compare
+        """The compares and operations that write ``outcome`` if the resource did not
+        change since ``snap``.  A new entry needs no compare of its own: its key is
+        unique, and a retry whose first try committed fails the state key's compare."""
+        from etcd3aio._protobuf import Compare, DeleteRangeRequest, PutRequest, RequestOp
 
-        kv = self.client.kv
-        state_key = self._resource_prefix(key) + "s"
+        prefix = self._resource_prefix(key).encode()
+        state_key = prefix + b"s"
         compares = [
             Compare(
                 result=Compare.EQUAL,
                 target=Compare.MOD,
-                key=state_key.encode(),
+                key=state_key,
                 mod_revision=snap.state_revision,
-            )
+            ),
+            Compare(  # no request put (created, granted) since the snapshot
+                result=Compare.LESS,
+                target=Compare.MOD,
+                key=prefix + b"q/",
+                range_end=prefix + b"q0",  # "0" follows "/"
+                mod_revision=snap.at + 1,
+            ),
         ]
-        assert outcome.state is not None
-        ops = [kv.txn_op_put(state_key, outcome.state.encode())]
+        ops = []
+        if outcome.state is not None:
+            ops.append(
+                RequestOp(request_put=PutRequest(key=state_key, value=outcome.state.encode()))
+            )
         for e in outcome.put:
-            entry_key = self._entry_key(key, e.rid)
+            entry_key = prefix + b"q/" + e.rid.encode()
             old = snap.find(e.rid)
-            compares.append(kv.txn_compare_create_revision(entry_key, old.revision if old else 0))
-            ops.append(kv.txn_op_put(entry_key, e.encode(), lease=e.lease))
+            if old is not None:  # not recreated if its lease expired meanwhile
+                compares.append(
+                    Compare(
+                        result=Compare.EQUAL,
+                        target=Compare.CREATE,
+                        key=entry_key,
+                        create_revision=old.revision,
+                    )
+                )
+            ops.append(
+                RequestOp(request_put=PutRequest(key=entry_key, value=e.encode(), lease=e.lease))
+            )
         for e in outcome.delete:
-            ops.append(kv.txn_op_delete(self._entry_key(key, e.rid)))
+            entry_key = prefix + b"q/" + e.rid.encode()
+            ops.append(RequestOp(request_delete_range=DeleteRangeRequest(key=entry_key)))
         return compares, ops
 
     async def _read(self, key: str) -> Snapshot:
@@ -676,7 +713,7 @@ class EtcdBackend:
                     self._lost(local, "its lock request vanished from etcd (lease expired)")
                 else:
                     self._answer_from(found, snap.at)
-            result = await self._run(key, lambda s: model.Reconcile())
+            result = await self._run(key, lambda s: model.Reconcile(), current=snap)
             if result is not None and result[0] is not None:
                 self._answers(result[0], result[1])
             if result is not None:
@@ -774,10 +811,12 @@ class EtcdBackend:
         return task
 
     def _resource_prefix(self, key: str) -> str:
-        return f"{self.prefix}r/{quote(key, safe='')}/"
-
-    def _entry_key(self, key: str, rid: str) -> str:
-        return f"{self._resource_prefix(key)}q/{rid}"
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) >= MAX_CACHED:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = f"{self.prefix}r/{quote(key, safe='')}/"
+        return prefix
 
 
 def _describe(kind: str, entry: Entry) -> dict[str, Any]:

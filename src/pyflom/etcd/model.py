@@ -190,9 +190,10 @@ Event = Lock | Unlock | Leave | Reconcile
 @dataclass(slots=True)
 class Outcome:
     """What an event does: ``answers`` (entry, rc) in the order the memory table gives
-    them, the entries to write (``put``) and delete, and the new state (None: no write
-    at all is needed).  A granted entry's generation is the revision of the transaction
-    that writes it, known only once it is written."""
+    them, the entries to write (``put``) and delete, and the new state (None: unchanged,
+    not written; it is always written with a delete, which the guard of a concurrent
+    decision could not see otherwise).  A granted entry's generation is the revision of
+    the transaction that writes it, known only once it is written."""
 
     answers: list[tuple[Entry, int]] = field(default_factory=list)
     put: list[Entry] = field(default_factory=list)
@@ -201,7 +202,7 @@ class Outcome:
 
     @property
     def writes(self) -> bool:
-        return self.state is not None
+        return bool(self.put or self.delete) or self.state is not None
 
 
 def normalize(request: Request) -> tuple[str, Request] | None:
@@ -312,9 +313,7 @@ def _final_state(resource: Resource, state: State, now: float, lifespan_ms: int)
     if isinstance(resource, TimestampResource):
         state.last_grain = resource.last_grain
         state.last_offset = resource._last_offset
-    if resource.in_use:
-        state.until = 0.0
-    elif state.until == 0.0 or state.until <= now:
+    if not resource.in_use:  # its idle clock (re)starts, as LockTable._touch
         state.until = now + ((lifespan_ms or IDLE_GRACE_MS) + IDLE_GRACE_MS) / 1000.0
     return state
 
@@ -342,7 +341,6 @@ def decide(snapshot: Snapshot, event: Event, policy: str, now: float) -> Outcome
             incubated = replace(entry, status=INCUBATING)
             out.answers.append((incubated, rc.LOCK_WAIT_RESOURCE))
             out.put.append(incubated)
-            out.state = state  # the guard moves on: nobody else may decide on the old one
             return out
         if not was_alive:
             lifespan = request.idle_lifespan_ms
@@ -377,7 +375,8 @@ def decide(snapshot: Snapshot, event: Event, policy: str, now: float) -> Outcome
         old = snapshot.state
         if not grants and (new_state.out, new_state.returned) == (old.out, old.returned):
             return out  # nothing became grantable: no write
-    out.state = new_state
+    if out.delete or new_state != snapshot.state:
+        out.state = new_state
     return out
 
 
@@ -413,9 +412,13 @@ def apply(snapshot: Snapshot, outcome: Outcome, revision: int) -> Snapshot:
             generation=generation or (old.generation if old is not None else 0),
         )
     ordered = sorted(entries.values(), key=lambda e: e.revision)
-    state = outcome.state if outcome.state is not None else snapshot.state
-    uid = snapshot.uid or revision
-    return Snapshot(snapshot.key, ordered, state, revision, uid, revision)
+    if outcome.state is None:
+        return Snapshot(
+            snapshot.key, ordered, snapshot.state, snapshot.state_revision, snapshot.uid, revision
+        )
+    return Snapshot(
+        snapshot.key, ordered, outcome.state, revision, snapshot.uid or revision, revision
+    )
 
 
 def next_deadline(snapshot: Snapshot, policy: str, now: float) -> float | None:
