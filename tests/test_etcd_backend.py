@@ -250,9 +250,10 @@ def test_drop_before_the_lease_can_expire(etcd_cluster: Any) -> None:
     run(main)
 
 
-def test_leader_killed_during_a_run(etcd_cluster: Any) -> None:
-    """The etcd leader is SIGKILLed while two gateways hand a lock back and forth:
-    every request completes, no two holders, generations increase."""
+@pytest.mark.parametrize("fault", ["kill", "stop"])
+def test_leader_killed_during_a_run(etcd_cluster: Any, fault: str) -> None:
+    """The etcd leader is SIGKILLed (or SIGSTOPped) while two gateways hand a lock back
+    and forth: every request completes, no two holders, generations increase."""
 
     async def main() -> None:
         async with gateways(etcd_cluster, request_timeout=0.5) as (a, b):
@@ -286,11 +287,22 @@ def test_leader_killed_during_a_run(etcd_cluster: Any) -> None:
                     got = await g.next()
                     queues.setdefault(got[0], asyncio.Queue()).put_nowait(got)
 
+            stopped: list[int] = []
+
             async def killer() -> None:
                 await asyncio.sleep(0.5)
-                etcd_cluster.kill(etcd_cluster.leader())
+                leader = etcd_cluster.leader()
+                if fault == "kill":
+                    etcd_cluster.kill(leader)
+                else:
+                    etcd_cluster.stop(leader)
+                    stopped.append(leader)
 
-            await asyncio.gather(worker(a, 1000, 15), worker(b, 2000, 15), killer())
+            try:
+                await asyncio.gather(worker(a, 1000, 15), worker(b, 2000, 15), killer())
+            finally:
+                for i in stopped:
+                    etcd_cluster.cont(i)
             assert len(generations) == 30
             assert generations == sorted(generations) and len(set(generations)) == 30
 
