@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from etcd_cluster import EtcdCluster, free_ports, process_state
+from etcd_cluster import EtcdCluster, free_ports, process_state, require_etcd
+from pki import Pki
 from pyflom.etcd.config import (
     EtcdConfig,
     holder_drop_deadline_s,
@@ -332,3 +334,36 @@ def test_etcd3aio_keepalive_and_failover_after_the_leader_dies(etcd_cluster: Etc
         assert kept.count == 1
 
     run_with_client(etcd_cluster, body)
+
+
+def test_connect_over_tls_and_a_wrong_ca_is_named(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    right, wrong = pki.ca("etcd-ca"), pki.ca("other-ca")
+    member = pki.node("etcd-member", "etcd-member", ca="etcd-ca")  # SAN 127.0.0.1
+    client_port, peer_port = free_ports(2)
+    client_url, peer_url = f"https://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    with open(tmp_path / "etcd.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                require_etcd(), "--name", "m0", "--data-dir", str(tmp_path / "data"),
+                "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", f"m0={peer_url}", "--logger", "zap",
+                "--cert-file", str(member.cert), "--key-file", str(member.key),
+            ],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        endpoint = [f"127.0.0.1:{client_port}"]
+        deadline = time.monotonic() + 30
+        while (message := try_connect(config_of(endpoint, ca_file=str(right.cert)))[0]) is not None:
+            assert time.monotonic() < deadline, message
+        message, _ = try_connect(config_of(endpoint, ca_file=str(wrong.cert)))
+        assert message is not None
+        assert f"127.0.0.1:{client_port}: its TLS certificate is not trusted" in message
+        assert str(wrong.cert) in message
+        message, _ = try_connect(config_of(endpoint))  # plain to a TLS port
+        assert message is not None and "expects TLS (set [Etcd]/CaFile)" in message
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
