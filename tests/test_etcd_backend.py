@@ -30,6 +30,13 @@ class Gateway:
 
         async def factory() -> Any:
             client = etcd3aio.Etcd3Client(endpoints, rpc_max_attempts=1)
+            # A stopped member is found dead by gRPC keepalive pings: every 5 s (etcd's
+            # least accepted interval), 1 s to answer.
+            client._manager.grpc_options = [
+                (k, 5000 if k == "grpc.keepalive_time_ms" else v)
+                for k, v in client._manager.grpc_options
+                if k != "grpc.keepalive_timeout_ms"
+            ] + [("grpc.keepalive_timeout_ms", 1000)]
             await client.connect()
             return client
 

@@ -57,6 +57,7 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ PENDING = "pending"  # the request's first transaction has not answered yet
 _RANK = {PENDING: 0, INCUBATING: 1, WAITING: 2, HELD: 3, REFUSED: 4}
 _CODE = {INCUBATING: rc.LOCK_WAIT_RESOURCE, WAITING: rc.LOCK_ENQUEUED, HELD: rc.OK}
 _STATUS_WORD = {PENDING: "waiting", INCUBATING: "incubating", WAITING: "waiting", HELD: "holding"}
+POLL_S = 1.0  # a waiting request's resource is re-read this often whatever the watch says
 WATCH_LINGER_S = 10.0  # a watch outlives the last request on its resource this long
 RENEW_INTERVAL_S = 1.0  # how often the lease is renewed
 MAX_CACHED = 4096  # resource snapshots kept for one-round-trip transactions
@@ -171,6 +173,7 @@ class EtcdBackend:
         self._keeper: asyncio.Task[None] | None = None
         self._refresher: Any = None
         self._replacing: asyncio.Task[Any] | None = None  # a lost lease being replaced
+        self._poller: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- life -------------------------------------------------------------------------
@@ -193,11 +196,12 @@ class EtcdBackend:
         self.lease = grant.ID
         self._confirmed = sent
         self._keeper = asyncio.create_task(self._keep_lease(), name="etcd-lease")
+        self._poller = asyncio.create_task(self._poll(), name="etcd-poll")
 
     async def close(self) -> None:
         """Stop, and revoke the lease: every key of this gateway goes at once."""
         self._closed = True
-        tasks = [t for t in (self._keeper, *self._tasks) if t is not None]
+        tasks = [t for t in (self._keeper, self._poller, *self._tasks) if t is not None]
         tasks += [w.task for w in self._watched.values() if w.task is not None]
         tasks += [w.evaluating for w in self._watched.values() if w.evaluating is not None]
         for task in tasks:
@@ -435,8 +439,10 @@ class EtcdBackend:
                 _log.info("etcd request about %s failed (%r); retrying", key, exc)
                 self._cache.pop(key, None)
                 snap = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                # Jitter: with round robin, a retry in step with other calls could
+                # always land on the same (stopped) member.
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 0.5)
                 continue
             revision = reply.header.revision
             if reply.succeeded:
@@ -677,6 +683,20 @@ class EtcdBackend:
             self._dirty(key)
         else:
             self._unwatch_if_unneeded(key)
+
+    async def _poll(self) -> None:
+        """Re-read every resource this gateway waits on each :data:`POLL_S`: a watch
+        served by a member that stopped (SIGSTOP, a partition) stalls without an error
+        until gRPC's keepalive gives up, and a waiter must not wait for that."""
+        while not self._closed:
+            await asyncio.sleep(POLL_S)
+            for key, watched in list(self._watched.items()):
+                if any(
+                    (local := self._by_rid.get(rid)) is not None
+                    and local.status in (WAITING, INCUBATING)
+                    for rid in watched.locals
+                ):
+                    self._dirty(key)
 
     def _plan_tick(self, key: str, snap: Snapshot) -> None:
         """Re-decide a timestamp resource when its next grain starts (it grants by
