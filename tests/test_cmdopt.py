@@ -639,6 +639,14 @@ def test_verbose_dump_of_defaults() -> None:
         "[Daemon]/StateFile=''\n"
         "[Monitor]/LockLoss='terminate'\n"
         "[Monitor]/LockLossGrace=5000\n"
+        "[Daemon]/Backend=''\n"
+        "[Etcd]/KeyPrefix='/pyflom/'\n"
+        "[Etcd]/LeaseTTL=15\n"
+        "[Etcd]/CaFile=''\n"
+        "[Etcd]/CertFile=''\n"
+        "[Etcd]/KeyFile=''\n"
+        "[Etcd]/User=''\n"
+        "[Etcd]/PasswordFile=''\n"
     )
 
 

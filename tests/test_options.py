@@ -61,6 +61,18 @@ def _samples(tmp_path: Path) -> dict[str, tuple[str, object, str]]:
         "state-file": ("/tmp/s.state", "/tmp/s.state", "'/tmp/s.state'"),
         "lock-loss": ("keep", "keep", "'keep'"),
         "lock-loss-grace": ("-100", 100, "100"),
+        "backend": (
+            "etcd://h1,[::1]:2380",
+            "etcd://h1:2379,[::1]:2380",
+            "'etcd://h1:2379,[::1]:2380'",
+        ),
+        "etcd-key-prefix": ("/locks", "/locks/", "'/locks/'"),
+        "etcd-lease-ttl": ("-20", 20, "20"),
+        "etcd-ca-file": (str(pem), real, f"'{real}'"),
+        "etcd-cert-file": (str(pem), real, f"'{real}'"),
+        "etcd-key-file": (str(pem), real, f"'{real}'"),
+        "etcd-user": ("pyflom", "pyflom", "'pyflom'"),
+        "etcd-password-file": (str(pem), real, f"'{real}'"),
     }
 
 
@@ -88,6 +100,9 @@ def test_the_daemon_defaults_are_the_built_in_defaults() -> None:
         "--unicast-port": str(Settings.unicast_port),
         "--multicast-port": str(Settings.multicast_port),
         "--tcp-keepalive": "60,10,6",
+        "--lock-loss-grace": str(Settings.lock_loss_grace),
+        "--etcd-key-prefix": Settings.etcd_key_prefix,
+        "--etcd-lease-ttl": str(Settings.etcd_lease_ttl),
     } == DAEMON_DEFAULTS
     args = daemon_parse_args(["--socket-name", "/tmp/x"])
     assert args.lifespan == Settings.daemon_lifespan
@@ -132,6 +147,8 @@ def test_the_daemon_gets_the_setting(option: table.Option, tmp_path: Path) -> No
     values: dict[str, object] = {option.field: setting}
     if option.daemon.when == table.NETWORK:
         values.update(unicast_address="127.0.0.1", multicast_address="224.0.0.1")
+    if option.daemon.when == table.ETCD:
+        values.setdefault("backend", "etcd://127.0.0.1:2379")
     if option.daemon.when == table.TLS:
         pem = str(tmp_path / "x.pem")
         values.update(tls_certificate=pem, tls_private_key=pem, tls_ca_certificate=pem)

@@ -162,6 +162,11 @@ def lock_and_run(
             )
             return _rc.ES_GENERIC_ERROR
         return _failure("flom_client_lock", exc)
+    refusal = _wrong_backend(handle.connection, settings)
+    if refusal is not None:
+        handle.abandon()  # the command never runs under that daemon's lock
+        _err(f"flom: {refusal}")
+        return _rc.ES_GENERIC_ERROR
     if daemon_options:
         report_ignored_daemon_options(handle.connection, settings, daemon_options)
     if settings.verbose and element is not None:
@@ -187,6 +192,17 @@ def lock_and_run(
     except FlomError as exc:
         return _failure("flom_client_unlock", exc)
     return status
+
+
+def _wrong_backend(channel: Channel | None, settings: Settings) -> str | None:
+    """Why the daemon ``channel`` found (already running, on this host) must not serve
+    ``settings``: it keeps its locks elsewhere than they say (see
+    :func:`pyflom.spawn.backend_mismatch`)."""
+    if channel is None or channel.daemon_started:
+        return None
+    from .spawn import backend_mismatch
+
+    return backend_mismatch(settings, channel.peer_pid())
 
 
 def report_ignored_daemon_options(

@@ -81,6 +81,7 @@ from .names import (
 )
 from .options import (
     ABSOLUTE_ON_COMMAND_LINE,
+    BACKEND,
     BOOLEAN,
     BOOLEAN_STDERR,
     BY_LONG,
@@ -93,6 +94,7 @@ from .options import (
     GRANT_POLICY,
     IDLE_LIFESPAN,
     INT,
+    KEY_PREFIX,
     LIST,
     LOCK_LOSS,
     LOCK_MODE,
@@ -391,6 +393,14 @@ def real_file(path: str) -> str | None:
         return None
 
 
+def etcd_value(rule: str, text: str) -> str | None:
+    """A ``--backend`` (``[Daemon]/Backend``) or etcd key prefix value as stored; raises
+    ValueError saying what to write."""
+    from .etcd.config import backend_setting, key_prefix_setting  # only when given
+
+    return backend_setting(text) if rule == BACKEND else key_prefix_setting(text)
+
+
 def state_file_path(text: str) -> str | None:
     """A ``--state-file``/``StateFile`` value as stored: absolute, or None when empty."""
     return os.path.abspath(text) if text else None
@@ -535,6 +545,13 @@ def _command_line_value(option: Option, raw: object, warnings: list[str]) -> obj
         return os.path.abspath(raw)
     elif rule == STATE_FILE:
         return state_file_path(raw)
+    elif rule in (BACKEND, KEY_PREFIX):
+        try:
+            return etcd_value(rule, raw)
+        except ValueError as exc:
+            raise CliError(
+                _GENERIC, stderr=_invalid_value(name, raw), explanation=f"flom: {exc}"
+            ) from None
     return raw
 
 

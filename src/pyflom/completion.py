@@ -38,6 +38,9 @@ _BY_PLACEHOLDER: dict[str, str | tuple[str, ...]] = {
     "N": _NOTHING,
     "PORT": _NOTHING,
     "S": _NOTHING,
+    "URL": ("memory", "etcd://"),
+    "PREFIX": _NOTHING,
+    "USER": _NOTHING,
 }
 _BY_LONG: dict[str, str | tuple[str, ...]] = {"debug-feature": tuple(sorted(FEATURES))}
 

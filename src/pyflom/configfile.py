@@ -21,6 +21,7 @@ from .cmdline import (
     CliError,
     c_int,
     choices_text,
+    etcd_value,
     lock_loss_policy,
     openable_dir,
     parse_bool,
@@ -33,6 +34,7 @@ from .cmdline import (
 )
 from .lockmodes import lock_mode_choices, parse_lock_mode
 from .options import (
+    BACKEND,
     BOOLEAN,
     BOOLEAN_STDERR,
     CONFIG_FILE_ORDER,
@@ -41,6 +43,7 @@ from .options import (
     GRANT_POLICY,
     IDLE_LIFESPAN,
     INT,
+    KEY_PREFIX,
     LIST,
     LOCK_LOSS,
     LOCK_MODE,
@@ -289,6 +292,11 @@ def _config_value(option: Option, keys: _KeyFile) -> object:
         return loss
     elif rule == STATE_FILE:
         return state_file_path(text)
+    elif rule in (BACKEND, KEY_PREFIX):
+        try:
+            return etcd_value(rule, text)
+        except ValueError as exc:
+            raise _BadConfig(why=f"is refused: {exc}") from None
     elif rule == EXISTING_FILE:
         path = real_file(text)
         if path is None:

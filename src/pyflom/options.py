@@ -47,6 +47,8 @@ GRANT_POLICY = "grant policy"
 LOCK_LOSS = "lock loss"
 STATE_FILE = "state file"  # stored as an absolute path; empty is none
 ABSOLUTE_ON_COMMAND_LINE = "absolute on the command line"  # -x: absolute path; Key: as given
+BACKEND = "backend"  # memory (stored as None) or an etcd:// URL (stored canonically)
+KEY_PREFIX = "key prefix"  # an etcd key prefix: starts with '/', stored ending with '/'
 
 # When a setting goes to the daemon's command line (``DaemonArg.when``).
 ALWAYS = "always"
@@ -54,6 +56,7 @@ LOCAL = "local"  # the daemon serves a UNIX socket (the effective socket name)
 NETWORK = "network"  # the daemon serves TCP and/or multicast discovery
 TLS = "tls"  # the three TLS files are set
 IF_SET = "if set"  # the setting is set (not empty)
+ETCD = "etcd"  # the daemon keeps its locks in etcd (and ``needs``, if any, is set)
 
 # How (``DaemonArg.form``).
 VALUE = "value"  # --flag VALUE
@@ -266,7 +269,35 @@ OPTIONS: tuple[Option, ...] = (
     _O("", "lock-loss", STR, "terminate|keep", "If the lock is lost: end the command (default)",
        field="lock_loss", group="Monitor", key="LockLoss", rule=LOCK_LOSS),
     _O("", "lock-loss-grace", INT, "MS", "SIGKILL the command MS ms after SIGTERM (default 5000)",
-       field="lock_loss_grace", group="Monitor", key="LockLossGrace", rule=POSITIVE),
+       field="lock_loss_grace", group="Monitor", key="LockLossGrace", rule=POSITIVE,
+       daemon=_D("--lock-loss-grace", ETCD, default=True,
+               help="the clients' lock-loss grace (ms): the etcd lease must outlast it")),
+    _O("", "backend", STR, "URL", "Where a started daemon keeps locks: memory or etcd://H:P,...",
+       field="backend", group="Daemon", key="Backend", rule=BACKEND,
+       daemon=_D("--backend", IF_SET, needs="backend",
+               help="keep the locks in etcd: etcd://HOST[:PORT],... (default: in memory)"),
+       daemon_only=True),
+    _O("", "etcd-key-prefix", STR, "PREFIX", "Prefix of the etcd keys (default: /pyflom/)",
+       field="etcd_key_prefix", group="Etcd", key="KeyPrefix", rule=KEY_PREFIX,
+       daemon=_D("--etcd-key-prefix", ETCD, default=True), daemon_only=True),
+    _O("", "etcd-lease-ttl", INT, "S", "Lease TTL of a gateway in etcd (default: 15)",
+       field="etcd_lease_ttl", group="Etcd", key="LeaseTTL", rule=POSITIVE_NOT_0,
+       daemon=_D("--etcd-lease-ttl", ETCD, default=True), daemon_only=True),
+    _O("", "etcd-ca-file", STR, "FILE", "PEM CA of the etcd members (TLS to etcd)",
+       field="etcd_ca_file", group="Etcd", key="CaFile", rule=EXISTING_FILE,
+       daemon=_D("--etcd-ca-file", ETCD, needs="etcd_ca_file"), daemon_only=True),
+    _O("", "etcd-cert-file", STR, "FILE", "PEM client certificate for etcd",
+       field="etcd_cert_file", group="Etcd", key="CertFile", rule=EXISTING_FILE,
+       daemon=_D("--etcd-cert-file", ETCD, needs="etcd_cert_file"), daemon_only=True),
+    _O("", "etcd-key-file", STR, "FILE", "PEM private key of the etcd client certificate",
+       field="etcd_key_file", group="Etcd", key="KeyFile", rule=EXISTING_FILE,
+       daemon=_D("--etcd-key-file", ETCD, needs="etcd_key_file"), daemon_only=True),
+    _O("", "etcd-user", STR, "USER", "etcd user of the gateway (with --etcd-password-file)",
+       field="etcd_user", group="Etcd", key="User",
+       daemon=_D("--etcd-user", ETCD, needs="etcd_user"), daemon_only=True),
+    _O("", "etcd-password-file", STR, "FILE", "File holding the etcd user's password",
+       field="etcd_password_file", group="Etcd", key="PasswordFile", rule=EXISTING_FILE,
+       daemon=_D("--etcd-password-file", ETCD, needs="etcd_password_file"), daemon_only=True),
     _O("", "status", OPT, "table|json", "Show who holds and who waits (with -r: one resource)",
        target="status_format"),
 )  # fmt: skip
@@ -283,6 +314,12 @@ def _in_order(fields: str) -> tuple[Option, ...]:
     return tuple(BY_FIELD[field] for field in fields.split())
 
 
+_ETCD_FIELDS = (
+    "backend etcd_key_prefix etcd_lease_ttl etcd_ca_file etcd_cert_file etcd_key_file "
+    "etcd_user etcd_password_file"
+)
+
+
 COMMAND_LINE_ORDER = _in_order(
     "daemon_trace_file command_trace_file verbose resource_name resource_quantity "
     "resource_timeout lock_mode resource_create resource_idle_lifespan socket_name "
@@ -290,7 +327,8 @@ COMMAND_LINE_ORDER = _in_order(
     "mount_point_vfs network_interface discovery_attempts discovery_timeout discovery_ttl "
     "tcp_keepalive_time tcp_keepalive_intvl tcp_keepalive_probes ignored_signals "
     "tls_certificate tls_private_key tls_ca_certificate tls_check_peer_id append_trace_file "
-    "grant_policy lock_loss lock_loss_grace tls_trace_file tls_keylog_file state_file"
+    "grant_policy lock_loss lock_loss_grace tls_trace_file tls_keylog_file state_file "
+    + _ETCD_FIELDS
 )
 """The order in which the command line values are applied (FLoM's, then pyflom's)."""
 
@@ -302,7 +340,7 @@ CONFIG_FILE_ORDER = _in_order(
     "tls_trace_file tls_keylog_file ignored_signals network_interface discovery_attempts "
     "discovery_timeout discovery_ttl tcp_keepalive_time tcp_keepalive_intvl "
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
-    "tls_check_peer_id"
+    "tls_check_peer_id " + _ETCD_FIELDS
 )
 """The order in which a configuration file's keys are read (reference 2.2)."""
 
@@ -313,7 +351,7 @@ VERBOSE_DUMP_ORDER = _in_order(
     "multicast_port mount_point_vfs ignored_signals network_interface discovery_attempts "
     "discovery_timeout discovery_ttl tcp_keepalive_time tcp_keepalive_intvl "
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
-    "tls_check_peer_id grant_policy state_file lock_loss lock_loss_grace"
+    "tls_check_peer_id grant_policy state_file lock_loss lock_loss_grace " + _ETCD_FIELDS
 )
 """The lines of ``-V`` (reference 1.7: FLoM's, then pyflom's); the TLS trace and key log
 files are not shown."""
@@ -322,13 +360,13 @@ DAEMON_ARGV_ORDER = _in_order(
     "daemon_lifespan grant_policy socket_name unicast_address unicast_port "
     "multicast_address multicast_port network_interface tcp_keepalive_time tls_certificate "
     "tls_private_key tls_ca_certificate tls_check_peer_id tls_trace_file tls_keylog_file "
-    "state_file mount_point_vfs daemon_trace_file append_trace_file"
+    "state_file mount_point_vfs daemon_trace_file append_trace_file lock_loss_grace " + _ETCD_FIELDS
 )
 """The settings a started daemon gets, in the order of its command line."""
 
 DAEMON_ONLY_ORDER = _in_order(
     "daemon_lifespan grant_policy state_file mount_point_vfs daemon_trace_file "
-    "multicast_address multicast_port"
+    "multicast_address multicast_port " + _ETCD_FIELDS
 )
 """The settings only a started daemon uses, in the order they are reported as ignored
 when the daemon was already running."""

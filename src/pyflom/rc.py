@@ -53,6 +53,8 @@ OBJ_NOT_FOUND_ERROR = -28
 # pyflom extension: the daemon is stopping and waits for its holders' commands to end
 # (it grants nothing; the client waits for it to go, then starts a new one).
 DAEMON_STOPPING = -40
+# pyflom extension: a gateway's lock backend (etcd) did not answer in time.
+BACKEND_UNAVAILABLE = -41
 
 # System-call failures, numbered in alphabetical order of the call from -100.
 _SYSCALLS = [
@@ -170,6 +172,7 @@ _TEXTS = {
     CONNECTION_CLOSED_BY_SERVER: "the connection was closed by the server",
     OBJ_NOT_FOUND_ERROR: "object not found",
     DAEMON_STOPPING: "the daemon is stopping: it waits for its holders' commands to end",
+    BACKEND_UNAVAILABLE: "the daemon's lock backend (etcd) did not answer in time",
     G_KEY_FILE_LOAD_FROM_FILE_ERROR: "'g_key_file_load_from_file' function returned an error",
     TLS_NO_VALID_METHOD: "no valid TLS method is available",
 }

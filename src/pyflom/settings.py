@@ -11,6 +11,8 @@ DEFAULT_UNICAST_PORT = 28015
 DEFAULT_MULTICAST_PORT = 28015
 DEFAULT_DAEMON_LIFESPAN_MS = 5000
 DEFAULT_LOCK_LOSS_GRACE_MS = 5000  # SIGTERM, then SIGKILL this much later
+DEFAULT_ETCD_KEY_PREFIX = "/pyflom/"  # every key the etcd backend writes starts with it
+DEFAULT_ETCD_LEASE_TTL_S = 15  # a gateway's lease (see pyflom.etcd.config for the rule)
 UNIX_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path); a name must be shorter
 
 
@@ -109,6 +111,16 @@ class Settings:
     state_file: str | None = None
     lock_loss: str = LockLoss.TERMINATE
     lock_loss_grace: int = DEFAULT_LOCK_LOSS_GRACE_MS
+    # pyflom extension: [Daemon]/Backend (None: the daemon keeps its locks in memory) and
+    # the [Etcd] group (the etcd backend's settings; docs/ha.md)
+    backend: str | None = None
+    etcd_key_prefix: str = DEFAULT_ETCD_KEY_PREFIX
+    etcd_lease_ttl: int = DEFAULT_ETCD_LEASE_TTL_S
+    etcd_ca_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_key_file: str | None = None
+    etcd_user: str | None = None
+    etcd_password_file: str | None = None
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []

@@ -20,6 +20,7 @@ from .errors import FlomError
 from .options import (
     ABSOLUTE,
     DAEMON_ARGV_ORDER,
+    ETCD,
     KEEPALIVE,
     LOCAL,
     NETWORK,
@@ -53,6 +54,7 @@ def daemon_argv(settings: Settings, ready_fd: int) -> list[str]:
             (daemon.when == LOCAL and local is None)
             or (daemon.when == NETWORK and local is not None)
             or (daemon.when == TLS and not tls)
+            or (daemon.when == ETCD and not settings.backend)
             or (daemon.needs and not getattr(settings, daemon.needs))
         ):
             continue
@@ -95,15 +97,47 @@ def _option_values(argv: list[str], names: set[str]) -> dict[str, str]:
     return values
 
 
+def _cmdline(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` on this host, None when unknown."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return os.fsdecode(file.read()).split("\0")
+    except (OSError, ValueError):
+        return None
+
+
 def running_daemon_argv(pid: int) -> list[str] | None:
     """The command line of the pyflom daemon ``pid``, None when unknown (not this host's
     /proc, or not a pyflom daemon: FLoM's own, say)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            words = os.fsdecode(file.read()).split("\0")
-    except (OSError, ValueError):
+    words = _cmdline(pid)
+    return words if words is not None and "pyflom.daemon" in words else None
+
+
+def backend_mismatch(settings: Settings, daemon_pid: int | None) -> str | None:
+    """Why the local daemon ``daemon_pid`` must not serve a command whose settings name
+    another lock backend (a memory daemon granting on its own beside an etcd cluster, or
+    the reverse); None when they agree or it cannot be told (no pid: another host).
+    A daemon that is not pyflom's (FLoM's own) keeps its locks in memory."""
+    words = None if daemon_pid is None else _cmdline(daemon_pid)
+    if words is None:
         return None
-    return words if "pyflom.daemon" in words else None
+    actual = None
+    if "pyflom.daemon" in words:
+        given = _option_values(words, {"--backend"}).get("--backend")
+        if given:
+            from .etcd.config import backend_setting
+
+            actual = backend_setting(given)  # it started with it: valid
+    if actual == settings.backend:
+        return None
+    has = f"keeps its locks in etcd ({actual})" if actual else "keeps its locks in its memory"
+    wants = f"etcd ({settings.backend})" if settings.backend else "the daemon's memory"
+    return (
+        f"the daemon (pid {daemon_pid}) {has}, but this command's configuration "
+        f"([Daemon]/Backend or --backend) says {wants}: two lock spaces would each grant "
+        "the same lock; stop that daemon (flom -X) or give every client of this host the "
+        "same backend"
+    )
 
 
 def ignored_daemon_options(

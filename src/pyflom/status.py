@@ -86,7 +86,10 @@ def _duration(seconds: float) -> str:
 
 
 def _who(entry: dict[str, object]) -> str:
-    """The peer, with the client's pid on a UNIX socket and its certificate's CN."""
+    """The peer, with the client's pid on a UNIX socket and its certificate's CN; a
+    client of another gateway (etcd backend) by its gateway and connection number."""
+    if entry.get("gateway") is not None and entry["peer"] == "?":
+        return f"gateway {entry['gateway']} conn {entry['connection']}"
     who = str(entry["peer"])
     if entry.get("pid") is not None:
         who += f" pid {entry['pid']}"
@@ -120,6 +123,11 @@ def format_table(document: dict[str, object]) -> str:
         f"daemon pid {daemon['pid']}, unique id {daemon['peer_id'] or '-'}, up {uptime}, "
         f"{daemon['connections']} connection(s), {len(resources)} resource(s)"
         + (", TLS" if daemon.get("tls") else "")
+        + (
+            f"\ngateway {daemon['gateway']} on {daemon['backend']} (every gateway's clients)"
+            if daemon.get("gateway")
+            else ""
+        )
     )
     rows: list[tuple[str, ...]] = []
 

@@ -13,6 +13,10 @@ from ..settings import GrantPolicy
 from ..tls.files import TlsFiles
 from .log import LEVELS
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..etcd.config import EtcdConfig
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the daemon's own command line (written by :func:`pyflom.spawn.daemon_argv`)."""
@@ -60,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="detach, then write a 4-byte start status (0 = listening) to this descriptor",
     )
     args = parser.parse_args(argv)
+    if args.backend is not None and (args.state_file or args.mount_point_vfs):
+        parser.error(
+            "--state-file and --mount-point-vfs are for the memory backend: with "
+            "--backend=etcd://... sequences and generations live in etcd, and "
+            "'flom --status' shows what every gateway holds"
+        )
     if not (args.socket_name or args.unicast_address or args.multicast_address):
         parser.error("one of --socket-name, --unicast-address, --multicast-address is needed")
     if args.socket_name and (args.unicast_address or args.multicast_address):
@@ -94,12 +104,49 @@ def _positive(text: str) -> int:
     return value
 
 
+def _etcd_config(args: argparse.Namespace) -> EtcdConfig | None:
+    """The etcd backend's configuration (None: memory); raises ValueError saying why
+    the settings cannot work."""
+    if args.backend is None:
+        return None
+    from ..etcd.config import EtcdConfig, backend_setting, parse_etcd_url
+
+    url = backend_setting(args.backend)
+    if url is None:
+        return None
+    password = None
+    if args.etcd_password_file:
+        try:
+            with open(args.etcd_password_file, encoding="utf-8") as file:
+                password = file.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read the etcd password file '{args.etcd_password_file}': {exc.strerror}"
+            ) from None
+    return EtcdConfig(
+        endpoints=parse_etcd_url(url),
+        key_prefix=args.etcd_key_prefix,
+        lease_ttl_s=args.etcd_lease_ttl,
+        lock_loss_grace_ms=args.lock_loss_grace,
+        ca_file=args.etcd_ca_file,
+        cert_file=args.etcd_cert_file,
+        key_file=args.etcd_key_file,
+        user=args.etcd_user,
+        password=password,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: detach when asked to, then serve until shut down or idle."""
     args = parse_args(argv)
     if args.ready_fd is not None and os.fork() != 0:
         os._exit(0)  # the starter waits for this process; the daemon is its child
-    from .server import DaemonOptions, run_daemon
+    from .server import DaemonOptions, refuse_to_start, run_daemon
+
+    try:
+        etcd = _etcd_config(args)
+    except ValueError as exc:
+        return refuse_to_start(str(exc), args.ready_fd)
 
     options = DaemonOptions(
         socket_name=args.socket_name,
@@ -121,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         mount_point_vfs=None
         if args.mount_point_vfs is None
         else os.path.abspath(args.mount_point_vfs),
+        etcd=etcd,
     )
     return run_daemon(options, ready_fd=args.ready_fd)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from .. import codec
 from .. import rc as _rc
 from ..core import Answer, LockTable, ProtocolViolation, Request
+from ..core.backend import LockBackend
 from ..core.table import MAX_RESOURCES
 from ..lockmodes import LockMode
 from ..mounts import VfsError
@@ -55,12 +56,14 @@ from .listeners import (
 from .log import LEVELS, DaemonLog
 from .protocol import MANAGEMENT_LINGER_S, no_room_answer
 from .statefile import StateFile, StateFileError
-from .status import encode_status, peer_name, peer_process, status_slices
+from .status import encode_status, gateway_status, peer_name, peer_process, status_slices
 from .tls import DaemonTls
 from .tlsconnection import RefusedTlsConnection, TlsClientConnection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..etcd.backend import EtcdBackend
+    from ..etcd.config import EtcdConfig
     from .vfs import StatusMount
 
 ACCEPT_BURST = 256
@@ -118,6 +121,7 @@ class DaemonOptions:
     mount_point_vfs: str | None = None  # serve the status file system there (FUSE)
     log_level: str = "info"  # syslog priorities kept: err, warning, notice or info
     lock_delay_ms: int = DEFAULT_LOCK_DELAY_MS  # after a predecessor died with holders
+    etcd: EtcdConfig | None = None  # a gateway: the locks live in this etcd cluster
 
 
 class LockDaemon:
@@ -135,12 +139,18 @@ class LockDaemon:
         self.loop = asyncio.get_running_loop()
         self.state = state
         self._state_failed = False
-        self.table = LockTable(
-            options.grant_policy,
-            None if state is None else state.durable,
-            options.max_resources,
-            new_uid,
-        )
+        self.etcd: EtcdBackend | None = None  # the backend when it is etcd (a gateway)
+        self.backend: LockBackend
+        if options.etcd is None:
+            self.backend = LockTable(
+                options.grant_policy,
+                None if state is None else state.durable,
+                options.max_resources,
+                new_uid,
+            )
+        else:
+            self.backend = self.etcd = self._etcd_backend(options.etcd)
+        self._background: set[asyncio.Task[None]] = set()  # status queries to etcd
         self.connections: dict[int, ClientConnection] = {}
         self.peer_id = peer_id()
         self.started = time.time()
@@ -182,6 +192,29 @@ class LockDaemon:
         self._holders_left: set[int] = set()  # stopping: holders not gone yet
         self._holders_gone: asyncio.Future[None] | None = None
 
+    def _etcd_backend(self, config: EtcdConfig) -> EtcdBackend:
+        """The etcd backend of a gateway (started by :func:`run_daemon`)."""
+        from ..etcd.backend import EtcdBackend  # only gateways load the etcd client
+
+        gateway = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        return EtcdBackend(
+            config,
+            policy=self.options.grant_policy,
+            gateway=gateway,
+            push=self.dispatch,
+            drop=self._drop_holder,
+        )
+
+    def _drop_holder(self, conn_id: object, reason: str) -> None:
+        """The etcd backend can no longer vouch for ``conn_id``'s lock (its lease could
+        expire): close the connection, so that the client's lock-loss monitor stops the
+        command before the lock can be granted elsewhere."""
+        conn: ClientConnection | None = self.connections.get(conn_id)  # type: ignore[call-overload]
+        if conn is None or conn.closed:
+            return
+        self.log.error(f"FLM070E closing {self._who(conn_id)}: {reason}")
+        conn.close()
+
     # -- messages -----------------------------------------------------------------------
     def handle(self, conn: ClientConnection, message: codec.Message) -> None:
         """Act on one decoded message from ``conn``."""
@@ -199,7 +232,7 @@ class LockDaemon:
                 else:
                     self._delay(conn, message)
             elif isinstance(message, codec.UnlockRequest):
-                answers = self.table.unlock(conn.id, message.name, message.rollback, now)
+                answers = self.backend.unlock(conn.id, message.name, message.rollback, now)
                 if self.log.lock_events:
                     rollback = " (rollback)" if message.rollback else ""
                     self.log.info(
@@ -235,8 +268,8 @@ class LockDaemon:
             create=message.create,
             idle_lifespan_ms=message.lifespan,
         )
-        answers = self.table.lock(conn.id, request, now)
-        if answers[0].rc == _rc.CONTAINER_FULL:
+        answers = self.backend.lock(conn.id, request, now)
+        if answers and answers[0].rc == _rc.CONTAINER_FULL:
             self._resource_limit_reached()
         self.dispatch(answers)
 
@@ -247,7 +280,7 @@ class LockDaemon:
         if self._full_logged_at is not None and now - self._full_logged_at < FULL_LOG_INTERVAL_S:
             return
         self.log.warning(
-            f"FLM028W limit of {self.table.max_resources} live resources reached "
+            f"FLM028W limit of {self.backend.max_resources} live resources reached "
             f"(--max-resources): {self._full_refusals} request(s) for a new resource "
             f"refused with reason code {_rc.CONTAINER_FULL} (logged at most once a minute)"
         )
@@ -267,9 +300,35 @@ class LockDaemon:
     def _status(self, conn: ClientConnection, message: codec.StatusRequest, now: float) -> None:
         """Answer a status query (pyflom extension), then end the connection's sending
         side.  A long document is written in slices, serving others in between."""
-        if self.table.involves(conn.id):
+        if self.backend.involves(conn.id):
             raise ProtocolViolation("a status query on a connection that locks")
-        self._write_status(conn, status_slices(self, now, message.resource))
+        if self.etcd is None:
+            self._write_status(conn, status_slices(self, now, message.resource))
+            return
+        task = self.loop.create_task(self._gateway_status(conn, message.resource))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _gateway_status(self, conn: ClientConnection, resource: str | None) -> None:
+        """A gateway's status: every gateway's holders and waiters, read from etcd."""
+        assert self.etcd is not None and self.options.etcd is not None
+        try:
+            cluster = await self.etcd.status(resource)
+        except Exception as exc:
+            self.log.warning(
+                f"FLM071W status query on connection {conn.id}: etcd did not answer "
+                f"({type(exc).__name__}: {exc})"
+            )
+            if not conn.closed and not self.stopping:
+                answer = codec.encode(codec.StatusAnswer(_rc.BACKEND_UNAVAILABLE, b""))
+                conn.allow_output(len(answer))
+                conn.write(answer)
+                conn.write_eof()
+            return
+        document = gateway_status(
+            self, cluster, self.etcd.gateway, self.options.etcd.url, time.time()
+        )
+        self._write_status(conn, iter([document]))
 
     def _write_status(self, conn: ClientConnection, slices: Iterator[bytes | None]) -> None:
         if conn.closed or self.stopping:
@@ -309,7 +368,7 @@ class LockDaemon:
                     self._flush_outbox()
         # The timer is only ever moved earlier: that takes a new deadline in the table,
         # no timer at all, or the last connection gone (the idle exit).
-        if self.table.deadline_added or self._timer is None or not self.connections:
+        if self.backend.deadline_added or self._timer is None or not self.connections:
             self._arm_timer()
 
     def _who(self, conn_id: object) -> str:
@@ -369,7 +428,7 @@ class LockDaemon:
         assert self.state is not None
         if self._state_failed:
             return False
-        changes = self.table.pending_changes()
+        changes = self.backend.pending_changes()
         if changes is not None:
             try:
                 self.state.record(changes)
@@ -388,7 +447,7 @@ class LockDaemon:
         """Make the one timer fire by the earliest thing due: a lock-table deadline
         (resource expiry, time-based grant), the next stall check, the TLS files check,
         the idle exit.  Only ever moved earlier here; a firing re-arms it afresh."""
-        self.table.deadline_added = False
+        self.backend.deadline_added = False
         due = self._next_due()
         timer = self._timer
         if due is None or (timer is not None and self._timer_due <= due):
@@ -402,7 +461,7 @@ class LockDaemon:
         """When (loop time) the timer must next fire, None: nothing to wait for."""
         loop_now = self.loop.time()
         due: float | None = None
-        table = self.table
+        table = self.backend
         # The lock core works in wall-clock time.  A time-based grant is due exactly;
         # the expiry of unused resources (lazy: an expired one is never used again) is
         # batched, or a connection per lock would cost a wake-up per lock.
@@ -418,7 +477,7 @@ class LockDaemon:
             due = self._stall_due
         if self._tls_check_due is not None and (due is None or self._tls_check_due < due):
             due = self._tls_check_due
-        if self.connections or not self.table.idle:
+        if self.connections or not self.backend.idle:
             self._idle_since = None
         else:
             if self._idle_since is None:
@@ -441,14 +500,14 @@ class LockDaemon:
         if self._stall_due is not None and now >= self._stall_due:
             self._close_stalled(now)
         self._last_tick = time.time()
-        answers = self.table.tick(self._last_tick)
+        answers = self.backend.tick(self._last_tick)
         idle_since = self._idle_since
         if (
             idle_since is not None
             and self.lifespan_ms > 0
             and now - idle_since >= self.lifespan_ms / 1e3
             and not self.connections
-            and self.table.idle
+            and self.backend.idle
         ):
             self.log.notice("FLM004N idle for the whole lifespan: exiting")
             self.stop()
@@ -465,7 +524,7 @@ class LockDaemon:
         limit = self.options.stall_timeout_s
         self._stall_due = None  # planned below (not from the closes in the meantime)
         next_due: float | None = None
-        involves = self.table.involves
+        involves = self.backend.involves
         for conn in list(self.connections.values()):
             if conn.closed or conn.lingering:
                 continue  # a lingering connection has its own end
@@ -524,7 +583,7 @@ class LockDaemon:
         """A connection ended: release its lock or drop its wait (unless the daemon is
         stopping: then every connection is closed and nothing is granted)."""
         if self.log.lock_events:
-            what = self.table.what(conn.id)
+            what = self.backend.what(conn.id)
             if what is not None and not self.stopping:
                 key, state = what
                 outcome = {
@@ -540,7 +599,7 @@ class LockDaemon:
             if not self._holders_left and gone is not None and not gone.done():
                 gone.set_result(None)
             return
-        self.dispatch(self.table.disconnect(conn.id, time.time()))
+        self.dispatch(self.backend.disconnect(conn.id, time.time()))
         if self._marked and self._mark_check is None:
             self._plan_mark_check()
 
@@ -567,7 +626,7 @@ class LockDaemon:
         self._mark_check = None
         if self.stopping or self.lock_delay_until is not None:
             return
-        what = self.table.what
+        what = self.backend.what
         for conn_id in self.connections:
             state = what(conn_id)
             if state is not None and state[1] == "holding":
@@ -660,7 +719,7 @@ class LockDaemon:
         idle connections are closed now; newcomers are told the daemon is stopping."""
         holding = []
         for conn in list(self.connections.values()):
-            state = self.table.what(conn.id)
+            state = self.backend.what(conn.id)
             if state is not None and state[1] == "holding" and not conn.closed:
                 holding.append(conn)
             elif conn.gone is None:
@@ -783,7 +842,7 @@ class LockDaemon:
         now = self.loop.time()
         if now < self._room_look_after:
             return False
-        involves = self.table.involves
+        involves = self.backend.involves
         started_before = now - ROOM_MIN_AGE_S
         candidates = [
             conn
@@ -1017,6 +1076,32 @@ def _log_state(log: DaemonLog, state: StateFile) -> None:
         )
 
 
+class BackendError(Exception):
+    """The daemon's lock backend (etcd) cannot be used: a start failure, said plainly."""
+
+
+async def _start_backend(backend: EtcdBackend, log: DaemonLog) -> None:
+    """Connect a gateway to etcd (raises :class:`BackendError` saying why it cannot)."""
+    from ..etcd.connect import EtcdSetupError
+
+    try:
+        await backend.start()
+    except EtcdSetupError as exc:
+        await backend.close()
+        raise BackendError(str(exc)) from exc
+    except Exception as exc:
+        await backend.close()
+        raise BackendError(
+            f"cannot use etcd at {', '.join(backend.endpoints)}: {type(exc).__name__}: "
+            f"{exc or 'no answer in time'} (is a majority of the members up and reachable?)"
+        ) from exc
+    log.notice(
+        f"FLM069N gateway '{backend.gateway}' on etcd {', '.join(backend.endpoints)}: "
+        f"lease {backend.lease:x}, TTL {backend.ttl} s; holders are dropped "
+        f"{backend.drop_after:g} s after the last renewal etcd confirmed"
+    )
+
+
 def _mount_vfs(daemon: LockDaemon) -> StatusMount | None:
     """Mount the status file system if asked to (raises :class:`VfsError`)."""
     mount_point = daemon.options.mount_point_vfs
@@ -1036,6 +1121,14 @@ def _mount_vfs(daemon: LockDaemon) -> StatusMount | None:
     )
 
 
+def refuse_to_start(reason: str, ready_fd: int | None) -> int:
+    """A daemon whose settings cannot work: say why (stderr, and to the starting client
+    through ``ready_fd``); the exit status."""
+    print(f"flom daemon: {reason}", file=sys.stderr)
+    _report(ready_fd, _rc.DAEMON_NOT_STARTED, reason)
+    return 1
+
+
 def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     """Run a daemon in this process until it is shut down or idle; return its exit status."""
     # The umask of the starting client is kept: the socket and its lock file are not
@@ -1049,12 +1142,11 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             os.environ.get("PYFLOM_STALL_TIMEOUT", options.stall_timeout_s)
         )
     if options.log_level not in LEVELS:
-        reason = (
-            f"log level {options.log_level!r} ($PYFLOM_LOG_LEVEL) is not one of {', '.join(LEVELS)}"
+        return refuse_to_start(
+            f"log level {options.log_level!r} ($PYFLOM_LOG_LEVEL) is not one of "
+            + ", ".join(LEVELS),
+            ready_fd,
         )
-        print(f"flom daemon: {reason}", file=sys.stderr)
-        _report(ready_fd, _rc.DAEMON_NOT_STARTED, reason)
-        return 1
     log = DaemonLog(
         options.trace_file, options.append_trace_file, options.log_level, ready_fd is None
     )
@@ -1093,11 +1185,17 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
         async def main() -> None:
             daemon = LockDaemon(options, log, tls, state)
             daemon.socket_file = socket_file
-            daemon.place_fd = place_fd
-            mark = read_holders_mark(place_fd)
-            if mark is not None:
-                predecessor, delay_ms = mark
-                daemon.start_lock_delay(predecessor, max(delay_ms, options.lock_delay_ms))
+            if daemon.etcd is not None:
+                # A gateway needs no holders mark nor lock-delay: the locks of a gateway
+                # that died stay in etcd until its lease expires, which outlasts the
+                # lock-loss grace of its clients (docs/ha.md).
+                await _start_backend(daemon.etcd, log)
+            else:
+                daemon.place_fd = place_fd
+                mark = read_holders_mark(place_fd)
+                if mark is not None:
+                    predecessor, delay_ms = mark
+                    daemon.start_lock_delay(predecessor, max(delay_ms, options.lock_delay_ms))
             responder = None
             if discovery_socket is not None:
                 responder = DiscoveryResponder(
@@ -1114,6 +1212,8 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             finally:
                 if status_fs is not None:
                     status_fs.unmount()
+                if daemon.etcd is not None:
+                    await daemon.etcd.close()  # revokes the lease: its keys go at once
 
         factory = _event_loop_factory()
         try:
@@ -1124,6 +1224,10 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                     runner.run(main())
         except VfsError as exc:
             log.error(f"FLM030E {exc}")
+            _give_up(stack, ready_fd, str(exc))
+            return 1
+        except BackendError as exc:
+            log.error(f"FLM072E {exc}")
             _give_up(stack, ready_fd, str(exc))
             return 1
     return 0

@@ -37,7 +37,9 @@ import os
 import socket
 import struct
 from json.encoder import encode_basestring_ascii as _string
+from typing import Any
 
+from ..core.table import LockTable
 from ..lockmodes import LockMode
 from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
 
@@ -153,7 +155,8 @@ def status_slices(
     of a millisecond for 10000 waiters): the document is that moment's, whatever
     happens while it is written.  With ``resource``, only the resource that name locks
     (and its incubated requests)."""
-    table = daemon.table
+    table = daemon.backend
+    assert isinstance(table, LockTable), "a gateway's status comes from gateway_status()"
     only = None
     if resource is not None:
         kind = resource_type(resource)
@@ -180,21 +183,7 @@ def status_slices(
         if (kind := resource_type(request.name) or ResourceType.SIMPLE)
         and (only is None or locker_key(request.name, kind) == only)
     ]
-    about = json.dumps(
-        {
-            "pid": os.getpid(),
-            "peer_id": daemon.peer_id,
-            "started": daemon.started,
-            "now": now,
-            "connections": len(daemon.connections),
-            "lifespan_ms": daemon.lifespan_ms,
-            "tls": daemon.tls is not None,
-            "lock_delay_s": None
-            if daemon.lock_delay_until is None
-            else max(0.0, daemon.lock_delay_until - now),
-        },
-        separators=(",", ":"),
-    )
+    about = json.dumps(_about(daemon, now), separators=(",", ":"))
     peers = _Peers(daemon.connections)
     fields = _Requests()
     resources = []
@@ -239,6 +228,55 @@ def status_slices(
         f'{{"pyflom_status":{STATUS_VERSION},"daemon":{about},'
         f'"resources":[{",".join(resources)}],"incubator":[{",".join(incubator)}]}}'
     ).encode("ascii")
+
+
+def _about(daemon: LockDaemon, now: float) -> dict[str, Any]:
+    """The document's ``daemon`` member."""
+    return {
+        "pid": os.getpid(),
+        "peer_id": daemon.peer_id,
+        "started": daemon.started,
+        "now": now,
+        "connections": len(daemon.connections),
+        "lifespan_ms": daemon.lifespan_ms,
+        "tls": daemon.tls is not None,
+        "lock_delay_s": None
+        if daemon.lock_delay_until is None
+        else max(0.0, daemon.lock_delay_until - now),
+    }
+
+
+def gateway_status(
+    daemon: LockDaemon, cluster: dict[str, Any], gateway: str, backend: str, now: float
+) -> bytes:
+    """The status document of a gateway (the etcd backend): ``cluster`` is what every
+    gateway's clients hold and wait for (:meth:`pyflom.etcd.backend.EtcdBackend.status`).
+    Each holder and waiter names its ``gateway``; this gateway's own connections are
+    described as on a memory daemon (peer, pid, user, certificate CN), the others' have
+    their connection number only.  ``daemon`` adds ``backend`` and ``gateway``."""
+    peers = _Peers(daemon.connections)
+
+    def entry(about: dict[str, Any]) -> dict[str, Any]:
+        conn = str(about.get("connection"))
+        mine = about.get("gateway") == gateway and conn.isdigit()
+        described = json.loads("{" + (peers(int(conn)) if mine else _UNKNOWN_PEER + "null") + "}")
+        return {**described, **about, "connection": int(conn) if mine else conn}
+
+    resources = [
+        {
+            **res,
+            "holders": [entry(h) for h in res["holders"]],
+            "waiters": [entry(w) for w in res["waiters"]],
+        }
+        for res in cluster["resources"]
+    ]
+    document = {
+        "pyflom_status": STATUS_VERSION,
+        "daemon": {**_about(daemon, now), "backend": backend, "gateway": gateway},
+        "resources": resources,
+        "incubator": [entry(i) for i in cluster["incubator"]],
+    }
+    return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
 def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -> bytes:

@@ -222,6 +222,25 @@ class EtcdBackend:
 
     # -- queries ------------------------------------------------------------------------
     @property
+    def endpoints(self) -> tuple[str, ...]:
+        """``host:port`` of the etcd members, as configured (empty with a factory)."""
+        return tuple(self._config.endpoint_names) if self._config is not None else ()
+
+    # What the daemon's timer asks of the memory backend: nothing here (this backend
+    # plans its own re-decisions), no resource limit of the daemon's, no state file.
+    max_resources = 0
+    deadline_added = False
+
+    def next_grant_deadline(self) -> float | None:
+        return None
+
+    def next_expiry_deadline(self) -> float | None:
+        return None
+
+    def pending_changes(self) -> None:
+        return None
+
+    @property
     def idle(self) -> bool:
         """True when no connection of this gateway holds, waits or incubates, and no
         request is still being written."""

@@ -9,12 +9,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..settings import DEFAULT_LOCK_LOSS_GRACE_MS
+from ..settings import (
+    DEFAULT_ETCD_KEY_PREFIX as DEFAULT_KEY_PREFIX,
+)
+from ..settings import (
+    DEFAULT_ETCD_LEASE_TTL_S as DEFAULT_LEASE_TTL_S,
+)
+from ..settings import (
+    DEFAULT_LOCK_LOSS_GRACE_MS,
+)
 
 URL_SCHEME = "etcd://"
 DEFAULT_ETCD_PORT = 2379
-DEFAULT_KEY_PREFIX = "/pyflom/"
-DEFAULT_LEASE_TTL_S = 15
+MEMORY_BACKEND = "memory"
 DEFAULT_DIAL_TIMEOUT_S = 5.0
 DEFAULT_REQUEST_TIMEOUT_S = 2.0
 
@@ -109,6 +116,32 @@ def parse_endpoints(text: str, where: str = "etcd endpoints") -> tuple[Endpoint,
             raise ValueError(f"{where}: {format_endpoint(endpoint)} is given twice")
         seen.add(endpoint)
     return endpoints
+
+
+def backend_setting(text: str) -> str | None:
+    """The ``[Daemon]/Backend`` value ``text`` means: None for the memory backend
+    (``memory`` or empty), else the etcd URL written canonically.  Raises ValueError
+    saying what to write."""
+    word = text.strip()
+    if not word or word.lower() == MEMORY_BACKEND:
+        return None
+    if not is_etcd_url(word):
+        raise ValueError(
+            f"backend '{text}' is not known: write {MEMORY_BACKEND} (the default: the daemon "
+            f"keeps its locks) or {URL_SCHEME}HOST[:PORT][,HOST[:PORT]...] (an etcd cluster)"
+        )
+    return URL_SCHEME + ",".join(format_endpoint(e) for e in parse_etcd_url(word))
+
+
+def key_prefix_setting(text: str) -> str:
+    """The ``[Etcd]/KeyPrefix`` value ``text`` means (ending with ``/``).  Raises
+    ValueError saying what to write."""
+    if not text.startswith("/") or any(ch.isspace() for ch in text):
+        raise ValueError(
+            f"etcd key prefix '{text}' must start with '/' and contain no blank, "
+            f"e.g. {DEFAULT_KEY_PREFIX} or /pyflom/production/"
+        )
+    return text if text.endswith("/") else text + "/"
 
 
 def is_etcd_url(text: str) -> bool:
