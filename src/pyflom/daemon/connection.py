@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import socket
 import struct
+from typing import Protocol
 
 from .. import codec
 from .protocol import MANAGEMENT_LINGER_S, ProtocolError, ServerConnection
@@ -20,7 +21,6 @@ from .protocol import MANAGEMENT_LINGER_S, ProtocolError, ServerConnection
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..core import Answer
-    from .server import LockDaemon
 
 _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 RECV_BYTES = 65536
@@ -40,6 +40,30 @@ def peer_key(sock: socket.socket) -> str:
         return str(sock.getpeername()[0])
     except OSError:
         return "an unknown peer"
+
+
+class ConnectionOwner(Protocol):
+    """The daemon as a connection calls it (the server implements it; connections never
+    import the server)."""
+
+    loop: asyncio.AbstractEventLoop
+    peer_id: str  # the daemon's unique id, sent with its answers
+
+    def handle(self, conn: ClientConnection, message: codec.Message) -> None:
+        """Act on one decoded message from ``conn``."""
+        ...
+
+    def reject(self, conn: ClientConnection, reason: str) -> None:
+        """Close ``conn``, which broke the protocol, and log why."""
+        ...
+
+    def lost(self, conn: ClientConnection) -> None:
+        """``conn`` ended."""
+        ...
+
+    def internal_error(self, conn: ClientConnection, exc: BaseException) -> None:
+        """A bug met while serving ``conn``."""
+        ...
 
 
 class ClientConnection:
@@ -65,7 +89,7 @@ class ClientConnection:
         "sock",
     )
 
-    def __init__(self, daemon: LockDaemon, sock: socket.socket) -> None:
+    def __init__(self, daemon: ConnectionOwner, sock: socket.socket) -> None:
         self.daemon = daemon
         self.sock = sock
         self.fd = sock.fileno()

@@ -37,7 +37,7 @@ import os
 import socket
 import struct
 from json.encoder import encode_basestring_ascii as _string
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.table import LockTable
 from ..lockmodes import LockMode
@@ -47,9 +47,23 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from ..core.backend import LockBackend
     from ..core.resource import Request
     from .connection import ClientConnection
-    from .server import LockDaemon
+    from .tls import DaemonTls
+
+
+class DaemonView(Protocol):
+    """What the status document shows of a daemon (the server; never imported here)."""
+
+    backend: LockBackend
+    connections: dict[int, ClientConnection]
+    peer_id: str
+    started: float
+    lifespan_ms: int
+    tls: DaemonTls | None
+    lock_delay_until: float | None
+
 
 STATUS_VERSION = 1
 _UCRED = struct.Struct("3i")  # pid, uid, gid
@@ -145,7 +159,7 @@ ENTRIES_PER_SLICE = 1000  # holders and waiters encoded between two turns of the
 
 
 def status_slices(
-    daemon: LockDaemon, now: float, resource: str | None = None
+    daemon: DaemonView, now: float, resource: str | None = None
 ) -> Iterator[bytes | None]:
     """Encode the status document of ``daemon`` at ``now`` (epoch seconds) as compact
     JSON, in slices: ``None`` after each :data:`ENTRIES_PER_SLICE` entries (the daemon
@@ -230,7 +244,7 @@ def status_slices(
     ).encode("ascii")
 
 
-def _about(daemon: LockDaemon, now: float) -> dict[str, Any]:
+def _about(daemon: DaemonView, now: float) -> dict[str, Any]:
     """The document's ``daemon`` member."""
     return {
         "pid": os.getpid(),
@@ -247,7 +261,7 @@ def _about(daemon: LockDaemon, now: float) -> dict[str, Any]:
 
 
 def gateway_status(
-    daemon: LockDaemon, cluster: dict[str, Any], gateway: str, backend: str, now: float
+    daemon: DaemonView, cluster: dict[str, Any], gateway: str, backend: str, now: float
 ) -> bytes:
     """The status document of a gateway (the etcd backend): ``cluster`` is what every
     gateway's clients hold and wait for (:meth:`pyflom.etcd.backend.EtcdBackend.status`).
@@ -279,7 +293,7 @@ def gateway_status(
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
-def encode_status(daemon: LockDaemon, now: float, resource: str | None = None) -> bytes:
+def encode_status(daemon: DaemonView, now: float, resource: str | None = None) -> bytes:
     """The whole status document at once (see :func:`status_slices`)."""
     for part in status_slices(daemon, now, resource):
         if part is not None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+from typing import Protocol
 
 from ..tls.serverside import ServerTlsLayer
-from .connection import ClientConnection
+from .connection import ClientConnection, ConnectionOwner
 from .protocol import no_room_answer
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .server import LockDaemon
 
 
 def peer_address(sock: socket.socket) -> str:
@@ -28,12 +25,31 @@ def peer_address(sock: socket.socket) -> str:
 FAILED_GRACE_S = 1.0  # how long a refused client is given to read our alert
 
 
+class TlsConnectionOwner(ConnectionOwner, Protocol):
+    """The daemon as a TLS connection calls it."""
+
+    def tls_handshake(self, started: bool) -> None:
+        """A client's TLS handshake starts or ends."""
+        ...
+
+    def tls_established(self, conn: TlsClientConnection) -> None:
+        """A client finished its TLS handshake."""
+        ...
+
+    def tls_failed(self, conn: TlsClientConnection, exc: Exception) -> None:
+        """A client's TLS failed."""
+        ...
+
+
 class TlsClientConnection(ClientConnection):
     """Decrypts what arrives, encrypts what leaves; the handshake happens on the way."""
 
     __slots__ = ("failed", "handshaking", "peer", "tls")
+    daemon: TlsConnectionOwner
 
-    def __init__(self, daemon: LockDaemon, sock: socket.socket, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, daemon: TlsConnectionOwner, sock: socket.socket, context: ssl.SSLContext
+    ) -> None:
         # Started first: OpenSSL copies the context's message callback into each new
         # connection, so the capture must be on before the layer is made.
         self.handshaking = True
