@@ -40,7 +40,7 @@ _flom_long() {
 _flom_value() {
     COMPREPLY=()
     case $1 in
-        --config-file|--socket-name|--tls-certificate|--tls-private-key|--tls-ca-certificate|--daemon-trace-file|--command-trace-file|--tls-trace|--tls-keylog|--state-file|--etcd-ca-file|--etcd-cert-file|--etcd-key-file|--etcd-password-file) compopt -o filenames 2>/dev/null; _flom_reply -f -- "$2" ;;
+        --config-file|--socket-name|--tls-certificate|--tls-private-key|--tls-ca-certificate|--daemon-trace-file|--command-trace-file|--tls-trace|--tls-keylog|--state-file|--etcd-ca-file|--etcd-cert-file|--etcd-key-file|--etcd-password-file|--access-rules) compopt -o filenames 2>/dev/null; _flom_reply -f -- "$2" ;;
         --resource-create|--tls-check-peer-id|--append-trace-file) _flom_reply -W 'yes no' -- "$2" ;;
         --lock-mode) _flom_reply -W 'NL CR CW PR PW EX NullLock ConcurrentRead ConcurrentWrite ProtectedRead ProtectedWrite Exclusive' -- "$2" ;;
         --unicast-address) _flom_reply -A hostname -- "$2" ;;
@@ -77,7 +77,7 @@ _flom() {
                     _flom_reply -f -- "$cur"
                 fi
                 return 0 ;;
-            -c|--config-file|-r|--resource-name|-o|--resource-timeout|-q|--resource-quantity|-e|--resource-create|-i|--resource-idle-lifespan|-l|--lock-mode|-s|--socket-name|-d|--daemon-lifespan|-a|--unicast-address|-p|--unicast-port|-A|--multicast-address|-P|--multicast-port|-m|--mount-point-vfs|-n|--network-interface|-D|--discovery-attempts|-I|--discovery-timeout|--discovery-ttl|--tcp-keepalive-time|--tcp-keepalive-intvl|--tcp-keepalive-probes|--tls-certificate|--tls-private-key|--tls-ca-certificate|--tls-check-peer-id|--ignore-signal|-t|--daemon-trace-file|-T|--command-trace-file|--append-trace-file|--debug-feature|--grant-policy|--tls-trace|--tls-keylog|--state-file|--lock-loss|--lock-loss-grace|--backend|--etcd-key-prefix|--etcd-lease-ttl|--etcd-ca-file|--etcd-cert-file|--etcd-key-file|--etcd-user|--etcd-password-file) _flom_long "$word"; pending=$REPLY; need_eq=0 ;;
+            -c|--config-file|-r|--resource-name|-o|--resource-timeout|-q|--resource-quantity|-e|--resource-create|-i|--resource-idle-lifespan|-l|--lock-mode|-s|--socket-name|-d|--daemon-lifespan|-a|--unicast-address|-p|--unicast-port|-A|--multicast-address|-P|--multicast-port|-m|--mount-point-vfs|-n|--network-interface|-D|--discovery-attempts|-I|--discovery-timeout|--discovery-ttl|--tcp-keepalive-time|--tcp-keepalive-intvl|--tcp-keepalive-probes|--tls-certificate|--tls-private-key|--tls-ca-certificate|--tls-check-peer-id|--ignore-signal|-t|--daemon-trace-file|-T|--command-trace-file|--append-trace-file|--debug-feature|--grant-policy|--tls-trace|--tls-keylog|--state-file|--lock-loss|--lock-loss-grace|--backend|--etcd-key-prefix|--etcd-lease-ttl|--etcd-ca-file|--etcd-cert-file|--etcd-key-file|--etcd-user|--etcd-password-file|--access-rules) _flom_long "$word"; pending=$REPLY; need_eq=0 ;;
             --status) pending=$word; need_eq=1 ;;
             -*) ;;
             *) (( cmd )) || cmd=$i ;;
@@ -92,7 +92,7 @@ _flom() {
     elif [[ $cur == -[croqeilsdapAPmnDItT]?* ]]; then
         _flom_long "${cur:0:2}"; prefix=${cur:0:2}; _flom_value "$REPLY" "${cur:2}"
     elif [[ $cur == -* ]]; then
-        _flom_reply -W '-h --help -v --version -V --verbose -c --config-file -r --resource-name -o --resource-timeout -q --resource-quantity -e --resource-create -i --resource-idle-lifespan -l --lock-mode -s --socket-name -d --daemon-lifespan -a --unicast-address -p --unicast-port -A --multicast-address -P --multicast-port -m --mount-point-vfs -n --network-interface -D --discovery-attempts -I --discovery-timeout --discovery-ttl --tcp-keepalive-time --tcp-keepalive-intvl --tcp-keepalive-probes --tls-certificate --tls-private-key --tls-ca-certificate --tls-check-peer-id --ignore-signal --signal-list -t --daemon-trace-file -T --command-trace-file --append-trace-file -x --quiesce-exit -X --immediate-exit --unique-id --debug-feature --grant-policy --tls-trace --tls-keylog --state-file --lock-loss --lock-loss-grace --backend --etcd-key-prefix --etcd-lease-ttl --etcd-ca-file --etcd-cert-file --etcd-key-file --etcd-user --etcd-password-file --status' -- "$cur"
+        _flom_reply -W '-h --help -v --version -V --verbose -c --config-file -r --resource-name -o --resource-timeout -q --resource-quantity -e --resource-create -i --resource-idle-lifespan -l --lock-mode -s --socket-name -d --daemon-lifespan -a --unicast-address -p --unicast-port -A --multicast-address -P --multicast-port -m --mount-point-vfs -n --network-interface -D --discovery-attempts -I --discovery-timeout --discovery-ttl --tcp-keepalive-time --tcp-keepalive-intvl --tcp-keepalive-probes --tls-certificate --tls-private-key --tls-ca-certificate --tls-check-peer-id --ignore-signal --signal-list -t --daemon-trace-file -T --command-trace-file --append-trace-file -x --quiesce-exit -X --immediate-exit --unique-id --debug-feature --grant-policy --tls-trace --tls-keylog --state-file --lock-loss --lock-loss-grace --backend --etcd-key-prefix --etcd-lease-ttl --etcd-ca-file --etcd-cert-file --etcd-key-file --etcd-user --etcd-password-file --access-rules --status' -- "$cur"
     elif (( cmd )); then
         compopt -o filenames 2>/dev/null
         _flom_reply -f -- "$cur"

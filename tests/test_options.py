@@ -73,6 +73,7 @@ def _samples(tmp_path: Path) -> dict[str, tuple[str, object, str]]:
         "etcd-key-file": (str(pem), real, f"'{real}'"),
         "etcd-user": ("pyflom", "pyflom", "'pyflom'"),
         "etcd-password-file": (str(pem), real, f"'{real}'"),
+        "access-rules": (str(pem), real, f"'{real}'"),
     }
 
 

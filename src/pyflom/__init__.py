@@ -35,6 +35,7 @@ __all__ = [
     "LockImpossible",
     "LockMode",
     "LockTimeout",
+    "NotAllowed",
     "ProtocolError",
     "Settings",
     "__version__",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         LockCantWait,
         LockImpossible,
         LockTimeout,
+        NotAllowed,
         ProtocolError,
     )
     from .lockmodes import LockMode

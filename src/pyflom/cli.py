@@ -284,6 +284,14 @@ def shutdown_daemon(settings: Settings, immediate: bool) -> int:
         answer = channel.receive(time.monotonic() + SHUTDOWN_WAIT_S)
     except FlomError:
         answer = None
+    if isinstance(answer, codec.ShutdownAnswer) and answer.rc == _rc.NOT_ALLOWED:
+        from .notallowed import refusal
+
+        why = refusal("stop the daemon (-x/-X)", channel, settings)  # while connected
+        channel.close(graceful=False)
+        _err(f"flom_client_shutdown: ret_cod={answer.rc} ({_rc.strerror(answer.rc)})")
+        _err(f"flom: {why}")
+        return _rc.ES_GENERIC_ERROR
     channel.close(graceful=False)
     if isinstance(answer, codec.ShutdownAnswer) and answer.rc < 0:
         _err(

@@ -35,6 +35,7 @@ from .errors import (
     LockCantWait,
     LockImpossible,
     LockTimeout,
+    NotAllowed,
     ProtocolError,
 )
 from .lockmodes import LockMode, parse_lock_mode
@@ -414,6 +415,10 @@ class HandleCore:
                 raise LockTimeout(self._stopping_text("the timeout expired"))
             yield PAUSE, pause
         self._answered = True
+        if answer.rc == _rc.NOT_ALLOWED:
+            error = self._not_allowed(channel)  # while the connection says who we are
+            self._disconnect(graceful=False)
+            raise error
         self._check_answer(answer, channel.tls, channel.peer_common_name)
         if waiting(answer):
             self._waits(channel, answer)
@@ -424,6 +429,13 @@ class HandleCore:
         except BaseException:
             self._disconnect()  # the daemon forgets the request with the connection
             raise
+
+    def _not_allowed(self, channel: Any) -> NotAllowed:
+        from .notallowed import refusal
+
+        return NotAllowed(
+            refusal(f"lock '{self._settings.resource_name}'", channel, self._settings)
+        )
 
     def _stopping_text(self, why: str) -> str:
         return (

@@ -48,6 +48,14 @@ class InvalidResourceName(FlomError):
     rc = _rc.INVALID_RESOURCE_NAME
 
 
+class NotAllowed(FlomError):
+    """The daemon's access rules do not allow this client the request (pyflom extension:
+    a daemon started with ``--access-rules``)."""
+
+    rc = _rc.NOT_ALLOWED
+    refused = True
+
+
 class ConnectionFailed(FlomError):
     """No daemon could be reached (and none could be started)."""
 

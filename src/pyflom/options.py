@@ -298,6 +298,12 @@ OPTIONS: tuple[Option, ...] = (
     _O("", "etcd-password-file", STR, "FILE", "File holding the etcd user's password",
        field="etcd_password_file", group="Etcd", key="PasswordFile", rule=EXISTING_FILE,
        daemon=_D("--etcd-password-file", ETCD, needs="etcd_password_file"), daemon_only=True),
+    _O("", "access-rules", STR, "FILE", "Who may lock, see the status, stop (started daemon)",
+       field="access_rules", group="Daemon", key="AccessRules", rule=EXISTING_FILE,
+       daemon=_D("--access-rules", IF_SET, needs="access_rules",
+               help="grant locking (by resource), status and stop only as this file's rules "
+               "say (docs/access.md; default: everyone may do everything)"),
+       daemon_only=True),
     _O("", "status", OPT, "table|json", "Show who holds and who waits (with -r: one resource)",
        target="status_format"),
 )  # fmt: skip
@@ -329,6 +335,7 @@ COMMAND_LINE_ORDER = _in_order(
     "tls_certificate tls_private_key tls_ca_certificate tls_check_peer_id append_trace_file "
     "grant_policy lock_loss lock_loss_grace tls_trace_file tls_keylog_file state_file "
     + _ETCD_FIELDS
+    + " access_rules"
 )
 """The order in which the command line values are applied (FLoM's, then pyflom's)."""
 
@@ -340,7 +347,7 @@ CONFIG_FILE_ORDER = _in_order(
     "tls_trace_file tls_keylog_file ignored_signals network_interface discovery_attempts "
     "discovery_timeout discovery_ttl tcp_keepalive_time tcp_keepalive_intvl "
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
-    "tls_check_peer_id " + _ETCD_FIELDS
+    "tls_check_peer_id " + _ETCD_FIELDS + " access_rules"
 )
 """The order in which a configuration file's keys are read (reference 2.2)."""
 
@@ -351,7 +358,9 @@ VERBOSE_DUMP_ORDER = _in_order(
     "multicast_port mount_point_vfs ignored_signals network_interface discovery_attempts "
     "discovery_timeout discovery_ttl tcp_keepalive_time tcp_keepalive_intvl "
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
-    "tls_check_peer_id grant_policy state_file lock_loss lock_loss_grace " + _ETCD_FIELDS
+    "tls_check_peer_id grant_policy state_file lock_loss lock_loss_grace "
+    + _ETCD_FIELDS
+    + " access_rules"
 )
 """The lines of ``-V`` (reference 1.7: FLoM's, then pyflom's); the TLS trace and key log
 files are not shown."""
@@ -360,13 +369,15 @@ DAEMON_ARGV_ORDER = _in_order(
     "daemon_lifespan grant_policy socket_name unicast_address unicast_port "
     "multicast_address multicast_port network_interface tcp_keepalive_time tls_certificate "
     "tls_private_key tls_ca_certificate tls_check_peer_id tls_trace_file tls_keylog_file "
-    "state_file mount_point_vfs daemon_trace_file append_trace_file lock_loss_grace " + _ETCD_FIELDS
+    "state_file mount_point_vfs daemon_trace_file append_trace_file lock_loss_grace "
+    + _ETCD_FIELDS
+    + " access_rules"
 )
 """The settings a started daemon gets, in the order of its command line."""
 
 DAEMON_ONLY_ORDER = _in_order(
     "daemon_lifespan grant_policy state_file mount_point_vfs daemon_trace_file "
-    "multicast_address multicast_port " + _ETCD_FIELDS
+    "multicast_address multicast_port " + _ETCD_FIELDS + " access_rules"
 )
 """The settings only a started daemon uses, in the order they are reported as ignored
 when the daemon was already running."""

@@ -55,6 +55,9 @@ OBJ_NOT_FOUND_ERROR = -28
 DAEMON_STOPPING = -40
 # pyflom extension: a gateway's lock backend (etcd) did not answer in time.
 BACKEND_UNAVAILABLE = -41
+# pyflom extension: the daemon's access rules (--access-rules) do not allow the peer this
+# request (to lock that resource, read the status or stop the daemon).
+NOT_ALLOWED = -42
 
 # System-call failures, numbered in alphabetical order of the call from -100.
 _SYSCALLS = [
@@ -173,6 +176,7 @@ _TEXTS = {
     OBJ_NOT_FOUND_ERROR: "object not found",
     DAEMON_STOPPING: "the daemon is stopping: it waits for its holders' commands to end",
     BACKEND_UNAVAILABLE: "the daemon's lock backend (etcd) did not answer in time",
+    NOT_ALLOWED: "the daemon's access rules do not allow this request",
     G_KEY_FILE_LOAD_FROM_FILE_ERROR: "'g_key_file_load_from_file' function returned an error",
     TLS_NO_VALID_METHOD: "no valid TLS method is available",
 }

@@ -121,6 +121,9 @@ class Settings:
     etcd_key_file: str | None = None
     etcd_user: str | None = None
     etcd_password_file: str | None = None
+    # pyflom extension: [Daemon]/AccessRules, the rules file of a started daemon (real
+    # path; None: everyone may do everything, as with FLoM)
+    access_rules: str | None = None
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []

@@ -58,6 +58,11 @@ def query_status(
                 f"(its log says why) [{exc}]",
                 rc=exc.rc,
             ) from exc
+        if isinstance(answer, codec.StatusAnswer) and answer.rc == _rc.NOT_ALLOWED:
+            from .errors import NotAllowed
+            from .notallowed import refusal
+
+            raise NotAllowed(refusal("read the status", channel, settings))
     finally:
         channel.close(graceful=False)
     if not isinstance(answer, codec.StatusAnswer):
@@ -123,6 +128,11 @@ def format_table(document: dict[str, object]) -> str:
         f"daemon pid {daemon['pid']}, unique id {daemon['peer_id'] or '-'}, up {uptime}, "
         f"{daemon['connections']} connection(s), {len(resources)} resource(s)"
         + (", TLS" if daemon.get("tls") else "")
+        + (
+            "\nonly the resources this client may lock are shown (the daemon's access rules)"
+            if daemon.get("view") == "lockable"
+            else ""
+        )
         + (
             f"\ngateway {daemon['gateway']} on {daemon['backend']} (every gateway's clients)"
             if daemon.get("gateway")

@@ -21,6 +21,7 @@ from .protocol import MANAGEMENT_LINGER_S, ProtocolError, ServerConnection
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..core import Answer
+    from .access import Grants, Peer
 
 _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 RECV_BYTES = 65536
@@ -70,10 +71,17 @@ class ClientConnection:
     """A client's stream: reads bytes for its :class:`ServerConnection`, writes answers."""
 
     handshaking = False  # a TLS handshake in progress (TlsClientConnection)
+    # What its peer may do and who it is, by the daemon's access rules: set at its first
+    # request, only when the daemon has rules (LockDaemon.grants); never set otherwise,
+    # so that a daemon without rules pays nothing for them.
+    access: Grants | None
+    access_peer: Peer
 
     __slots__ = (
         "_eof_pending",
         "_out",
+        "access",
+        "access_peer",
         "closed",
         "daemon",
         "described",

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import codec
@@ -37,6 +37,7 @@ from ..settings import DEFAULT_LOCK_LOSS_GRACE_MS, DEFAULT_MULTICAST_PORT, DEFAU
 from ..tls.contexts import TlsSetupError
 from ..tls.files import TlsFiles
 from ..uniqueid import peer_id
+from .access import AccessRules, AccessRulesError, Grants, grants_of, peer_of
 from .connection import ClientConnection, new_uid, peer_key
 from .discovery import DiscoveryResponder
 from .listeners import (
@@ -122,6 +123,7 @@ class DaemonOptions:
     log_level: str = "info"  # syslog priorities kept: err, warning, notice or info
     lock_delay_ms: int = DEFAULT_LOCK_DELAY_MS  # after a predecessor died with holders
     etcd: EtcdConfig | None = None  # a gateway: the locks live in this etcd cluster
+    access_rules: str | None = None  # who may do what (daemon/access.py); None: everyone
 
 
 class LockDaemon:
@@ -133,8 +135,10 @@ class LockDaemon:
         log: DaemonLog,
         tls: DaemonTls | None = None,
         state: StateFile | None = None,
+        access: AccessRules | None = None,
     ) -> None:
         self.options = options
+        self.access = access  # None: no rules, everyone may do everything
         self.log = log
         self.loop = asyncio.get_running_loop()
         self.state = state
@@ -227,7 +231,9 @@ class LockDaemon:
             return
         try:
             if isinstance(message, codec.LockRequest):
-                if self.lock_delay_until is None:
+                if self.access is not None and not self.grants(conn).may_lock(message.name):
+                    self._refuse_lock(conn, message)
+                elif self.lock_delay_until is None:
                     self._lock(conn, message, now)
                 else:
                     self._delay(conn, message)
@@ -287,7 +293,60 @@ class LockDaemon:
         self._full_refusals = 0
         self._full_logged_at = now
 
+    # -- access rules --------------------------------------------------------------------
+    def grants(self, conn: ClientConnection) -> Grants:
+        """What ``conn``'s peer may do (worked out once per connection and rules)."""
+        grants: Grants | None = getattr(conn, "access", None)
+        if grants is None:
+            assert self.access is not None
+            peer = conn.access_peer = peer_of(conn.sock, conn.peer_common_name)
+            grants = conn.access = grants_of(self.access.rules, peer)
+        return grants
+
+    def _not_allowed(self, conn: ClientConnection, what: str) -> None:
+        """FLM080W: ``conn`` asked for ``what`` (``lock 'db'``...) and no rule grants it
+        (limited per peer like every warning)."""
+        assert self.access is not None
+        self.log.warning(
+            f"FLM080W refused to {what} to {self._who(conn.id)} as "
+            f"{conn.access_peer.describe()}: no rule of '{self.access.path}' allows it "
+            f"(reason code {_rc.NOT_ALLOWED})",
+            conn.peer_key(),
+        )
+
+    def _refuse_lock(self, conn: ClientConnection, message: codec.LockRequest) -> None:
+        conn.protocol.new_request()
+        conn.send_answer(Answer(conn.id, _rc.NOT_ALLOWED))  # then the end of stream
+        self._not_allowed(conn, f"lock '{message.name}'")
+
+    def reload_access(self) -> None:
+        """SIGHUP: read the access rules file again (a bad one: the rules stay)."""
+        if self.access is None:
+            return
+        try:
+            self.access = AccessRules.load(self.access.path)
+        except AccessRulesError as exc:
+            self.log.error(f"FLM082E keeping the previous access rules: {exc}")
+            return
+        for conn in self.connections.values():
+            conn.access = None  # worked out again, under the new rules
+        self.log.notice(
+            f"FLM081N access rules reloaded (SIGHUP): {len(self.access.rules)} rule(s) "
+            f"from '{self.access.path}'"
+        )
+
+    def _on_sighup(self) -> None:
+        if self.tls is not None:
+            self.tls.reload()
+        self.reload_access()
+
     def _shutdown(self, conn: ClientConnection, message: codec.ShutdownRequest) -> None:
+        if self.access is not None and not self.grants(conn).stop:
+            conn.write(codec.encode(codec.ShutdownAnswer(_rc.NOT_ALLOWED)))
+            conn.linger()  # kept until the client has read why
+            how = "immediately" if message.immediate else "once idle"
+            self._not_allowed(conn, f"stop the daemon ({how})")
+            return
         conn.linger()  # no answer; the client ends the connection (or a second passes)
         if message.immediate:
             self.log.notice("FLM007N immediate shutdown requested: exiting now")
@@ -302,14 +361,31 @@ class LockDaemon:
         side.  A long document is written in slices, serving others in between."""
         if self.backend.involves(conn.id):
             raise ProtocolViolation("a status query on a connection that locks")
+        visible = None  # everything
+        if self.access is not None:
+            grants = self.grants(conn)
+            if not grants.status:
+                if not grants.lock:
+                    self._refuse_status(conn)
+                    return
+                visible = grants.may_lock  # the resources it may lock, and only those
         if self.etcd is None:
-            self._write_status(conn, status_slices(self, now, message.resource))
+            self._write_status(conn, status_slices(self, now, message.resource, visible))
             return
-        task = self.loop.create_task(self._gateway_status(conn, message.resource))
+        task = self.loop.create_task(self._gateway_status(conn, message.resource, visible))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _gateway_status(self, conn: ClientConnection, resource: str | None) -> None:
+    def _refuse_status(self, conn: ClientConnection) -> None:
+        answer = codec.encode(codec.StatusAnswer(_rc.NOT_ALLOWED, b""))
+        conn.allow_output(len(answer))
+        conn.write(answer)
+        conn.write_eof()
+        self._not_allowed(conn, "read the status")
+
+    async def _gateway_status(
+        self, conn: ClientConnection, resource: str | None, visible: Callable[[str], bool] | None
+    ) -> None:
         """A gateway's status: every gateway's holders and waiters, read from etcd."""
         assert self.etcd is not None and self.options.etcd is not None
         try:
@@ -326,7 +402,7 @@ class LockDaemon:
                 conn.write_eof()
             return
         document = gateway_status(
-            self, cluster, self.etcd.gateway, self.options.etcd.url, time.time()
+            self, cluster, self.etcd.gateway, self.options.etcd.url, time.time(), visible
         )
         self._write_status(conn, iter([document]))
 
@@ -750,8 +826,8 @@ class LockDaemon:
             discovery.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
-        if self.tls is not None:
-            self.loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
+        if self.tls is not None or self.access is not None:
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._arm_timer()
         try:
             await self._done
@@ -1150,6 +1226,18 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
     log = DaemonLog(
         options.trace_file, options.append_trace_file, options.log_level, ready_fd is None
     )
+    access = None
+    if options.access_rules is not None:
+        try:
+            access = AccessRules.load(options.access_rules)
+        except AccessRulesError as exc:
+            log.error(f"FLM082E {exc}")
+            log.close()
+            return refuse_to_start(str(exc), ready_fd)
+        log.notice(
+            f"FLM081N access rules: {len(access.rules)} rule(s) from '{access.path}'; "
+            "what they do not grant is refused"
+        )
     tls = None
     if options.tls is not None:
         try:
@@ -1183,7 +1271,7 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
             _log_state(log, state)
 
         async def main() -> None:
-            daemon = LockDaemon(options, log, tls, state)
+            daemon = LockDaemon(options, log, tls, state, access)
             daemon.socket_file = socket_file
             if daemon.etcd is not None:
                 # A gateway needs no holders mark nor lock-delay: the locks of a gateway

@@ -19,7 +19,9 @@ resources, else null) and ``quantity`` (numeric resources, else null).  ``lock_d
 is the time left of the daemon's lock-delay (it grants nothing: its predecessor died
 holding locks), null when none.  Holders add
 ``element``, ``generation``, ``since`` and ``held_s``; waiters ``position`` (1 = next)
-``since`` and ``waiting_s``.  Times are seconds since the epoch.
+``since`` and ``waiting_s``.  Times are seconds since the epoch.  A peer that the
+daemon's access rules let lock some resources but not read the whole status gets only
+those resources' part, and ``daemon`` then has ``"view": "lockable"`` (docs/access.md).
 
 The JSON text is written directly, not through dicts and :func:`json.dumps`: a queue of
 10000 waiters is then encoded in a few tens of milliseconds, in slices between which the
@@ -45,7 +47,7 @@ from ..names import ResourceType, locker_key, resource_type, uses_lock_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ..core.backend import LockBackend
     from ..core.resource import Request
@@ -159,7 +161,10 @@ ENTRIES_PER_SLICE = 1000  # holders and waiters encoded between two turns of the
 
 
 def status_slices(
-    daemon: DaemonView, now: float, resource: str | None = None
+    daemon: DaemonView,
+    now: float,
+    resource: str | None = None,
+    visible: Callable[[str], bool] | None = None,
 ) -> Iterator[bytes | None]:
     """Encode the status document of ``daemon`` at ``now`` (epoch seconds) as compact
     JSON, in slices: ``None`` after each :data:`ENTRIES_PER_SLICE` entries (the daemon
@@ -168,7 +173,10 @@ def status_slices(
     The state is copied when the first slice is asked for (references only, a fraction
     of a millisecond for 10000 waiters): the document is that moment's, whatever
     happens while it is written.  With ``resource``, only the resource that name locks
-    (and its incubated requests)."""
+    (and its incubated requests).  With ``visible`` (a peer the access rules let see only
+    the resources it may lock), only the holders, waiters and incubated requests whose
+    name ``visible`` accepts, and the resources that have some or whose name it accepts;
+    the ``daemon`` member then says ``"view": "lockable"``."""
     table = daemon.backend
     assert isinstance(table, LockTable), "a gateway's status comes from gateway_status()"
     only = None
@@ -190,14 +198,21 @@ def status_slices(
         )
         for res in selected
         if res is not None
+        and (
+            visible is None
+            or visible(res.name)
+            or any(visible(h.request.name) for h in res.holders.values())
+            or any(visible(w.request.name) for w in res.waiting.values())
+        )
     ]
     incubating = [
         (conn_id, request, since, kind)
         for conn_id, request, since in table.incubating()
         if (kind := resource_type(request.name) or ResourceType.SIMPLE)
         and (only is None or locker_key(request.name, kind) == only)
+        and (visible is None or visible(request.name))
     ]
-    about = json.dumps(_about(daemon, now), separators=(",", ":"))
+    about = json.dumps(_about(daemon, now, visible), separators=(",", ":"))
     peers = _Peers(daemon.connections)
     fields = _Requests()
     resources = []
@@ -205,6 +220,8 @@ def status_slices(
     for uid, name, kind, holding_conns, holdings, waiting_conns, waiting in frozen:
         holders = []
         for conn_id, holding in zip(holding_conns, holdings, strict=True):
+            if visible is not None and not visible(holding.request.name):
+                continue
             holders.append(
                 f"{{{peers(conn_id)},{fields(kind, holding.request)},"
                 f'"element":{_scalar(holding.element)},"generation":{holding.generation!r},'
@@ -216,6 +233,8 @@ def status_slices(
                 yield None
         waiters = []
         for position, (conn_id, waiter) in enumerate(zip(waiting_conns, waiting, strict=True), 1):
+            if visible is not None and not visible(waiter.request.name):
+                continue  # its place in the queue still counts in the others' positions
             waiters.append(
                 f"{{{peers(conn_id)},{fields(kind, waiter.request)},"
                 f'"position":{position},"since":{waiter.since!r},'
@@ -244,9 +263,11 @@ def status_slices(
     ).encode("ascii")
 
 
-def _about(daemon: DaemonView, now: float) -> dict[str, Any]:
-    """The document's ``daemon`` member."""
-    return {
+def _about(
+    daemon: DaemonView, now: float, visible: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """The document's ``daemon`` member (``view``: only with a partial view)."""
+    about = {
         "pid": os.getpid(),
         "peer_id": daemon.peer_id,
         "started": daemon.started,
@@ -258,16 +279,25 @@ def _about(daemon: DaemonView, now: float) -> dict[str, Any]:
         if daemon.lock_delay_until is None
         else max(0.0, daemon.lock_delay_until - now),
     }
+    if visible is not None:
+        about["view"] = "lockable"
+    return about
 
 
 def gateway_status(
-    daemon: DaemonView, cluster: dict[str, Any], gateway: str, backend: str, now: float
+    daemon: DaemonView,
+    cluster: dict[str, Any],
+    gateway: str,
+    backend: str,
+    now: float,
+    visible: Callable[[str], bool] | None = None,
 ) -> bytes:
     """The status document of a gateway (the etcd backend): ``cluster`` is what every
     gateway's clients hold and wait for (:meth:`pyflom.etcd.backend.EtcdBackend.status`).
     Each holder and waiter names its ``gateway``; this gateway's own connections are
     described as on a memory daemon (peer, pid, user, certificate CN), the others' have
-    their connection number only.  ``daemon`` adds ``backend`` and ``gateway``."""
+    their connection number only.  ``daemon`` adds ``backend`` and ``gateway``.
+    ``visible``: as for :func:`status_slices`."""
     peers = _Peers(daemon.connections)
 
     def entry(about: dict[str, Any]) -> dict[str, Any]:
@@ -276,19 +306,22 @@ def gateway_status(
         described = json.loads("{" + (peers(int(conn)) if mine else _UNKNOWN_PEER + "null") + "}")
         return {**described, **about, "connection": int(conn) if mine else conn}
 
+    def shown(about: dict[str, Any]) -> bool:
+        return visible is None or visible(str(about.get("name")))
+
     resources = [
         {
             **res,
-            "holders": [entry(h) for h in res["holders"]],
-            "waiters": [entry(w) for w in res["waiters"]],
+            "holders": [entry(h) for h in res["holders"] if shown(h)],
+            "waiters": [entry(w) for w in res["waiters"] if shown(w)],
         }
         for res in cluster["resources"]
     ]
     document = {
         "pyflom_status": STATUS_VERSION,
-        "daemon": {**_about(daemon, now), "backend": backend, "gateway": gateway},
-        "resources": resources,
-        "incubator": [entry(i) for i in cluster["incubator"]],
+        "daemon": {**_about(daemon, now, visible), "backend": backend, "gateway": gateway},
+        "resources": [r for r in resources if r["holders"] or r["waiters"] or shown(r)],
+        "incubator": [entry(i) for i in cluster["incubator"] if shown(i)],
     }
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
