@@ -105,6 +105,7 @@ _PEERS = st.builds(
     Peer,
     uid=st.sampled_from([None, 0, 1001]),
     gid=st.sampled_from([None, 0, 100]),
+    groups=st.sampled_from([frozenset(), frozenset({100}), frozenset({5, 7})]),
     cn=st.sampled_from([None, "alice", "bob"]),
     address=st.sampled_from([None, "127.0.0.1", "10.1.2.3", "::1"]).map(
         lambda a: None if a is None else __import__("ipaddress").ip_address(a)
@@ -149,7 +150,7 @@ def test_who_matches_what() -> None:
         """,
         "rules",
     )
-    unix = Peer(uid=1001, gid=100)
+    unix = Peer(uid=1001, gid=1001, groups=frozenset({100}))
     assert allowed(rules, unix, LOCK, "db") and allowed(rules, unix, LOCK, "/jobs/x")
     assert allowed(rules, unix, STATUS) and not allowed(rules, unix, STOP)
     assert not allowed(rules, unix, LOCK, "web1") and allowed(rules, unix, LOCK, "public")
@@ -200,8 +201,9 @@ def test_a_file_without_rules_is_refused() -> None:
 # -- real daemons ---------------------------------------------------------------------------
 
 
-def as_user(uid: int, gid: int) -> list[str]:
-    """The command prefix that runs a program as ``uid``/``gid`` (no other groups).
+def as_user(uid: int, gid: int, *groups: int) -> list[str]:
+    """The command prefix that runs a program as ``uid``/``gid`` with the supplementary
+    ``groups`` only.
 
     It keeps one capability, CAP_DAC_READ_SEARCH (read and search any directory): the
     test's interpreter may live where only root can reach (/root).  It gives no right to
@@ -213,7 +215,7 @@ def as_user(uid: int, gid: int) -> list[str]:
         setpriv,
         f"--reuid={uid}",
         f"--regid={gid}",
-        "--clear-groups",
+        f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
         "--inh-caps=+dac_read_search",
         "--ambient-caps=+dac_read_search",
     ]
@@ -252,7 +254,7 @@ class Daemon:
         return int(status["daemon"]["pid"])
 
     def run(
-        self, *args: str, user: tuple[int, int] | None = None, umask: int | None = None
+        self, *args: str, user: tuple[int, ...] | None = None, umask: int | None = None
     ) -> subprocess.CompletedProcess[str]:
         prefix = [] if user is None else as_user(*user)
         return subprocess.run(
@@ -271,7 +273,7 @@ class Daemon:
         other.where = where
         return other
 
-    def status(self, user: tuple[int, int] | None = None) -> dict[str, object]:
+    def status(self, user: tuple[int, ...] | None = None) -> dict[str, object]:
         result = self.run("--status=json", user=user)
         assert result.returncode == 0, result.stderr
         document: dict[str, object] = json.loads(result.stdout)
@@ -372,10 +374,13 @@ def test_unix_two_users(sandbox: FlomSandbox, holders: list[subprocess.Popen[str
 
 
 def test_group_rule_and_no_rights_at_all(sandbox: FlomSandbox) -> None:
-    daemon = Daemon(sandbox, ["-s", sandbox.socket], "uid:0 lock,status,stop *\ngid:54322 status\n")
-    staff = (OTHER_UID + 2, 54322)
+    rules = "uid:0 lock,status,stop *\ngid:54322 status\ngid:54323 lock R\n"
+    daemon = Daemon(sandbox, ["-s", sandbox.socket], rules)
+    staff = (OTHER_UID + 2, 54322)  # by its primary group
     assert "view" not in daemon.status(user=staff)["daemon"]  # type: ignore[operator]
     assert daemon.run("-r", "R", "--", "true", user=staff).returncode == 99
+    member = (OTHER_UID + 3, OTHER_GID + 3, 54323)  # by a supplementary group
+    assert daemon.run("-r", "R", "--", "true", user=member).returncode == 0
     # A peer with no right at all reads no status either.
     result = daemon.run("--status", user=(OTHER_UID, OTHER_GID))
     assert result.returncode == 99 and result.stdout == ""

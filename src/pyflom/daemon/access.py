@@ -13,7 +13,8 @@ the daemon may do everything (FLoM's behaviour).  The file has one rule a line::
     *                 status
 
 Who: ``uid:N|NAME`` and ``gid:N|NAME`` (a UNIX-socket client, by the credentials the
-kernel gives for the socket: its effective uid and gid, not its supplementary groups),
+kernel gives for the socket: its effective uid, its effective gid or one of its
+supplementary groups, as they were when it connected),
 ``cn:NAME`` (a TLS client, by the CN of its certificate, which the daemon's CA vouches
 for), ``net:CIDR`` (a TCP client, by its IP address), ``*`` (anyone).
 Rights: ``lock``, ``status``, ``stop`` (``-x`` and ``-X``), comma-separated.
@@ -46,6 +47,8 @@ ANY = "*"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13: a gid_t array
+MAX_PEER_GROUPS = 256  # groups read at most (1024 bytes: the most socket.getsockopt takes)
 
 
 class AccessRulesError(Exception):
@@ -61,6 +64,7 @@ class Peer:
     gid: int | None = None
     cn: str | None = None
     address: Address | None = None
+    groups: frozenset[int] = frozenset()  # supplementary groups (UNIX socket)
 
     def describe(self) -> str:
         """``uid 1001 (gid 1001)``, ``127.0.0.1``, ``127.0.0.1 with certificate CN 'x'``."""
@@ -93,7 +97,7 @@ class Rule:
         if kind == "uid":
             return peer.uid is not None and peer.uid == value
         if kind == "gid":
-            return peer.gid is not None and peer.gid == value
+            return peer.gid == value or value in peer.groups
         if kind == "cn":
             return peer.cn is not None and peer.cn == value
         assert isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network)
@@ -296,7 +300,7 @@ def peer_of(sock: socket.socket, common_name: str | None) -> Peer:
             )
         except OSError:
             return Peer(cn=common_name)
-        return Peer(uid=uid, gid=gid, cn=common_name)
+        return Peer(uid=uid, gid=gid, cn=common_name, groups=_peer_groups(sock))
     try:
         address: Address | None = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
     except (OSError, ValueError):
@@ -304,3 +308,13 @@ def peer_of(sock: socket.socket, common_name: str | None) -> Peer:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # a dual-stack listener's IPv4 client
     return Peer(address=address, cn=common_name)
+
+
+def _peer_groups(sock: socket.socket) -> frozenset[int]:
+    """The supplementary groups of a UNIX-socket client when it connected (empty where
+    the kernel does not tell them)."""
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * MAX_PEER_GROUPS)
+    except OSError:
+        return frozenset()
+    return frozenset(struct.unpack(f"{len(data) // 4}I", data[: len(data) // 4 * 4]))
