@@ -17,8 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -459,3 +461,29 @@ def test_a_bad_rules_file_stops_the_start(sandbox: FlomSandbox) -> None:
     assert result.returncode == 99 and result.stdout == ""
     assert f"the daemon did not start: {rules}:3: 'db-x' is not a resource name" in result.stderr
     assert not Path(sandbox.socket).exists()
+
+
+def test_the_rules_hold_on_the_etcd_backend(
+    sandbox: FlomSandbox, etcd_shared: Any, holders: list[subprocess.Popen[str]]
+) -> None:
+    pytest.importorskip("etcd3aio")
+    backend = [
+        "--backend",
+        "etcd://" + ",".join(etcd_shared.endpoints),
+        f"--etcd-key-prefix=/access-{uuid.uuid4().hex}/",
+    ]
+    daemon = Daemon(sandbox, ["-s", sandbox.socket, *backend], UNIX_RULES)
+    other = (OTHER_UID, OTHER_GID)
+    assert daemon.run("-r", "/jobs/a", "--", "true", user=other).returncode == 0
+    result = daemon.run("-r", "payroll", "--", "echo", "ran", user=other)
+    assert result.returncode == 99 and result.stdout == "" and NOT_ALLOWED in result.stderr
+    hold(daemon, "db", holders)
+    hold(daemon, "payroll", holders)
+    seen = daemon.status(user=other)  # a gateway's status, read from etcd, filtered
+    assert held_names(seen) == {"db"}
+    assert seen["daemon"]["view"] == "lockable"  # type: ignore[index]
+    assert daemon.run("-X", user=other).returncode == 99
+    assert process_alive(daemon.pid)
+    release(holders)
+    assert daemon.run("-X").returncode == 0
+    assert wait_for(lambda: not process_alive(daemon.pid))

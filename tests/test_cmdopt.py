@@ -647,6 +647,7 @@ def test_verbose_dump_of_defaults() -> None:
         "[Etcd]/KeyFile=''\n"
         "[Etcd]/User=''\n"
         "[Etcd]/PasswordFile=''\n"
+        "[Daemon]/AccessRules=''\n"
     )
 
 

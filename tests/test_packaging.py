@@ -313,7 +313,7 @@ def test_console_script_flushes_its_own_output_before_the_quick_exit(
     env = {k: v for k, v in sandbox.env.items() if k != "PYTHONUNBUFFERED"}
     out = run_in(sandbox, sandbox.args("-d", "5000", "-V", "--", "true"), env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.rstrip("\n").endswith("[Etcd]/PasswordFile=''")
+    assert out.stdout.rstrip("\n").endswith("[Daemon]/AccessRules=''")
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["at exit", "at write"])
