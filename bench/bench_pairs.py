@@ -86,9 +86,16 @@ def library_pairs_per_second(path: str, seconds: float, keep: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--access-rules",
+        metavar="FILE",
+        help="start the daemon with these access rules (docs/access.md): the cost of the "
+        "check (they must let this user lock BenchRes and _RESOURCE)",
+    )
     args = parser.parse_args()
     loop = "plain asyncio" if os.environ.get("PYFLOM_NO_UVLOOP") else "uvloop when installed"
-    with private_daemon() as path:
+    rules = [] if args.access_rules is None else ["--access-rules", args.access_rules]
+    with private_daemon(*rules) as path:
         library_pairs_per_second(path, 0.3, False)  # warm up
         flom_model = library_pairs_per_second(path, args.seconds, keep=False)
         kept = library_pairs_per_second(path, args.seconds, keep=True)
@@ -100,7 +107,10 @@ def main() -> None:
         f"bare Python socket exchange        {bare:9.0f} pairs/s  "
         f"(FLoM's model reaches {flom_model / bare:.0%} of it)"
     )
-    print(rerun_line("bench_pairs.py", f"--seconds {args.seconds:g}"))
+    if args.access_rules is not None:
+        print(f"access rules: {args.access_rules}")
+    rerun = f"--seconds {args.seconds:g}" + "".join(f" {word}" for word in rules)
+    print(rerun_line("bench_pairs.py", rerun))
 
 
 if __name__ == "__main__":

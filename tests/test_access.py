@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -487,3 +488,28 @@ def test_the_rules_hold_on_the_etcd_backend(
     release(holders)
     assert daemon.run("-X").returncode == 0
     assert wait_for(lambda: not process_alive(daemon.pid))
+
+
+def test_a_service_daemon_takes_a_relative_rules_file(sandbox: FlomSandbox) -> None:
+    # `python -m pyflom.daemon` (a systemd unit, docs/service.md) runs in "/" once
+    # started: a relative rules file is read from where it was started.
+    sandbox.path("rules").write_text("uid:0 lock db\n")
+    daemon = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pyflom.daemon", "--socket-name", sandbox.socket),
+            *("--lifespan", "-1", "--access-rules", "rules"),
+        ],
+        cwd=sandbox.root,
+        env=sandbox.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: Path(sandbox.socket).exists() or daemon.poll() is not None)
+        assert daemon.poll() is None, daemon.communicate()[1]
+        assert sandbox.run("-r", "db", "--", "true").returncode == 0
+        assert NOT_ALLOWED in sandbox.run("-r", "other", "--", "true").stderr
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=20)

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mount_point_vfs is None
         else os.path.abspath(args.mount_point_vfs),
         etcd=etcd,
-        access_rules=args.access_rules,
+        access_rules=None if args.access_rules is None else os.path.abspath(args.access_rules),
     )
     return run_daemon(options, ready_fd=args.ready_fd)
 
