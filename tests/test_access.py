@@ -27,8 +27,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FlomSandbox, process_alive, wait_for
-from pki import Pki, certs_fixture, pki_fixture, tls_options  # noqa: F401
+from conftest import FLOM, FlomSandbox, process_alive, wait_for
+from pki import Pki, pki_fixture, tls_options  # noqa: F401
 from pyflom import rc
 from pyflom.daemon.access import (
     LOCK,
@@ -42,6 +42,7 @@ from pyflom.daemon.access import (
     parse_rules,
 )
 from pyflom.names import ResourceType, resource_type
+from vhosts import VirtualHost, VirtualNetwork, vnet_fixture  # noqa: F401
 
 OTHER_UID = 54321  # no passwd entry needed
 OTHER_GID = 54321
@@ -513,3 +514,25 @@ def test_a_service_daemon_takes_a_relative_rules_file(sandbox: FlomSandbox) -> N
     finally:
         daemon.terminate()
         daemon.communicate(timeout=20)
+
+
+def test_tcp_networks_across_hosts(vnet: VirtualNetwork, sandbox: FlomSandbox) -> None:
+    a, b, c = vnet["a"], vnet["b"], vnet["c"]
+    rules = sandbox.path("rules")
+    rules.write_text(f"net:{b.ipv4}/32 lock,status,stop *\nnet:10.77.0.0/24 lock db\n")
+
+    def flom(host: VirtualHost, *args: str) -> subprocess.CompletedProcess[str]:
+        return host.run([FLOM, "-a", a.ipv4, *args], env=sandbox.env)
+
+    started = flom(a, "-d", "-1", "--access-rules", str(rules), "-r", "db", "--", "true")
+    assert started.returncode == 0, started.stderr
+    assert flom(c, "-r", "db", "--", "true").returncode == 0
+    refused = flom(c, "-r", "payroll", "--", "echo", "ran")
+    assert refused.returncode == 99 and refused.stdout == ""
+    assert f"not allowed to lock 'payroll' as address {c.ipv4}" in refused.stderr
+    assert "not allowed to stop" in flom(c, "-X").stderr
+    assert flom(b, "-r", "payroll", "--", "true").returncode == 0
+    assert "view" not in json.loads(flom(b, "--status=json").stdout)["daemon"]
+    assert json.loads(flom(c, "--status=json").stdout)["daemon"]["view"] == "lockable"
+    assert flom(b, "-X").returncode == 0
+    assert wait_for(lambda: flom(b, "--status").returncode != 0)
