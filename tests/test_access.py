@@ -355,9 +355,11 @@ def test_unix_two_users(sandbox: FlomSandbox, holders: list[subprocess.Popen[str
     # The status: everything for root, only what it may lock for the other user.
     hold(daemon, "db", holders)
     hold(daemon, "payroll", holders)
-    assert held_names(daemon.status()) == {"db", "payroll"}
+    hold(daemon, "/jobs/x", holders)  # a node below /jobs (the resource is named /jobs)
+    hold(daemon, "/web/y", holders)
+    assert held_names(daemon.status()) == {"db", "payroll", "/jobs/x", "/web/y"}
     seen = daemon.status(user=other)
-    assert held_names(seen) == {"db"}
+    assert held_names(seen) == {"db", "/jobs/x"}
     assert seen["daemon"]["view"] == "lockable"  # type: ignore[index]
     assert "view" not in daemon.status()["daemon"]  # type: ignore[operator]
     table = daemon.run("--status", user=other)
@@ -536,3 +538,26 @@ def test_tcp_networks_across_hosts(vnet: VirtualNetwork, sandbox: FlomSandbox) -
     assert json.loads(flom(c, "--status=json").stdout)["daemon"]["view"] == "lockable"
     assert flom(b, "-X").returncode == 0
     assert wait_for(lambda: flom(b, "--status").returncode != 0)
+
+
+def test_the_library_raises_not_allowed(sandbox: FlomSandbox) -> None:
+    import asyncio
+
+    import pyflom
+    import pyflom.aio
+
+    Daemon(sandbox, ["-s", sandbox.socket], "uid:0 lock db\n")
+    handle = pyflom.Handle("payroll", socket_name=sandbox.socket)
+    with pytest.raises(pyflom.NotAllowed) as caught:
+        handle.lock()
+    assert caught.value.rc == rc.NOT_ALLOWED
+    assert str(caught.value).startswith("not allowed to lock 'payroll' as user 'root' (uid 0)")
+
+    async def main() -> None:
+        async with pyflom.aio.lock("payroll", socket_name=sandbox.socket):
+            pass
+
+    with pytest.raises(pyflom.NotAllowed, match="not allowed to lock 'payroll' as user 'root'"):
+        asyncio.run(main())
+    with pyflom.lock("db", socket_name=sandbox.socket):
+        pass
