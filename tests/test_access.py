@@ -41,6 +41,7 @@ from pyflom.daemon.access import (
     matches,
     parse_rules,
 )
+from pyflom.daemon.log import REPEAT_BURST
 from pyflom.names import ResourceType, resource_type
 from vhosts import VirtualHost, VirtualNetwork, vnet_fixture  # noqa: F401
 
@@ -546,7 +547,7 @@ def test_the_library_raises_not_allowed(sandbox: FlomSandbox) -> None:
     import pyflom
     import pyflom.aio
 
-    Daemon(sandbox, ["-s", sandbox.socket], "uid:0 lock db\n")
+    daemon = Daemon(sandbox, ["-s", sandbox.socket], "uid:0 lock db\n")
     handle = pyflom.Handle("payroll", socket_name=sandbox.socket)
     with pytest.raises(pyflom.NotAllowed) as caught:
         handle.lock()
@@ -561,3 +562,11 @@ def test_the_library_raises_not_allowed(sandbox: FlomSandbox) -> None:
         asyncio.run(main())
     with pyflom.lock("db", socket_name=sandbox.socket):
         pass
+    # The daemon's FLM080W lines are limited per peer like every warning (FLM060W then
+    # sums up the rest once the window ends).
+    for _ in range(REPEAT_BURST * 2):
+        with pytest.raises(pyflom.NotAllowed):
+            handle.lock()
+    assert wait_for(lambda: daemon.log().count("FLM080W") == REPEAT_BURST)
+    assert daemon.run("-r", "db", "--", "true").returncode == 0  # the log is in step
+    assert daemon.log().count("FLM080W") == REPEAT_BURST
