@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -103,7 +104,7 @@ class CheckerConfig:
     seed: int = 0
     faults: bool = True
     fault_gap_s: tuple[float, float] = (0.5, 2.0)  # quiet time between two faults
-    hold_ms: tuple[int, int] = (0, 60)
+    hold_ms: tuple[int, int] = (20, 250)
     grant_policy: str = "flom"
     # The negative control: each gateway gets a key prefix of its own (independent lock
     # spaces), so holders on different gateways overlap and the checker must say so.
@@ -182,10 +183,21 @@ class Report:
             + (f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})" if kinds else ""),
             f"violations: {len(self.violations)}",
         ]
+        failures = Counter((op.rc, why(op.stderr)) for op in self.ops if op.rc not in (0, None))
+        if failures:
+            lines.append("failed commands (count, exit status, first message):")
+        lines += [f"  {n} x {code}: {line}" for (code, line), n in failures.most_common(8)]
         lines += [f"  - {v}" for v in self.violations[:20]]
         if len(self.violations) > 20:
             lines.append(f"  ... and {len(self.violations) - 20} more")
         return "\n".join(lines)
+
+
+def why(stderr: str) -> str:
+    """The gist of a failed command's messages: its first line, without paths and
+    numbers, so that alike failures count together."""
+    first = next((line for line in stderr.splitlines() if line.strip()), "(no message)")
+    return re.sub(r"\d+", "N", re.sub(r"(?<!\w)/\S+", "PATH", first))[:140]
 
 
 # -- conflicts ---------------------------------------------------------------------------
