@@ -237,6 +237,22 @@ class Demo:
         for line in (shown.stdout + shown.stderr).splitlines():
             say(f"    {line}")
 
+    def holder_and_waiter(self, work: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+        """A command holding ``demo`` through gateway A (then running the shell ``work``),
+        and one waiting for it through gateway B."""
+        holder = self.start(
+            "A", "-r", "demo", "--", "sh", "-c",
+            f'echo "holding demo (generation $FLOM_LOCK_GENERATION)"; {work}',
+        )  # fmt: skip
+        self.expect(holder, "holding", "holder on A")
+        self.gateway_pid("A")
+        waiter = self.start(
+            "B", "-r", "demo", "--", "sh", "-c",
+            'echo "waiter on B granted (generation $FLOM_LOCK_GENERATION)"',
+        )  # fmt: skip
+        self.until_waiting(waiter, "B", "demo")
+        return holder, waiter
+
     # -- the story ------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -246,17 +262,7 @@ class Demo:
         say(f"every flom reads {self.config.name}: Backend=etcd://..., LeaseTTL={LEASE_TTL_S}")
 
         say("1. a lock held on gateway A through the SIGKILL of the etcd leader")
-        holder = self.start(
-            "A", "-r", "demo", "--", "sh", "-c",
-            'echo "holding demo (generation $FLOM_LOCK_GENERATION)"; read go; echo "work done"',
-        )  # fmt: skip
-        self.expect(holder, "holding", "holder on A")
-        self.gateway_pid("A")
-        waiter = self.start(
-            "B", "-r", "demo", "--", "sh", "-c",
-            'echo "waiter on B granted (generation $FLOM_LOCK_GENERATION)"',
-        )  # fmt: skip
-        self.until_waiting(waiter, "B", "demo")
+        holder, waiter = self.holder_and_waiter('read go; echo "work done"')
         self.gateway_pid("B")
         self.status("B")
         leader = self.leader()
@@ -277,16 +283,7 @@ class Demo:
             sys.exit("demo-ha: the waiter did not end normally")
 
         say("2. a lock held on gateway A, a waiter on gateway B, then gateway A SIGKILLed")
-        holder = self.start(
-            "A", "-r", "demo", "--", "sh", "-c",
-            'echo "holding demo (generation $FLOM_LOCK_GENERATION)"; exec sleep 60',
-        )  # fmt: skip
-        self.expect(holder, "holding", "holder on A")
-        waiter = self.start(
-            "B", "-r", "demo", "--", "sh", "-c",
-            'echo "waiter on B granted (generation $FLOM_LOCK_GENERATION)"',
-        )  # fmt: skip
-        self.until_waiting(waiter, "B", "demo")
+        holder, waiter = self.holder_and_waiter("exec sleep 60")
         say("  the waiter on B waits")
         gateway = self.gateway_pid("A")
         killed = time.monotonic()

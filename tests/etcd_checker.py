@@ -24,7 +24,8 @@ What is checked afterwards (:func:`verify`):
   grant order (ordered by their logged start);
 * no number of ``_s_seq[2]`` handed out twice (it never rolls back);
 * no client stuck: every ``flom`` command ends within ``bound_s`` (else it is killed and
-  counted), and every client loop ends.
+  counted), and every client loop ends;
+* no command runs after its ``flom`` returned (it would run without its lock's monitor).
 
 A command whose gateway was killed is ended by its lock-loss monitor (SIGTERM, exit 99):
 expected; its interval ends at its SIGTERM (or when ``flom`` returned, if the SIGTERM was
@@ -47,8 +48,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conftest import daemon_pid
 from etcd_cluster import EtcdCluster, EtcdClusterError
 from pyflom.core.hierarchical import path_of, related
 from pyflom.etcd.config import holder_drop_deadline_s
@@ -277,6 +277,9 @@ def verify(ops: list[Op]) -> list[str]:
             )
         else:
             seen[op.element] = op
+    for op in granted:
+        if (op.enter or 0.0) > op.ended:
+            violations.append(f"unmonitored: {describe(op)} started after its flom returned")
     for op in ops:
         if op.stuck:
             violations.append(f"stuck: {describe(op)} still ran after its bound; killed")
@@ -289,20 +292,6 @@ def describe(op: Op) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------
-
-
-def peer_pid(socket_path: str) -> int | None:
-    """PID of the process listening on ``socket_path`` (None if nobody listens)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(2.0)
-        sock.connect(socket_path)
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[0])
-    except OSError:
-        return None
-    finally:
-        sock.close()
 
 
 def is_gateway(pid: int) -> bool:
@@ -348,6 +337,7 @@ class Checker:
             self.hold.write_text(HOLD_SCRIPT)
             self.cluster = EtcdCluster(self.etcd_binary, self.root / "etcd")
             self.cluster.start()
+            self._start_gateways()
             self.stop_at = time.monotonic() + self.config.seconds
             clients = [
                 threading.Thread(target=self._client, args=(i,), daemon=True)
@@ -367,6 +357,27 @@ class Checker:
             return self.report
         finally:
             self._cleanup()
+
+    def _start_gateways(self) -> None:
+        """One ``flom -- true`` per gateway, together: the load starts with every
+        gateway up (starting one takes seconds on a busy machine)."""
+        starters = [
+            subprocess.Popen(
+                [*self.flom_args(g), "-r", "warm-up", "--", "true"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.root,
+            )
+            for g in range(self.config.gateways)
+        ]
+        for proc in starters:
+            try:
+                proc.wait(timeout=self.config.bound_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def flom_args(self, gateway: int) -> list[str]:
         """``flom`` and the options every command of the run passes (also shown to rerun
@@ -464,7 +475,7 @@ class Checker:
 
     def _gateway_fault(self, kind: str, rng: random.Random) -> None:
         gateway = rng.randrange(self.config.gateways)
-        pid = peer_pid(self.sockets[gateway])
+        pid = daemon_pid(self.sockets[gateway])
         if pid is None or not is_gateway(pid):
             return  # not running right now (a client starts it on demand)
         self.gateway_pids.add(pid)
@@ -515,7 +526,7 @@ class Checker:
                 os.kill(pid, signal.SIGCONT)
         for path in self.sockets:
             for _ in range(5):  # a gateway, then any that a last command started
-                pid = peer_pid(path)
+                pid = daemon_pid(path)
                 if pid is None or not is_gateway(pid):
                     break
                 self.gateway_pids.add(pid)

@@ -31,6 +31,7 @@ def op(
     """A granted command as its log would show it."""
     made = Op(ident, 0, 0, name, mode, quantity, started=0.0)
     made.enter, made.leave, made.generation, made.element = enter, leave, gen, element
+    made.ended = leave
     return made
 
 
@@ -69,6 +70,9 @@ def test_verify_finds_each_kind_of_violation() -> None:
     stuck = op("s", SIMPLE, 5, 1.0, 2.0, 1)
     stuck.stuck = True
     assert [v.split(":")[0] for v in verify([stuck])] == ["stuck"]
+    late = op("l", SIMPLE, 5, 3.0, 3.5, 1)
+    late.ended = 2.0  # its flom had returned
+    assert [v.split(":")[0] for v in verify([late])] == ["unmonitored"]
 
 
 def test_gateways_and_members_killed_stopped_restarted() -> None:
@@ -79,7 +83,7 @@ def test_gateways_and_members_killed_stopped_restarted() -> None:
     assert report.violations == [], report.summary() + "\nrerun: " + rerun_command(config)
     kinds = {f.kind for f in report.faults}
     assert len(report.faults) >= 4 and any(k.startswith("member") for k in kinds), kinds
-    assert len(report.granted) >= 30, report.summary()
+    assert len(report.granted) >= 10, report.summary()
     assert {op.name for op in report.granted} >= {SIMPLE, NUMERIC, SEQUENCE, "/a/b"}
 
 
@@ -87,8 +91,8 @@ def test_independent_lock_spaces_are_caught() -> None:
     """The negative control: each gateway on a key prefix of its own, so nothing orders
     holders on different gateways; the checker must report the overlaps."""
     config = CheckerConfig(
-        seconds=6, gateways=2, clients=4, seed=3, faults=False, split_prefixes=True,
-        hold_ms=(300, 600), resources=((SIMPLE, 1),),
+        seconds=10, gateways=2, clients=4, seed=3, faults=False, split_prefixes=True,
+        hold_ms=(2000, 3000), resources=((SIMPLE, 1),),
     )  # fmt: skip
     report = Checker(config, require_etcd()).run()
     assert any(v.startswith("overlap") for v in report.violations), report.summary()
