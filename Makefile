@@ -2,12 +2,13 @@
 #   make demo  - create .venv, install pyflom, run a real command under a lock
 #   make test  - create .venv with the dev extras, lint, type-check, run the whole suite
 #   make etcd  - unpack an etcd server for the etcd backend's tests into .cache/etcd
+#   make demo-ha - a local 3-member etcd, two gateways: locks that survive lost machines
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_SOCKET := /tmp/pyflom-demo-$(shell id -u)
 
-.PHONY: demo test lint bench clean etcd
+.PHONY: demo demo-ha test lint bench clean etcd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,14 @@ $(ETCD_BIN):
 	rm -rf $(ETCD_DIR)/deb
 	$@ --version | head -1
 	touch $@
+
+# The etcd extra (etcd3aio) on top of the plain install; a dev venv already has it.
+$(VENV)/.etcd-installed: $(VENV)/.installed
+	$(BIN)/python -c 'import etcd3aio' 2>/dev/null || $(BIN)/python -m pip install -q '.[etcd]'
+	touch $@
+
+demo-ha: $(VENV)/.etcd-installed $(ETCD_BIN)
+	@$(BIN)/python contrib/demo_ha.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m compileall -q src >/dev/null

@@ -1,5 +1,6 @@
 """contrib/systemd/flom.service: a valid unit whose ExecStart runs a foreground daemon that
-clients reach with ``-s PATH -d 0``, and that SIGTERM stops cleanly."""
+clients reach with ``-s PATH -d 0``, and that SIGTERM stops cleanly; and its etcd gateway
+variant, contrib/systemd/flom-etcd.service, alike on a real etcd cluster."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,14 +20,15 @@ from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "contrib" / "systemd" / "flom.service"
+GATEWAY_UNIT = ROOT / "contrib" / "systemd" / "flom-etcd.service"
 SERVICE_SOCKET = "/run/flom/flom.sock"
 
 
-def _service_settings() -> dict[str, str]:
+def _service_settings(unit: Path = UNIT) -> dict[str, str]:
     """``Key=Value`` lines of the unit's [Service] section (each key once)."""
     settings: dict[str, str] = {}
     section = ""
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -38,12 +41,13 @@ def _service_settings() -> dict[str, str]:
     return settings
 
 
-def test_unit_file_verifies() -> None:
+@pytest.mark.parametrize("unit", [UNIT, GATEWAY_UNIT], ids=lambda p: p.name)
+def test_unit_file_verifies(unit: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     check = subprocess.run(
-        [analyze, "verify", "--man=no", str(UNIT)], capture_output=True, text=True, timeout=60
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0 and check.stderr == "", check.stderr
 
@@ -120,3 +124,74 @@ def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandb
             daemon.wait(timeout=30)
         log.close()
         assert not process_alive(daemon.pid)
+
+
+def test_gateway_unit_settings() -> None:
+    """The etcd variant: flom.service's socket, user and hardening, plus a backend and a
+    lease TTL that the lease rule accepts for the grace it gives."""
+    from pyflom.etcd.config import lease_ttl_error
+
+    plain, gateway = _service_settings(), _service_settings(GATEWAY_UNIT)
+    argv = shlex.split(gateway["ExecStart"])
+    assert argv[:4] == ["/usr/bin/env", "python3", "-m", "pyflom.daemon"]
+    assert argv[argv.index("--socket-name") + 1] == SERVICE_SOCKET
+    assert argv[argv.index("--lifespan") + 1] == "-1"
+    assert argv[argv.index("--backend") + 1].startswith("etcd://")
+    ttl = int(argv[argv.index("--etcd-lease-ttl") + 1])
+    assert lease_ttl_error(ttl, int(argv[argv.index("--lock-loss-grace") + 1])) is None
+    same = {k: v for k, v in plain.items() if k != "ExecStart"}
+    assert {k: gateway.get(k) for k in same} == same
+    text = (ROOT / "docs" / "service.md").read_text()
+    assert GATEWAY_UNIT.name in text and "docs/service.md" in GATEWAY_UNIT.read_text()
+
+
+def test_gateway_exec_start_on_etcd(sandbox: FlomSandbox, etcd_shared: Any) -> None:
+    """Runs the gateway unit's ExecStart on a real cluster (its endpoints, a key prefix
+    of this test's own, a private socket): a client with the same backend locks through
+    it with -d 0, and SIGTERM stops it cleanly."""
+    import uuid
+
+    path = str(sandbox.root / "flom.sock")
+    backend = "etcd://" + ",".join(etcd_shared.endpoints)
+    argv = []
+    for word in shlex.split(_service_settings(GATEWAY_UNIT)["ExecStart"]):
+        argv.append(
+            path if word == SERVICE_SOCKET else backend if word.startswith("etcd://") else word
+        )
+    argv += ["--etcd-key-prefix", f"/svc-{uuid.uuid4().hex[:8]}/"]
+    grace = argv[argv.index("--lock-loss-grace") + 1]
+    env = sandbox.env
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"
+    log = sandbox.path("gateway.log").open("w+")
+    gateway = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=sandbox.root
+    )
+    try:
+        assert wait_for(lambda: daemon_pid(path) is not None, timeout=60), "not listening"
+        assert daemon_pid(path) == gateway.pid
+
+        client = [FLOM, "-s", path, "-d", "0", "--backend", backend, "--lock-loss-grace", grace]
+
+        def flom(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*client, *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=sandbox.env,
+                cwd=sandbox.root,
+            )
+
+        locked = flom("-r", "svc", "--", "sh", "-c", 'echo "gen $FLOM_LOCK_GENERATION"')
+        assert locked.returncode == 0 and locked.stdout.startswith("gen "), locked.stderr
+        assert int(locked.stdout.split()[1]) > 0  # an etcd revision
+        status = flom("--status")
+        assert status.returncode == 0 and "gateway" in status.stdout, status.stdout
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=30) == 0
+        assert not os.path.exists(path)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait(timeout=30)
+        log.close()

@@ -98,11 +98,16 @@ def _option_values(argv: list[str], names: set[str]) -> dict[str, str]:
 
 
 def _cmdline(pid: int) -> list[str] | None:
-    """The command line of process ``pid`` on this host, None when unknown."""
+    """The command line of process ``pid`` on this host, None when unknown (also when
+    it has none: a process that has died, a zombie, or a kernel thread)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as file:
-            return os.fsdecode(file.read()).split("\0")
-    except (OSError, ValueError):
+            text = file.read()
+    except OSError:
+        return None
+    try:
+        return os.fsdecode(text).split("\0") if text else None
+    except ValueError:
         return None
 
 
