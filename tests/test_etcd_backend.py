@@ -17,6 +17,7 @@ from pyflom.settings import GrantPolicy
 
 etcd3aio = pytest.importorskip("etcd3aio")
 from pyflom.etcd.backend import EtcdBackend  # noqa: E402
+from pyflom.etcd.connect import keepalive_options  # noqa: E402
 
 WAIT = 20.0  # generous: answers normally come within milliseconds
 
@@ -30,13 +31,8 @@ class Gateway:
 
         async def factory() -> Any:
             client = etcd3aio.Etcd3Client(endpoints, rpc_max_attempts=1)
-            # A stopped member is found dead by gRPC keepalive pings: every 5 s (etcd's
-            # least accepted interval), 1 s to answer.
-            client._manager.grpc_options = [
-                (k, 5000 if k == "grpc.keepalive_time_ms" else v)
-                for k, v in client._manager.grpc_options
-                if k != "grpc.keepalive_timeout_ms"
-            ] + [("grpc.keepalive_timeout_ms", 1000)]
+            # A stopped member is found dead by gRPC keepalive, as in connect().
+            client._manager.grpc_options = keepalive_options(client._manager.grpc_options)
             await client.connect()
             return client
 
