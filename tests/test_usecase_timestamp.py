@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from both_backends import sandbox_on_both_backends  # noqa: F401  (the sandbox fixture)
 from conftest import FlomSandbox
 
 
