@@ -128,6 +128,61 @@ def test_holder_on_a_waiter_on_b_granted_after_unlock(etcd_shared: Any) -> None:
     run(main)
 
 
+async def cache_is_current(g: Gateway, key: str) -> bool:
+    """The gateway's cached snapshot of ``key`` says what a fresh read says."""
+    cached = g.backend._cache.get(key)
+    fresh = await g.backend._read(key)
+    g.backend._cache[key] = cached  # type: ignore[assignment]  (the read replaced it)
+    return cached is not None and (
+        cached.entries,
+        cached.state,
+        cached.state_revision,
+        cached.uid,
+    ) == (fresh.entries, fresh.state, fresh.state_revision, fresh.uid)
+
+
+def test_watch_keeps_the_cache_current_so_a_hand_off_is_one_transaction(
+    etcd_shared: Any,
+) -> None:
+    """A gateway that watches a resource follows other gateways' writes in its cache:
+    its unlock is decided on current keys, one transaction, no read, no conflict."""
+
+    async def main() -> None:
+        async with gateways(etcd_shared) as (a, b):
+            assert (await a.lock(1, "H"))[1] == rc.OK
+            assert (await b.lock(2, "H"))[1] == rc.LOCK_ENQUEUED
+            a.unlock(1, "H")
+            assert (await b.next())[:2] == (2, rc.OK)  # granted by A's transaction
+            assert (await a.lock(3, "H"))[1] == rc.LOCK_ENQUEUED
+            for _ in range(100):  # B's watch brings A's request into its cache
+                if await cache_is_current(b, "H"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await cache_is_current(b, "H")
+            calls: list[str] = []
+            kv = b.backend.client.kv
+            txn, get = kv.txn, kv.get
+
+            async def counted_txn(*args: Any, **kw: Any) -> Any:
+                reply = await txn(*args, **kw)
+                calls.append("txn" if reply.succeeded else "conflict")
+                return reply
+
+            async def counted_get(*args: Any, **kw: Any) -> Any:
+                calls.append("get")
+                return await get(*args, **kw)
+
+            kv.txn, kv.get = counted_txn, counted_get
+            b.unlock(2, "H")
+            assert (await a.next())[:2] == (3, rc.OK)
+            await b.settled()
+            assert calls == ["txn"]
+            kv.txn, kv.get = txn, get
+            assert await cache_is_current(a, "H")
+
+    run(main)
+
+
 def test_modes_numeric_set_hierarchical_across_gateways(etcd_shared: Any) -> None:
     async def main() -> None:
         async with gateways(etcd_shared) as (a, b):
