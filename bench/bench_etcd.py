@@ -4,19 +4,26 @@
   fast as they can, spread over two gateways (two EtcdBackend instances), against W raw
   etcd3aio workers doing the minimum a lock needs: txn(create_revision == 0 -> put with a
   lease) then delete.
+  Also a raw loop of the gateway's transaction shape (the same compares and writes,
+  decided by no one), and for each loop the CPU that etcd's members and this Python
+  process spend per pair: where the gateway's time goes.
 * Contended hand-off: a holder on gateway A unlocks; the waiter on gateway B is granted.
   Latency from the unlock call to B's grant, p50/p99, next to etcd's own round trip (one
-  put) measured in the same run.
+  put) measured in the same run; once with the unlock right after the waiter's gateway
+  got its "waiting" answer (A's gateway has not heard of the waiter yet: its transaction
+  conflicts and is decided again), once with a 10 ms hold.
 
 Starts its own 3-member cluster on loopback (tests/etcd_cluster.py: needs an etcd binary,
 ``make etcd`` or PYFLOM_ETCD_BIN).  Rerun: ``.venv/bin/python bench/bench_etcd.py``
-(``--seconds 5 --workers 16 --handoffs 200 --rounds 3``).
+(``--seconds 5 --workers 16 --handoffs 200 --rounds 3``).  Figures vary with the load
+of the machine: compare figures of one run only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -127,7 +134,10 @@ async def gateway_pairs(endpoints: list[str], workers: int, seconds: float) -> f
     return rate
 
 
-async def handoffs(endpoints: list[str], count: int) -> list[float]:
+async def handoffs(endpoints: list[str], count: int, hold: float = 0.0) -> list[float]:
+    """Hand-off latencies; ``hold``: seconds the holder keeps the lock after the
+    waiter is queued (0: it unlocks as soon as the waiter's gateway has its answer,
+    before the holder's gateway can have heard of the waiter)."""
     prefix = f"/ho-{uuid.uuid4().hex[:8]}/"
     a, b = Gate(endpoints, prefix, "a"), Gate(endpoints, prefix, "b")
     await a.backend.start()
@@ -145,6 +155,7 @@ async def handoffs(endpoints: list[str], count: int) -> list[float]:
         waiter.backend.lock(conn, Request("H"), time.time())
         while waiter.backend.what(conn) != ("H", "waiting"):
             await asyncio.sleep(0.001)
+        await asyncio.sleep(hold)
         began = time.perf_counter()
         holder.backend.unlock(held, "H", False, time.time())
         assert (await future).rc == 0
@@ -171,24 +182,128 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-async def main(args: argparse.Namespace, endpoints: list[str]) -> None:
-    raws, gws = [], []
+async def shaped_pairs(endpoints: list[str], workers: int, seconds: float) -> float:
+    """The raw client doing what the gateway writes for a lock and an unlock, with no
+    decision: txn(state key unchanged, no request put since; put the request) then
+    txn(the same compares; delete the request, put the state key)."""
+    from etcd3aio._protobuf import Compare, DeleteRangeRequest, PutRequest, RequestOp
+
+    c = await client(endpoints)
+    lease = (await c.lease.grant(ttl=30, timeout=5)).ID
+    prefix = f"/shape-{uuid.uuid4().hex[:8]}/"
+    done = 0
+    stop = time.monotonic() + seconds
+
+    def guard(p: bytes, state_revision: int, at: int) -> list[Any]:
+        return [
+            Compare(result=Compare.EQUAL, target=Compare.MOD, key=p + b"s", mod_revision=0)
+            if state_revision == 0
+            else Compare(
+                result=Compare.EQUAL,
+                target=Compare.MOD,
+                key=p + b"s",
+                mod_revision=state_revision,
+            ),
+            Compare(
+                result=Compare.LESS,
+                target=Compare.MOD,
+                key=p + b"q/",
+                range_end=p + b"q0",
+                mod_revision=at + 1,
+            ),
+        ]
+
+    async def work(i: int) -> None:
+        nonlocal done
+        p = f"{prefix}r/R{i}/".encode()
+        failure = [c.kv.txn_op_get(p.decode(), range_end=etcd3aio.prefix_range_end(p.decode()))]
+        state_revision = at = n = 0
+        while time.monotonic() < stop:
+            n += 1
+            entry = p + b"q/g0.%d.%d" % (i, n)
+            put = RequestOp(request_put=PutRequest(key=entry, value=b"x" * 90, lease=lease))
+            reply = await c.kv.txn(guard(p, state_revision, at), [put], failure, timeout=5)
+            at = reply.header.revision
+            ops = [
+                RequestOp(request_put=PutRequest(key=p + b"s", value=b"y" * 40)),
+                RequestOp(request_delete_range=DeleteRangeRequest(key=entry)),
+            ]
+            reply = await c.kv.txn(guard(p, state_revision, at), ops, failure, timeout=5)
+            at = state_revision = reply.header.revision
+            done += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(work(i) for i in range(workers)))
+    rate = done / (time.monotonic() - began)
+    await c.lease.revoke(lease, timeout=5)
+    await c.close()
+    return rate
+
+
+class Loop:
+    """One way of doing pairs, with its rate and CPU per pair over the rounds."""
+
+    def __init__(self, label: str, run: Any) -> None:
+        self.label, self.run = label, run
+        self.rates: list[float] = []
+        self.etcd_ms: list[float] = []
+        self.python_ms: list[float] = []
+
+    async def measure(
+        self, args: argparse.Namespace, endpoints: list[str], pids: list[int]
+    ) -> None:
+        etcd_before, python_before = cpu_seconds(pids), time.process_time()
+        began = time.monotonic()
+        rate = await self.run(endpoints, args.workers, args.seconds)
+        pairs = rate * (time.monotonic() - began)
+        self.rates.append(rate)
+        self.etcd_ms.append((cpu_seconds(pids) - etcd_before) / pairs * 1000)
+        self.python_ms.append((time.process_time() - python_before) / pairs * 1000)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes ``pids``."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def main(args: argparse.Namespace, endpoints: list[str], pids: list[int]) -> None:
+    raw = Loop("raw etcd3aio txn(put-if-absent, lease) + delete", raw_pairs)
+    shaped = Loop("raw etcd3aio, the gateway's transactions", shaped_pairs)
+    gateway = Loop("EtcdBackend, 2 gateways", gateway_pairs)
+    loops = [raw, shaped, gateway]
     for _ in range(args.rounds):  # interleaved: the machine's load changes over a run
-        raws.append(await raw_pairs(endpoints, args.workers, args.seconds))
-        gws.append(await gateway_pairs(endpoints, args.workers, args.seconds))
-    raw, gw = statistics.mean(raws), statistics.mean(gws)
+        for loop in loops:
+            await loop.measure(args, endpoints, pids)
     print(f"uncontended, {args.workers} workers, {args.rounds} x {args.seconds:g} s each:")
     print(
-        "  rounds (raw, gateways): "
-        + ", ".join(f"{r:.0f}/{g:.0f}" for r, g in zip(raws, gws, strict=True))
+        "  rounds (raw, shaped, gateways): "
+        + ", ".join(
+            "/".join(f"{r:.0f}" for r in rs)
+            for rs in zip(raw.rates, shaped.rates, gateway.rates, strict=True)
+        )
     )
-    print(f"  raw etcd3aio txn(put-if-absent, lease) + delete: {raw:8.0f} pairs/s")
-    print(f"  EtcdBackend, 2 gateways:                        {gw:8.0f} pairs/s ({gw / raw:.2f}x)")
+    base = statistics.mean(raw.rates)
+    for loop in loops:
+        rate = statistics.mean(loop.rates)
+        etcd_ms, python_ms = statistics.mean(loop.etcd_ms), statistics.mean(loop.python_ms)
+        print(
+            f"  {loop.label:<50} {rate:6.0f} pairs/s ({rate / base:.2f}x)  CPU per pair: "
+            f"etcd {etcd_ms:.2f} ms, Python {python_ms:.2f} ms"
+        )
     rtt = await round_trips(endpoints, args.handoffs)
     await handoffs(endpoints, 20)  # warm-up
-    lat = await handoffs(endpoints, args.handoffs)
     print(f"contended hand-off A -> B, {args.handoffs} times:")
-    print(f"  unlock on A -> granted on B: p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms")
+    for hold in (0.0, 0.01):
+        lat = await handoffs(endpoints, args.handoffs, hold)
+        print(
+            f"  unlock on A -> granted on B, held {hold * 1000:2.0f} ms after B queued: "
+            f"p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms"
+        )
     print(
         f"  etcd round trip (one put):   p50 {pct(rtt, 0.5):.2f} ms  p99 {pct(rtt, 0.99):.2f} ms"
         f"  (mean {statistics.mean(rtt) * 1000:.2f} ms)"
@@ -207,6 +322,7 @@ if __name__ == "__main__":
         cluster = EtcdCluster(require_etcd(), Path(root))
         cluster.start()
         try:
-            asyncio.run(main(options, cluster.endpoints))
+            pids = [m.pid for m in cluster.members if m.pid is not None]
+            asyncio.run(main(options, cluster.endpoints, pids))
         finally:
             cluster.close()

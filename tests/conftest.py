@@ -67,6 +67,19 @@ class FlomSandbox:
     socket: str
     started: list[subprocess.Popen[str]] = field(default_factory=list)
     daemon_pids: set[int] = field(default_factory=set)
+    backend: str = "memory"  # or "etcd": every command's daemon is a gateway on etcd
+    backend_args: list[str] = field(default_factory=list)  # put before every command's args
+
+    def use_etcd(self, endpoints: list[str]) -> None:
+        """Make every command of this sandbox use (and start) an etcd gateway on
+        ``endpoints``, with a key prefix of the sandbox's own."""
+        self.backend = "etcd"
+        self.backend_args = [
+            "--backend",
+            "etcd://" + ",".join(endpoints),
+            "--etcd-key-prefix",
+            f"/t-{self.root.name}/",
+        ]
 
     @property
     def env(self) -> dict[str, str]:
@@ -80,7 +93,7 @@ class FlomSandbox:
 
     def args(self, *args: str, socket_name: bool = True) -> list[str]:
         extra = ["-s", self.socket] if socket_name else []
-        return [FLOM, *extra, *args]
+        return [FLOM, *extra, *self.backend_args, *args]
 
     def run(
         self, *args: str, timeout: float = 60, socket_name: bool = True, input: str | None = None

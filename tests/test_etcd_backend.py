@@ -17,6 +17,7 @@ from pyflom.settings import GrantPolicy
 
 etcd3aio = pytest.importorskip("etcd3aio")
 from pyflom.etcd.backend import EtcdBackend  # noqa: E402
+from pyflom.etcd.connect import keepalive_options  # noqa: E402
 
 WAIT = 20.0  # generous: answers normally come within milliseconds
 
@@ -30,13 +31,8 @@ class Gateway:
 
         async def factory() -> Any:
             client = etcd3aio.Etcd3Client(endpoints, rpc_max_attempts=1)
-            # A stopped member is found dead by gRPC keepalive pings: every 5 s (etcd's
-            # least accepted interval), 1 s to answer.
-            client._manager.grpc_options = [
-                (k, 5000 if k == "grpc.keepalive_time_ms" else v)
-                for k, v in client._manager.grpc_options
-                if k != "grpc.keepalive_timeout_ms"
-            ] + [("grpc.keepalive_timeout_ms", 1000)]
+            # A stopped member is found dead by gRPC keepalive, as in connect().
+            client._manager.grpc_options = keepalive_options(client._manager.grpc_options)
             await client.connect()
             return client
 
@@ -128,6 +124,61 @@ def test_holder_on_a_waiter_on_b_granted_after_unlock(etcd_shared: Any) -> None:
             assert b.backend.lock(5, Request("bad name"), 0.0)[0].rc == rc.INVALID_RESOURCE_NAME
             await a.quiet()
             await b.quiet()
+
+    run(main)
+
+
+async def cache_is_current(g: Gateway, key: str) -> bool:
+    """The gateway's cached snapshot of ``key`` says what a fresh read says."""
+    cached = g.backend._cache.get(key)
+    fresh = await g.backend._read(key)
+    g.backend._cache[key] = cached  # type: ignore[assignment]  (the read replaced it)
+    return cached is not None and (
+        cached.entries,
+        cached.state,
+        cached.state_revision,
+        cached.uid,
+    ) == (fresh.entries, fresh.state, fresh.state_revision, fresh.uid)
+
+
+def test_watch_keeps_the_cache_current_so_a_hand_off_is_one_transaction(
+    etcd_shared: Any,
+) -> None:
+    """A gateway that watches a resource follows other gateways' writes in its cache:
+    its unlock is decided on current keys, one transaction, no read, no conflict."""
+
+    async def main() -> None:
+        async with gateways(etcd_shared) as (a, b):
+            assert (await a.lock(1, "H"))[1] == rc.OK
+            assert (await b.lock(2, "H"))[1] == rc.LOCK_ENQUEUED
+            a.unlock(1, "H")
+            assert (await b.next())[:2] == (2, rc.OK)  # granted by A's transaction
+            assert (await a.lock(3, "H"))[1] == rc.LOCK_ENQUEUED
+            for _ in range(100):  # B's watch brings A's request into its cache
+                if await cache_is_current(b, "H"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await cache_is_current(b, "H")
+            calls: list[str] = []
+            kv = b.backend.client.kv
+            txn, get = kv.txn, kv.get
+
+            async def counted_txn(*args: Any, **kw: Any) -> Any:
+                reply = await txn(*args, **kw)
+                calls.append("txn" if reply.succeeded else "conflict")
+                return reply
+
+            async def counted_get(*args: Any, **kw: Any) -> Any:
+                calls.append("get")
+                return await get(*args, **kw)
+
+            kv.txn, kv.get = counted_txn, counted_get
+            b.unlock(2, "H")
+            assert (await a.next())[:2] == (3, rc.OK)
+            await b.settled()
+            assert calls == ["txn"]
+            kv.txn, kv.get = txn, get
+            assert await cache_is_current(a, "H")
 
     run(main)
 

@@ -266,6 +266,26 @@ def run_with_client(cluster: EtcdCluster, body: Callable[[Any], Awaitable[None]]
     asyncio.run(main())
 
 
+def test_connected_client_stops_sending_to_a_stopped_member(etcd_cluster: EtcdCluster) -> None:
+    """gRPC keepalive (5 s, 1 s to answer) finds a SIGSTOPped member dead: 8 s later no
+    request goes to it (with etcd3aio's 10 s + 5 s, one in three would still wait there
+    for its deadline)."""
+
+    async def body(client: Any) -> None:
+        await client.kv.put("/test-stop/warm", "v", timeout=2)
+        etcd_cluster.stop(2 if etcd_cluster.leader() != 2 else 1)
+        await asyncio.sleep(8)
+        timed_out = 0
+        for i in range(9):
+            try:
+                await client.kv.put(f"/test-stop/{i}", "v", timeout=0.8, max_attempts=1)
+            except TimeoutError:
+                timed_out += 1
+        assert timed_out == 0
+
+    run_with_client(etcd_cluster, body)
+
+
 def test_etcd3aio_lease_txn_range_watch_and_mod_compare(etcd_shared: EtcdCluster) -> None:
     from etcd3aio import SortOrder, SortTarget, prefix_range_end
     from etcd3aio._protobuf import Compare

@@ -655,16 +655,21 @@ class EtcdBackend:
         prefix = self._resource_prefix(key)
         while not self._closed:
             try:
+                covered = start_revision  # events from here on arrive, in order
+                first = True
                 async for reply in self.client.watch.watch(
                     prefix, range_end=prefix_range_end(prefix), start_revision=start_revision
                 ):
                     if reply.canceled or reply.compact_revision:
                         break  # events lost: re-read, then watch again from now
+                    if reply.created and not first:
+                        break  # etcd3aio reconnected, maybe past events: as if lost
                     if reply.created and start_revision == 0:
+                        covered = reply.header.revision + 1
                         self._dirty(key)
+                    first = False
                     if reply.events:
-                        self._events(key, prefix, reply.events)
-                    start_revision = reply.header.revision + 1
+                        self._events(key, prefix, reply.events, covered)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -674,12 +679,28 @@ class EtcdBackend:
             self._dirty(key)
             start_revision = 0
 
-    def _events(self, key: str, prefix: str, events: Any) -> None:
+    def _events(self, key: str, prefix: str, events: Any, covered: int) -> None:
         """Answer this gateway's requests that another gateway's transaction moved on,
         straight from the watch events; re-read the resource only when a key vanished
-        without a transaction of ours (a lease expired: a gateway died)."""
+        without a transaction of ours (a lease expired: a gateway died).  The cached
+        snapshot follows the events when the watch saw every change since it was taken
+        (``covered``: the first revision the watch stream delivers), so this gateway's
+        next transaction there is decided on current keys and does not conflict."""
         state_key = (prefix + "s").encode()
         start = prefix.encode()
+        cached = self._cache.get(key)
+        if cached is not None and 0 < covered <= cached.at + 1:
+            changes = [
+                model.Change(
+                    ev.kv.key[len(start) :].decode(),
+                    ev.kv.value if ev.type == 0 else None,
+                    ev.kv.create_revision,
+                    ev.kv.mod_revision,
+                    ev.kv.lease,
+                )
+                for ev in events
+            ]
+            self._remember(key, model.advance(cached, changes))
         written = {ev.kv.mod_revision for ev in events if ev.type == 0 and ev.kv.key == state_key}
         again = False
         for ev in events:

@@ -23,6 +23,9 @@ Notes on etcd3aio 0.3 for the backend (measured against etcd 3.4, docs/ha.md has
   keys that exist: deletions (and lease expiry) after revision R leave "mod < R+1" true.
 - ``lease.keep_alive_context`` never reports that renewals stopped (a stopped member makes
   its stream hang): track the time of the last successful renewal yourself.
+- Its gRPC keepalive (10 s, 5 s to answer) never finds a stopped member dead with gRPC
+  1.85: the channel pings every 5 s (etcd's least accepted interval) and drops a
+  connection whose ping is not answered within 1 s (``keepalive_options``).
 - The client joins the endpoints into one ``ipv4:`` gRPC target (IPv4 literals only): this
   module resolves host names itself and sets the target (IPv6 included).
 """
@@ -152,7 +155,28 @@ def _client(etcd3aio: Any, config: EtcdConfig, targets: Sequence[_Target]) -> Et
         )
     scheme = "ipv6" if targets[0].ipv6 else "ipv4"
     manager.target = f"{scheme}:{','.join(t.address for t in targets)}"
+    manager.grpc_options = keepalive_options(manager.grpc_options)
     return client
+
+
+KEEPALIVE_TIME_MS = 5000  # etcd's least accepted ping interval (it refuses faster ones)
+KEEPALIVE_TIMEOUT_MS = 1000
+
+
+def keepalive_options(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """gRPC channel ``options`` with keepalive pings every 5 s, answered within 1 s:
+    a stopped member (SIGSTOP, a partition) is found dead in about 6 s and its requests
+    go to the other members (it is not used again until it answers HTTP/2 again).
+
+    gRPC 1.85 ignores ``keepalive_timeout_ms`` for this: an unanswered ping only closes
+    the connection after ``http2.ping_timeout_ms`` (a minute by default). Without it,
+    one request in three keeps going to a stopped member and waits for its deadline."""
+    wanted = {
+        "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
+        "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+        "grpc.http2.ping_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+    }
+    return [(k, v) for k, v in options if k not in wanted] + list(wanted.items())
 
 
 def explain(exc: BaseException, config: EtcdConfig, timeout: float) -> str:

@@ -421,6 +421,44 @@ def apply(snapshot: Snapshot, outcome: Outcome, revision: int) -> Snapshot:
     )
 
 
+@dataclass(slots=True, frozen=True)
+class Change:
+    """One key of a resource written or deleted at ``mod_revision`` (a watch event):
+    ``name`` is ``s`` or ``q/<rid>``, ``value`` None for a delete."""
+
+    name: str
+    value: bytes | None
+    create_revision: int
+    mod_revision: int
+    lease: int = 0
+
+
+def advance(snapshot: Snapshot, changes: list[Change]) -> Snapshot:
+    """The snapshot after ``changes``, every change of the resource's keys after
+    ``snapshot.at`` in revision order up to the last one (older ones are skipped): it
+    is then exact at the last change's revision."""
+    changes = [c for c in changes if c.mod_revision > snapshot.at]
+    if not changes:
+        return snapshot
+    entries = {e.rid: e for e in snapshot.entries}
+    state, state_revision, uid = snapshot.state, snapshot.state_revision, snapshot.uid
+    for c in changes:
+        if c.name == "s":
+            gone = c.value is None
+            state = State() if c.value is None else State.decode(c.value)
+            state_revision, uid = (0, 0) if gone else (c.mod_revision, c.create_revision)
+        elif c.name.startswith("q/"):
+            rid = c.name[2:]
+            if c.value is None:
+                entries.pop(rid, None)
+            else:
+                entries[rid] = Entry.decode(
+                    rid, c.value, c.create_revision, c.mod_revision, c.lease
+                )
+    ordered = sorted(entries.values(), key=lambda e: e.revision)
+    return Snapshot(snapshot.key, ordered, state, state_revision, uid, changes[-1].mod_revision)
+
+
 def next_deadline(snapshot: Snapshot, policy: str, now: float) -> float | None:
     """When a time-based resource (timestamps) can next grant a waiter by itself."""
     if not snapshot.entries or resource_type(snapshot.key) != ResourceType.TIMESTAMP:
