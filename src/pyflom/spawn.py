@@ -29,7 +29,7 @@ from .options import (
     TLS,
     Option,
 )
-from .settings import Settings
+from .settings import LockLoss, Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,29 +115,51 @@ def running_daemon_argv(pid: int) -> list[str] | None:
 
 def backend_mismatch(settings: Settings, daemon_pid: int | None) -> str | None:
     """Why the local daemon ``daemon_pid`` must not serve a command whose settings name
-    another lock backend (a memory daemon granting on its own beside an etcd cluster, or
-    the reverse); None when they agree or it cannot be told (no pid: another host).
-    A daemon that is not pyflom's (FLoM's own) keeps its locks in memory."""
+    another lock space (a memory daemon granting on its own beside an etcd cluster, the
+    reverse, or a gateway on another key prefix), or whose lock-loss grace outlasts what
+    the gateway's lease covers; None when they agree or it cannot be told (no pid:
+    another host).  A daemon that is not pyflom's (FLoM's own) keeps its locks in memory."""
     words = None if daemon_pid is None else _cmdline(daemon_pid)
     if words is None:
         return None
     actual = None
+    given: dict[str, str] = {}
     if "pyflom.daemon" in words:
-        given = _option_values(words, {"--backend"}).get("--backend")
-        if given:
+        given = _option_values(words, {"--backend", "--etcd-key-prefix", "--lock-loss-grace"})
+        if given.get("--backend"):
             from .etcd.config import backend_setting
 
-            actual = backend_setting(given)  # it started with it: valid
-    if actual == settings.backend:
+            actual = backend_setting(given["--backend"])  # it started with it: valid
+    if actual != settings.backend:
+        has = f"keeps its locks in etcd ({actual})" if actual else "keeps its locks in its memory"
+        wants = f"etcd ({settings.backend})" if settings.backend else "the daemon's memory"
+        return (
+            f"the daemon (pid {daemon_pid}) {has}, but this command's configuration "
+            f"([Daemon]/Backend or --backend) says {wants}: two lock spaces would each grant "
+            "the same lock; stop that daemon (flom -X) or give every client of this host the "
+            "same backend"
+        )
+    if actual is None:
         return None
-    has = f"keeps its locks in etcd ({actual})" if actual else "keeps its locks in its memory"
-    wants = f"etcd ({settings.backend})" if settings.backend else "the daemon's memory"
-    return (
-        f"the daemon (pid {daemon_pid}) {has}, but this command's configuration "
-        f"([Daemon]/Backend or --backend) says {wants}: two lock spaces would each grant "
-        "the same lock; stop that daemon (flom -X) or give every client of this host the "
-        "same backend"
-    )
+    prefix = given.get("--etcd-key-prefix", DAEMON_DEFAULTS["--etcd-key-prefix"])
+    if prefix != settings.etcd_key_prefix:
+        return (
+            f"the gateway (pid {daemon_pid}) keeps its locks under etcd key prefix '{prefix}', "
+            f"but this command's configuration ([Etcd]/KeyPrefix or --etcd-key-prefix) says "
+            f"'{settings.etcd_key_prefix}': two lock spaces would each grant the same lock; "
+            "stop that gateway (flom -X) or give every client of this host the same key prefix"
+        )
+    grace = int(given.get("--lock-loss-grace", DAEMON_DEFAULTS["--lock-loss-grace"]))
+    if settings.lock_loss == LockLoss.TERMINATE and settings.lock_loss_grace > grace:
+        return (
+            f"the gateway (pid {daemon_pid}) times its etcd lease for a lock-loss grace of "
+            f"{grace} ms, but this command's is {settings.lock_loss_grace} ms: cut off from "
+            "etcd, the gateway drops the lock in time for a command that ends within "
+            f"{grace} ms, and this one could still run when the lock is granted elsewhere; "
+            f"use --lock-loss-grace={grace} or less, or give the gateway and every client "
+            "of this host the same [Monitor]/LockLossGrace"
+        )
+    return None
 
 
 def ignored_daemon_options(
