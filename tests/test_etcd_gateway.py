@@ -40,14 +40,19 @@ RENEW_S = 1.0  # a gateway renews its lease every second (etcd/backend.py)
 DROP_AFTER = TTL - GRACE_MS / 1000 - 2  # s after the last confirmed renewal
 
 
-def command(tag: str, hold: bool = True) -> str:
+def command(tag: str, hold: bool = True, linger: float = 0) -> str:
     """A locked command: stamps TAG.enter, TAG.gen, then (``hold``) runs until TAG.go
     (or all.go, at the end of the test) exists; stamps TAG.exit when it ends, normally
-    or by SIGTERM (exit 3)."""
+    or by SIGTERM: then it cleans up for ``linger`` seconds, stamping TAG.exit every
+    0.1 s (the last stamp is the last moment it ran, even if SIGKILL cut it short),
+    and exits 3."""
     wait = f"while [ ! -e {tag}.go ] && [ ! -e all.go ]; do sleep 0.05; done; " if hold else ""
+    stamp = f"date +%s.%N > {tag}.exit"
+    steps = round(linger * 10)
+    cleanup = f"i=0; while [ $i -lt {steps} ]; do {stamp}; sleep 0.1; i=$((i+1)); done; "
     return (
         f"date +%s.%N > {tag}.enter; echo $FLOM_LOCK_GENERATION > {tag}.gen; "
-        f"trap 'date +%s.%N > {tag}.exit; exit 3' TERM; {wait}date +%s.%N > {tag}.exit"
+        f"trap '{cleanup}{stamp}; exit 3' TERM; {wait}{stamp}"
     )
 
 
@@ -64,8 +69,8 @@ class LockSpace:
     def url(self) -> str:
         return "etcd://" + ",".join(self.endpoints)
 
-    def host(self, name: str) -> Host:
-        return Host(self, name)
+    def host(self, name: str, endpoints: list[str] | None = None) -> Host:
+        return Host(self, name, endpoints)
 
     def stamp(self, name: str, timeout: float = 30) -> float:
         path = self.box.path(name)
@@ -85,6 +90,7 @@ class Host:
 
     space: LockSpace
     name: str
+    endpoints: list[str] | None = None  # the members this host reaches (default: all)
 
     @property
     def socket(self) -> str:
@@ -94,19 +100,25 @@ class Host:
     def log(self) -> Path:
         return self.space.box.root / f"gw-{self.name}.log"
 
+    @property
+    def members(self) -> list[str]:
+        return self.endpoints or self.space.endpoints
+
     def args(self, *more: str) -> list[str]:
         return [
-            "-s", self.socket, f"--backend={self.space.url}",
+            "-s", self.socket, "--backend=etcd://" + ",".join(self.members),
             f"--etcd-key-prefix={self.space.prefix}", f"--etcd-lease-ttl={self.space.ttl}",
             f"--lock-loss-grace={GRACE_MS}", "-d", "-1", "-t", str(self.log), *more,
         ]  # fmt: skip
 
-    def start(self, tag: str, resource: str = "R", hold: bool = True) -> subprocess.Popen[str]:
-        """``flom ... -r RESOURCE -- sh -c command(tag)`` in the background."""
-        proc = self.space.box.start(
-            *self.args("-r", resource, "--", "sh", "-c", command(tag, hold)), socket_name=False
+    def start(
+        self, tag: str, resource: str = "R", hold: bool = True, linger: float = 0, *more: str
+    ) -> subprocess.Popen[str]:
+        """``flom ... MORE -r RESOURCE -- sh -c command(tag)`` in the background."""
+        return self.space.box.start(
+            *self.args(*more, "-r", resource, "--", "sh", "-c", command(tag, hold, linger)),
+            socket_name=False,
         )
-        return proc
 
     def pid(self) -> int:
         """The gateway's pid (it must be running)."""
@@ -277,6 +289,32 @@ def test_configured_backend_starts_a_gateway_and_mismatches_are_refused(
     assert "the daemon's memory" in refused.stderr
 
 
+def test_a_gateway_of_another_lock_space_or_a_shorter_grace_is_refused(
+    etcd_shared: Any, sandbox: FlomSandbox, lock_space: Any
+) -> None:
+    """A running gateway is refused (exit 99, command not run) by a client configured
+    with another key prefix (another lock space: the same lock could be granted in
+    both), or with a lock-loss grace longer than the one the gateway's lease was timed
+    for (cut off from etcd, the gateway's drop would come too late for that command:
+    measured before this check, two holders for 1.9 s)."""
+    space = lock_space(etcd_shared)
+    a = space.host("A")
+    assert finish(a.start("s", hold=False))[0] == 0  # the gateway runs, grace 1000 ms
+    for extra, why in (
+        ("--etcd-key-prefix=/elsewhere/", f"under etcd key prefix '{space.prefix}'"),
+        ("--lock-loss-grace=5000", "for a lock-loss grace of 1000 ms, but this command's is"),
+    ):
+        done = space.box.run(*a.args(extra, "-r", "R", "--", "touch", "ran"), socket_name=False)
+        assert done.returncode == 99, done.stderr
+        assert why in done.stderr, done.stderr
+        assert not sandbox.path("ran").exists()
+    assert "--lock-loss-grace=1000 or less" in done.stderr
+    for extra in ("--lock-loss-grace=500", "--lock-loss=keep"):  # shorter, or no grace
+        more = (extra, "--lock-loss-grace=5000") if "keep" in extra else (extra,)
+        done = space.box.run(*a.args(*more, "-r", "R", "--", "true"), socket_name=False)
+        assert done.returncode == 0, done.stderr
+
+
 # -- 3. one etcd member of three lost -------------------------------------------------------
 
 
@@ -396,6 +434,37 @@ def test_gateway_cut_off_from_etcd_drops_its_holders_in_time(
     again = a.start("c", hold=False)
     assert finish(again)[0] == 0
     assert space.generation("c") > space.generation("a")
+
+
+def test_gateway_partitioned_from_etcd(
+    etcd_cluster: Any, sandbox: FlomSandbox, lock_space: Any
+) -> None:
+    """Gateway A reaches only etcd member 0, gateway B the two others; member 0 is
+    SIGSTOPped (A is cut off while B's side keeps a quorum, so B can grant).  A drops
+    its holder before its lease can expire; the command's SIGTERM handler would clean
+    up for 4 s, the monitor SIGKILLs it after the 1 s grace; B's waiter is granted when
+    A's lease expired, after the command's last moment."""
+    space = lock_space(etcd_cluster)
+    a = space.host("A", etcd_cluster.endpoints[:1])
+    b = space.host("B", etcd_cluster.endpoints[1:])
+    first = a.start("a", "R", True, 4)
+    space.stamp("a.enter")
+    second = b.start("b", hold=False)
+    b.wait_waiters()
+    etcd_cluster.stop(0)
+    cut = time.time()
+    try:
+        code, err = finish(first)
+        code2, err2 = finish(second)
+    finally:
+        etcd_cluster.cont(0)
+    assert code == 99, err
+    assert code2 == 0, err2
+    dropped, granted = space.stamp("a.exit"), space.stamp("b.enter")
+    report("partition: holder's command ended (SIGKILL) after the cut", dropped - cut)
+    report("partition: waiter granted after the cut", granted - cut)
+    assert granted >= dropped, f"two holders for {dropped - granted:.3f} s"
+    assert "FLM070E" in a.log.read_text()
 
 
 def test_gateway_paused_past_its_ttl_fencing_token_orders_holders(
