@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FLOM, FlomSandbox, daemon_pid, wait_for
+from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
 
 pytest.importorskip("etcd3aio")
 
@@ -388,6 +388,34 @@ def test_gateway_killed_its_command_stopped_waiter_granted_after_ttl(
     assert space.generation("b") > space.generation("a")
     report("gateway SIGKILL: holder's command ended after the kill", stopped - killed)
     report(f"gateway SIGKILL: waiter granted after the kill (TTL {TTL} s)", granted - killed)
+
+
+def test_gateway_stopped_ends_its_command_then_releases_at_once(
+    etcd_shared: Any, sandbox: FlomSandbox, lock_space: Any
+) -> None:
+    """Gateway A gets SIGTERM while its client's command holds: the command is ended
+    (exit 99), A keeps its lease until the command's connection closed, then revokes
+    it: the waiter on B is granted after the command's end, without waiting for the TTL."""
+    space = lock_space(etcd_shared)
+    a, b = space.host("A"), space.host("B")
+    first = a.start("a", "R", True, 0.5)  # cleans up for 0.5 s after SIGTERM
+    space.stamp("a.enter")
+    second = b.start("b", hold=False)
+    b.wait_waiters()
+    gateway = a.pid()
+    os.kill(gateway, signal.SIGTERM)
+    stopped = time.time()
+    code, err = finish(first)
+    assert code == 99, err
+    assert "lost the lock on 'R'" in err
+    code, err = finish(second)
+    assert code == 0, err
+    ended, granted = space.stamp("a.exit"), space.stamp("b.enter")
+    assert granted >= ended, f"two holders for {ended - granted:.3f} s"
+    assert granted - stopped < TTL - RENEW_S  # released, not expired
+    assert wait_for(lambda: not process_alive(gateway), timeout=10)
+    report("gateway SIGTERM: holder's command ended after it", ended - stopped)
+    report("gateway SIGTERM: waiter granted after the command's end", granted - ended)
 
 
 # -- 5. a gateway cut off from etcd --------------------------------------------------------
