@@ -347,6 +347,9 @@ def test_etcd_leader_lost_while_a_command_holds(
     assert granted >= released, f"two holders for {released - granted:.3f} s"
     assert space.generation("b") > space.generation("a")
     report(f"leader {fault}: waiter granted after the holder's exit", granted - released)
+    # a stopped member is found dead by gRPC keepalive within 6 s (5 s ping, 1 s to
+    # answer); till then it takes its share of requests, each lost for 2 s
+    assert granted - faulted < 10, granted - faulted
     report(f"leader {fault}: holder's exit after the fault (1.5 s hold)", released - faulted)
     assert "FLM070E" not in a.log.read_text()
 

@@ -152,6 +152,15 @@ def _client(etcd3aio: Any, config: EtcdConfig, targets: Sequence[_Target]) -> Et
         )
     scheme = "ipv6" if targets[0].ipv6 else "ipv4"
     manager.target = f"{scheme}:{','.join(t.address for t in targets)}"
+    # A stopped member (SIGSTOP, a frozen host) keeps its TCP connection and its share
+    # of round-robin requests, each lost until its deadline, until gRPC finds it dead
+    # by keepalive: ping every 5 s (the least interval etcd accepts), 1 s to answer
+    # (etcd3aio's 10 s + 5 s delayed hand-offs to other gateways by 10 to 14 s).
+    manager.grpc_options = [
+        (key, value)
+        for key, value in getattr(manager, "grpc_options", [])
+        if key not in ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms")
+    ] + [("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 1000)]
     return client
 
 
