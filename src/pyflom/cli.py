@@ -197,10 +197,10 @@ def lock_and_run(
 def _wrong_backend(channel: Channel | None, settings: Settings) -> str | None:
     """Why the daemon ``channel`` found (already running, on this host) must not serve
     ``settings``: it keeps its locks elsewhere than they say (see
-    :func:`pyflom.spawn.backend_mismatch`)."""
+    :func:`pyflom.daemonline.backend_mismatch`)."""
     if channel is None or channel.daemon_started:
         return None
-    from .spawn import backend_mismatch
+    from .daemonline import backend_mismatch
 
     return backend_mismatch(settings, channel.peer_pid())
 

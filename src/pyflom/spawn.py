@@ -16,6 +16,8 @@ import struct
 import sys
 
 from . import rc as _rc
+from .daemonline import cmdline as _cmdline
+from .daemonline import option_values as _option_values
 from .errors import FlomError
 from .options import (
     ABSOLUTE,
@@ -86,63 +88,11 @@ DAEMON_DEFAULTS = {
 }
 
 
-def _option_values(argv: list[str], names: set[str]) -> dict[str, str]:
-    """The values of the options ``names`` in a daemon command line (``--name value`` or
-    ``--name=value``; the last one wins, as in argparse)."""
-    values = {}
-    for index, word in enumerate(argv):
-        name, equal, value = word.partition("=")
-        if name in names:
-            values[name] = value if equal else (argv[index + 1] if index + 1 < len(argv) else "")
-    return values
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The command line of process ``pid`` on this host, None when unknown (also when
-    it has none: a process that has died, a zombie, or a kernel thread)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            text = file.read()
-    except OSError:
-        return None
-    try:
-        return os.fsdecode(text).split("\0") if text else None
-    except ValueError:
-        return None
-
-
 def running_daemon_argv(pid: int) -> list[str] | None:
     """The command line of the pyflom daemon ``pid``, None when unknown (not this host's
     /proc, or not a pyflom daemon: FLoM's own, say)."""
     words = _cmdline(pid)
     return words if words is not None and "pyflom.daemon" in words else None
-
-
-def backend_mismatch(settings: Settings, daemon_pid: int | None) -> str | None:
-    """Why the local daemon ``daemon_pid`` must not serve a command whose settings name
-    another lock backend (a memory daemon granting on its own beside an etcd cluster, or
-    the reverse); None when they agree or it cannot be told (no pid: another host).
-    A daemon that is not pyflom's (FLoM's own) keeps its locks in memory."""
-    words = None if daemon_pid is None else _cmdline(daemon_pid)
-    if words is None:
-        return None
-    actual = None
-    if "pyflom.daemon" in words:
-        given = _option_values(words, {"--backend"}).get("--backend")
-        if given:
-            from .etcd.config import backend_setting
-
-            actual = backend_setting(given)  # it started with it: valid
-    if actual == settings.backend:
-        return None
-    has = f"keeps its locks in etcd ({actual})" if actual else "keeps its locks in its memory"
-    wants = f"etcd ({settings.backend})" if settings.backend else "the daemon's memory"
-    return (
-        f"the daemon (pid {daemon_pid}) {has}, but this command's configuration "
-        f"([Daemon]/Backend or --backend) says {wants}: two lock spaces would each grant "
-        "the same lock; stop that daemon (flom -X) or give every client of this host the "
-        "same backend"
-    )
 
 
 def ignored_daemon_options(
