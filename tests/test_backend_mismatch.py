@@ -1,4 +1,4 @@
-"""pyflom.spawn.backend_mismatch: a client refuses a local daemon whose lock backend
+"""pyflom.daemonline.backend_mismatch: a client refuses a local daemon whose lock backend
 differs from its own configuration, and only then."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
+from pyflom.daemonline import backend_mismatch
 from pyflom.settings import Settings
-from pyflom.spawn import backend_mismatch
 
 ETCD = "etcd://127.0.0.1:2379"
 

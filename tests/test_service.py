@@ -158,7 +158,8 @@ def test_gateway_exec_start_on_etcd(sandbox: FlomSandbox, etcd_shared: Any) -> N
         argv.append(
             path if word == SERVICE_SOCKET else backend if word.startswith("etcd://") else word
         )
-    argv += ["--etcd-key-prefix", f"/svc-{uuid.uuid4().hex[:8]}/"]
+    prefix = f"/svc-{uuid.uuid4().hex[:8]}/"
+    argv += ["--etcd-key-prefix", prefix]
     grace = argv[argv.index("--lock-loss-grace") + 1]
     env = sandbox.env
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"
@@ -171,6 +172,7 @@ def test_gateway_exec_start_on_etcd(sandbox: FlomSandbox, etcd_shared: Any) -> N
         assert daemon_pid(path) == gateway.pid
 
         client = [FLOM, "-s", path, "-d", "0", "--backend", backend, "--lock-loss-grace", grace]
+        client += ["--etcd-key-prefix", prefix]  # the host's clients share the gateway's
 
         def flom(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
