@@ -38,7 +38,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -n auto -q tests
+	$(BIN)/python -m pytest -n 4 -q tests
 
 # Debian's etcd-server package, unpacked (not installed: no service is started). Tests
 # find it there; without it they skip, unless PYFLOM_REQUIRE_ETCD=1.

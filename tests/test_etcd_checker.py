@@ -76,9 +76,9 @@ def test_verify_finds_each_kind_of_violation() -> None:
 
 
 def test_gateways_and_members_killed_stopped_restarted() -> None:
-    """3 gateway processes x 6 flom client loops for 25 s while etcd members (the leader
+    """3 gateway processes x 6 flom client loops for 18 s while etcd members (the leader
     included) and gateways are SIGKILLed, SIGSTOPped and restarted: no violation."""
-    config = CheckerConfig(seconds=25, gateways=3, clients=6, seed=18, fault_gap_s=(0.3, 1.5))
+    config = CheckerConfig(seconds=18, gateways=3, clients=6, seed=18, fault_gap_s=(0.3, 1.5))
     report = Checker(config, require_etcd()).run()
     assert report.violations == [], report.summary() + "\nrerun: " + rerun_command(config)
     kinds = {f.kind for f in report.faults}
@@ -91,7 +91,7 @@ def test_independent_lock_spaces_are_caught() -> None:
     """The negative control: each gateway on a key prefix of its own, so nothing orders
     holders on different gateways; the checker must report the overlaps."""
     config = CheckerConfig(
-        seconds=10, gateways=2, clients=4, seed=3, faults=False, split_prefixes=True,
+        seconds=6, gateways=2, clients=4, seed=3, faults=False, split_prefixes=True,
         hold_ms=(2000, 3000), resources=((SIMPLE, 1),),
     )  # fmt: skip
     report = Checker(config, require_etcd()).run()
