@@ -33,9 +33,15 @@ def main() -> int:
     parser.add_argument("--lease-ttl", type=int, default=7, help="gateway lease TTL, s")
     parser.add_argument("--grant-policy", default="flom", choices=("flom", "fifo"))
     parser.add_argument("--no-faults", action="store_true", help="load only, nothing killed")
+    parser.add_argument(
+        "--backend",
+        default="etcd",
+        choices=("etcd", "memory"),
+        help="memory: one memory daemon (use --gateways 1), SIGKILLed, SIGTERMed, -X'd, paused",
+    )
     args = parser.parse_args()
-    binary = find_etcd()
-    if binary is None:
+    binary = find_etcd() or ""
+    if not binary and args.backend == "etcd":
         print(f"no etcd server binary: {INSTALL_HINT}", file=sys.stderr)
         return 2
     config = CheckerConfig(
@@ -46,6 +52,7 @@ def main() -> int:
         seed=args.seed if args.seed is not None else random.randrange(1 << 30),
         faults=not args.no_faults,
         grant_policy=args.grant_policy,
+        backend=args.backend,
     )
     print(
         f"{config.gateways} gateways x {config.clients} clients for {config.seconds:g} s, "

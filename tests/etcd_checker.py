@@ -110,6 +110,14 @@ class CheckerConfig:
     # spaces), so holders on different gateways overlap and the checker must say so.
     split_prefixes: bool = False
     resources: tuple[tuple[str, int], ...] = RESOURCES  # (name, weight)
+    # "memory": one memory daemon (a state file keeps sequences across its restarts) is
+    # killed, stopped with SIGTERM or `flom -X`, and paused, instead of etcd members and
+    # gateways: the restart-safety audit of the memory backend (issue 16, item 5).
+    backend: str = "etcd"
+
+    def __post_init__(self) -> None:
+        if self.backend == "memory" and self.gateways != 1:
+            raise ValueError("memory daemons are independent lock spaces: use one (gateways=1)")
 
     @property
     def drop_after_s(self) -> float:
@@ -335,8 +343,9 @@ class Checker:
         began = time.monotonic()
         try:
             self.hold.write_text(HOLD_SCRIPT)
-            self.cluster = EtcdCluster(self.etcd_binary, self.root / "etcd")
-            self.cluster.start()
+            if self.config.backend == "etcd":
+                self.cluster = EtcdCluster(self.etcd_binary, self.root / "etcd")
+                self.cluster.start()
             self._start_gateways()
             self.stop_at = time.monotonic() + self.config.seconds
             clients = [
@@ -382,6 +391,15 @@ class Checker:
     def flom_args(self, gateway: int) -> list[str]:
         """``flom`` and the options every command of the run passes (also shown to rerun
         a command by hand)."""
+        if self.config.backend == "memory":
+            return [
+                FLOM,
+                "-s", self.sockets[gateway],
+                "-d", "20000",
+                "--state-file", str(self.root / f"state{gateway}"),
+                "--lock-loss-grace", str(self.config.grace_ms),
+                "--grant-policy", self.config.grant_policy,
+            ]  # fmt: skip
         assert self.cluster is not None
         return [
             FLOM,
@@ -439,9 +457,10 @@ class Checker:
                 time.sleep(0.05)
 
     def _inject_faults(self) -> None:
-        assert self.cluster is not None
         rng = random.Random(f"{self.config.seed}-faults")
         kinds = ["member-kill", "member-stop", "member-restart", "gateway-kill", "gateway-stop"]
+        if self.config.backend == "memory":
+            kinds = ["gateway-kill", "gateway-stop", "daemon-term", "daemon-exit"]
         settle = min(self.config.lease_ttl_s + 2.0, self.config.seconds / 4)
         while time.monotonic() < self.stop_at - settle:
             time.sleep(rng.uniform(*self.config.fault_gap_s))
@@ -482,6 +501,18 @@ class Checker:
         fault = Fault(kind, f"gateway {gateway} (pid {pid})", time.monotonic())
         if kind == "gateway-kill":
             os.kill(pid, signal.SIGKILL)
+        elif kind == "daemon-term":
+            os.kill(pid, signal.SIGTERM)
+        elif kind == "daemon-exit":
+            subprocess.run(
+                [FLOM, "-s", self.sockets[gateway], "-X"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=self.env,
+                cwd=self.root,
+                timeout=self.config.bound_s,
+                check=False,
+            )
         else:
             os.kill(pid, signal.SIGSTOP)
             self.paused.add(pid)
@@ -564,5 +595,6 @@ def rerun_command(config: CheckerConfig) -> str:
             "--seed", str(config.seed),
             "--lease-ttl", str(config.lease_ttl_s),
             "--grant-policy", config.grant_policy,
+            "--backend", config.backend,
         ]
     )  # fmt: skip

@@ -96,3 +96,15 @@ def test_independent_lock_spaces_are_caught() -> None:
     )  # fmt: skip
     report = Checker(config, require_etcd()).run()
     assert any(v.startswith("overlap") for v in report.violations), report.summary()
+
+
+def test_memory_daemons_killed_stopped_and_exited() -> None:
+    """The memory backend under the same load while its daemons are SIGKILLed (the next
+    one keeps a lock-delay), SIGTERMed, stopped with ``flom -X`` (kept until their
+    holders' commands end) and paused: no two holders across a restart (issue 16)."""
+    config = CheckerConfig(
+        seconds=12, gateways=1, clients=4, seed=7, fault_gap_s=(0.5, 1.5), backend="memory"
+    )
+    report = Checker(config, "").run()
+    assert report.violations == [], report.summary() + "\nrerun: " + rerun_command(config)
+    assert len(report.faults) >= 3 and len(report.granted) >= 8, report.summary()
