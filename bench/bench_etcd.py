@@ -48,6 +48,17 @@ async def client(endpoints: list[str]) -> Any:
     return c
 
 
+async def _timed_workers(c: Any, lease: int, workers: int, work: Any, done: Any) -> float:
+    """Run ``work(i)`` for each worker, then give back the lease and the client: the
+    pairs per second (``done()`` counts them)."""
+    began = time.monotonic()
+    await asyncio.gather(*(work(i) for i in range(workers)))
+    rate = float(done()) / (time.monotonic() - began)
+    await c.lease.revoke(lease, timeout=5)
+    await c.close()
+    return rate
+
+
 async def raw_pairs(endpoints: list[str], workers: int, seconds: float) -> float:
     c = await client(endpoints)
     lease = (await c.lease.grant(ttl=30, timeout=5)).ID
@@ -69,12 +80,7 @@ async def raw_pairs(endpoints: list[str], workers: int, seconds: float) -> float
             await c.kv.delete(key, timeout=5)
             done += 1
 
-    began = time.monotonic()
-    await asyncio.gather(*(work(i) for i in range(workers)))
-    rate = done / (time.monotonic() - began)
-    await c.lease.revoke(lease, timeout=5)
-    await c.close()
-    return rate
+    return await _timed_workers(c, lease, workers, work, lambda: done)
 
 
 class Gate:
@@ -232,12 +238,7 @@ async def shaped_pairs(endpoints: list[str], workers: int, seconds: float) -> fl
             at = state_revision = reply.header.revision
             done += 1
 
-    began = time.monotonic()
-    await asyncio.gather(*(work(i) for i in range(workers)))
-    rate = done / (time.monotonic() - began)
-    await c.lease.revoke(lease, timeout=5)
-    await c.close()
-    return rate
+    return await _timed_workers(c, lease, workers, work, lambda: done)
 
 
 class Loop:
