@@ -6,6 +6,7 @@ decides when a lock is released; only "is X still waiting?" needs a time margin.
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import time
 
@@ -46,6 +47,19 @@ def echo_element(rc: int = 0) -> list[str]:
 def still_waiting(box: FlomSandbox, *idents: str) -> bool:
     time.sleep(MARGIN)
     return not any(started(box, ident) for ident in idents)
+
+
+def queued(box: FlomSandbox, name: str, count: int) -> bool:
+    """Wait until the daemon has ``count`` waiters for ``name`` (not merely that none
+    started: on a busy machine a later client may otherwise overtake a slow one)."""
+
+    def waiters() -> int:
+        shown = box.run("--status=json", "-r", name)
+        if shown.returncode != 0:
+            return -1
+        return sum(len(res["waiters"]) for res in json.loads(shown.stdout)["resources"])
+
+    return wait_for(lambda: waiters() == count, timeout=30, every=0.2)
 
 
 # --- usecase-num: numeric resources -------------------------------------------------------
@@ -309,12 +323,14 @@ def test_uc18_plain_sequence_never_reuses_values(sandbox: FlomSandbox) -> None:
 def test_uc18_queued_requests_get_values_in_arrival_order(sandbox: FlomSandbox) -> None:
     procs = [sandbox.start("-r", "_s_a[1]", "--", *eholder(sandbox, "0"))]
     assert wait_for(lambda: started(sandbox, "0"))
-    for ident in "123":  # each is queued (still waiting) before the next arrives
+    for count, ident in enumerate("123", 1):  # each is queued before the next arrives
         procs.append(sandbox.start("-r", "_s_a[1]", "--", *eholder(sandbox, ident)))
+        assert queued(sandbox, "_s_a[1]", count)
         assert still_waiting(sandbox, ident)
     for ident in "0123":
         open_gate(sandbox, ident)
-        assert wait_for(lambda ident=ident: f"{ident} end" in events(sandbox))
+        # Wide: on a loaded machine an etcd election can pause a hand-off for seconds.
+        assert wait_for(lambda ident=ident: f"{ident} end" in events(sandbox), timeout=40)
     assert [finish(p) for p in procs] == [0, 0, 0, 0]
     assert [element(sandbox, ident) for ident in "0123"] == ["1", "2", "3", "4"]
     assert events(sandbox) == [f"{i} {what}" for i in "0123" for what in ("start", "end")]
@@ -419,12 +435,14 @@ def test_uc16_waiters_of_every_type_follow_their_creator(sandbox: FlomSandbox, f
     ]
     assert still_waiting(sandbox, "w0", "w1", "w2")  # nobody created the resource yet
     mode, name = case["creator"]
-    creator = sandbox.start("-l", mode, "-i", "2000", "-r", name, "--", *holder(sandbox, "c"))
+    creator = sandbox.start("-l", mode, "-i", "10000", "-r", name, "--", *holder(sandbox, "c"))
     assert wait_for(lambda: started(sandbox, "c"))
     for ident in ("c", "w0", "w1", "w2"):
         open_gate(sandbox, ident)
     assert [finish(p) for p in (creator, *waiters)] == [0, 0, 0, 0]
-    # The creator's -i 2000 keeps the resource, so later `-e no` requests find it.
+    # The creator's -i 10000 keeps the resource, so later `-e no` requests find it (a
+    # shorter life let it expire on a busy machine before they came: they then waited
+    # for a creator forever).
     for mode, name in case["after"]:
         result = sandbox.run("-e", "n", "-l", mode, "-r", name, "--", "true", timeout=20)
         assert result.returncode == 0, (mode, name, result.stderr)
