@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +65,16 @@ class LockSpace:
     endpoints: list[str]
     prefix: str
     ttl: int = TTL
+    hosts: list[Host] = field(default_factory=list)  # their gateways end with the test
 
     @property
     def url(self) -> str:
         return "etcd://" + ",".join(self.endpoints)
 
     def host(self, name: str, endpoints: list[str] | None = None, ttl: int | None = None) -> Host:
-        return Host(self, name, endpoints, ttl or self.ttl)
+        host = Host(self, name, endpoints, ttl or self.ttl)
+        self.hosts.append(host)
+        return host
 
     def stamp(self, name: str, timeout: float = 30) -> float:
         path = self.box.path(name)
@@ -164,10 +167,23 @@ def lock_space(sandbox: FlomSandbox) -> Iterator[Callable[..., LockSpace]]:
     def make(cluster: Any, ttl: int = TTL) -> LockSpace:
         return LockSpace(sandbox, list(cluster.endpoints), f"/gw-{uuid.uuid4().hex[:10]}/", ttl)
 
+    spaces: list[LockSpace] = []
+
+    def made(cluster: Any, ttl: int = TTL) -> LockSpace:
+        spaces.append(make(cluster, ttl))
+        return spaces[-1]
+
     try:
-        yield make
+        yield made
     finally:
         sandbox.path("all.go").touch()
+        # Gateways live forever (-d -1): the sandbox ends every one by its pid, not only
+        # those a test asked for (they were left running, retrying a cluster long gone).
+        for space in spaces:
+            for host in space.hosts:
+                pid = daemon_pid(host.socket)
+                if pid is not None:
+                    sandbox.daemon_pids.add(pid)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
