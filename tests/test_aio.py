@@ -404,11 +404,3 @@ def test_asyncio_stays_off_the_command_path() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
-
-
-def test_readme_documents_the_asyncio_api() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("## The Python library") :]
-    assert "pyflom.aio.lock" in section and "await handle.lock()" in section
