@@ -14,6 +14,7 @@ import pytest
 import pyflom
 from conftest import FlomSandbox
 from pyflom import uniqueid
+from pyflom.names import resource_type
 
 HEADER = b'<?xml version="1.0" encoding="UTF-8" ?>'
 PEER = b"3d1219c7c4c5404aaa1f6d2a48adfda4"
@@ -151,7 +152,7 @@ def test_our_client_against_flom_c_daemon_bytes(
 ) -> None:
     daemon = ScriptedFlomDaemon(answers)
     try:
-        handle = pyflom.Handle(name, socket_name=daemon.path)
+        handle = pyflom.Handle(name, kind=resource_type(name), socket_name=daemon.path)
         assert handle.lock() == element
         handle.unlock()
     finally:
