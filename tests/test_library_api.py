@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -218,6 +219,18 @@ def test_busy_and_timeout_share_a_timeout_error_base_naming_resource_and_holder(
         error = asyncio.run(refused())
         assert isinstance(error, pyflom.LockBusy) and error.resource == "Busy"
     assert pyflom.LockBusy("x").holders is None  # not from a request: unknown
+    copy = pickle.loads(pickle.dumps(busy))  # e.g. from a worker process
+    assert (type(copy), str(copy), copy.resource, copy.holders) == (
+        pyflom.LockBusy,
+        str(busy),
+        "Busy",
+        busy.holders,
+    )
+    with pyflom.lock("Busy", socket_name=daemon.socket):
+        with pytest.raises(pyflom.LockBusy) as info:
+            pyflom.lock("Busy", timeout=0, socket_name=daemon.socket).__enter__()
+        unread = pickle.loads(pickle.dumps(info.value))  # holders not asked for yet
+    assert unread.resource == "Busy" and unread.holders is None
 
 
 def test_the_command_output_for_a_busy_resource_is_unchanged(daemon: FlomSandbox) -> None:

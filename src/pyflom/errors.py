@@ -47,6 +47,11 @@ class LockUnavailable(FlomError, TimeoutError):
             self._holders = ask()
         return self._holders
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable (to another process): without the query, which needs this one.
+        state = {k: v for k, v in vars(self).items() if k != "_ask_holders"}
+        return type(self), self.args, state
+
 
 class LockBusy(LockUnavailable):
     """The resource is locked by someone else and the request may not wait."""
