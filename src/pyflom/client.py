@@ -43,9 +43,10 @@ from .lockmodes import LockMode, invalid_lock_mode, parse_lock_mode
 from .names import (
     RESERVED_NAME,
     ResourceType,
-    invalid_name_reason,
+    check_kind,
     kind_mismatch,
     resource_type,
+    simple_spelling,
     uses_lock_mode,
 )
 from .settings import Settings
@@ -210,7 +211,7 @@ class HandleCore:
         name of another kind raises :class:`InvalidResourceName` saying what it would
         have meant (``'app.lock'`` is a set: a lock on ONE of ``app`` and ``lock``).
         """
-        kind_mismatch(RESERVED_NAME, kind)  # raises ValueError for an unknown kind
+        check_kind(kind)
         self._kind = kind
         base = settings if settings is not None else _default_settings()
         self._settings = base.copy()
@@ -297,7 +298,7 @@ class HandleCore:
     @kind.setter
     def kind(self, kind: ResourceKind | None) -> None:
         self._mutable()
-        kind_mismatch(RESERVED_NAME, kind)  # raises ValueError for an unknown kind
+        check_kind(kind)
         self._kind = kind
 
     @property
@@ -856,7 +857,11 @@ class lock(LockArguments):
 def _part(name: str, what: str) -> str:
     """``name`` when it is a simple name (a part of a composed name), else raise."""
     if resource_type(name) != ResourceType.SIMPLE or name == RESERVED_NAME:
-        raise InvalidResourceName(f"{what}: " + invalid_name_reason(name))
+        fix = simple_spelling(name)
+        raise InvalidResourceName(
+            f"{what} must be ASCII letters and digits starting with a letter, not {name!r}"
+            + (f" (write '{fix}')" if fix and fix != RESERVED_NAME else "")
+        )
     return name
 
 

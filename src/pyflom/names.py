@@ -102,12 +102,27 @@ def name_rule(name: str) -> str:
     spellings = []
     if "/" in name and resource_type("/" + name) == ResourceType.HIERARCHICAL:
         spellings.append(f"'/{name}' (a hierarchical name)")
-    simple = "".join(c for c in name if c.isascii() and c.isalnum())
-    if simple[:1].isdigit():
-        simple = "r" + simple
+    simple = simple_spelling(name)
     if simple:
         spellings.append(f"'{simple}'")
     return NAME_RULE + ("; write " + " or ".join(spellings) if spellings else "")
+
+
+def simple_spelling(name: str) -> str:
+    """``name`` as a simple name: its ASCII letters and digits, after a letter ('' when
+    it has none)."""
+    simple = "".join(c for c in name if c.isascii() and c.isalnum())
+    return "r" + simple if simple[:1].isdigit() else simple
+
+
+def check_kind(kind: str | None) -> None:
+    """Raise ``ValueError`` unless ``kind`` is a kind of resource (or None)."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(
+            f"kind={kind!r} is not a kind of resource: use one of "
+            + ", ".join(repr(k) for k in KINDS)
+            + " (or None: simple or hierarchical)"
+        )
 
 
 def _brackets(name: str) -> tuple[str, str]:
@@ -154,12 +169,7 @@ def kind_mismatch(name: str, kind: str | None) -> str | None:
     """Why ``name`` may not be locked as a resource of ``kind`` (None: a simple or
     hierarchical one, the kinds where lock modes apply), or None when it may.  A kind is
     asked for explicitly: a name never changes kind by its shape alone."""
-    if kind is not None and kind not in KINDS:
-        raise ValueError(
-            f"kind={kind!r} is not a kind of resource: use one of "
-            + ", ".join(repr(k) for k in KINDS)
-            + " (or None: simple or hierarchical)"
-        )
+    check_kind(kind)
     actual = resource_type(name)
     if actual is None:
         return invalid_name_reason(name)

@@ -6,13 +6,13 @@ Imported by programs (and mypy), never by the ``flom`` command: it imports ``typ
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal, NotRequired, TypedDict
 
 from .settings import Settings
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .durations import Seconds
+Seconds = float | int | datetime.timedelta
+"""A duration in seconds (:mod:`pyflom.durations`)."""
 
 ModeName = Literal[
     "NL",
@@ -86,7 +86,7 @@ class IncubatingStatus(_Peer):
 class ResourceStatus(TypedDict):
     """One resource of the status document."""
 
-    id: int
+    id: int | str
     name: str
     type: str
     holders: list[HolderStatus]
