@@ -70,6 +70,10 @@ def test_the_property_follows_the_handle_kind() -> None:
         pyflom.InvalidResourceName, match=r"names a simple resource \(.*\), not a set one"
     ):
         handle.resource_name = "plain"
+    handle.kind = None  # the name is checked again when locking
+    with pytest.raises(pyflom.InvalidResourceName, match="would name a set resource"):
+        handle.lock()
+    assert handle.state is pyflom.HandleState.INIT
     with pytest.raises(ValueError, match="kind='bogus' is not a kind of resource"):
         pyflom.Handle("plain", kind="bogus", start_daemon=False)  # type: ignore[arg-type]
     with pytest.raises(pyflom.InvalidResourceName, match="a set resource is named by two"):

@@ -608,6 +608,7 @@ class HandleCore:
 
     def _encode_requests(self) -> tuple[bytes, bytes]:
         settings = self._settings
+        self._check_name(settings.resource_name)  # the kind may have changed since
         kind = resource_type(settings.resource_name)
         request = codec.LockRequest(
             peer_id=peer_id(),
