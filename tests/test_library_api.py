@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -235,6 +238,39 @@ def test_busy_and_timeout_share_a_timeout_error_base_naming_resource_and_holder(
             pyflom.lock("Busy", timeout=0, socket_name=daemon.socket).__enter__()
         unread = pickle.loads(pickle.dumps(info.value))  # holders not asked for yet
     assert unread.resource == "Busy" and unread.holders is None
+
+
+@pytest.mark.parametrize("answer", ["closes", "never answers"])
+def test_holders_are_unknown_and_asked_quickly_where_the_daemon_does_not_tell(
+    tmp_path: Path, answer: str
+) -> None:
+    """FLoM's C daemon closes the connection on a status query; a daemon that does not
+    answer at all costs at most HOLDERS_TIMEOUT_S."""
+    from pyflom.client import HOLDERS_TIMEOUT_S, holders_of
+
+    path = str(tmp_path / "sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            if answer == "never answers":
+                done.wait(10)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    begin = time.monotonic()
+    try:
+        assert holders_of(pyflom.Settings(socket_name=path, resource_name="R")) is None
+        assert time.monotonic() - begin < HOLDERS_TIMEOUT_S + 1.0
+    finally:
+        done.set()
+        server.join(10)
+        listener.close()
 
 
 def test_the_command_output_for_a_busy_resource_is_unchanged(daemon: FlomSandbox) -> None:
