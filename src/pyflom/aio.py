@@ -35,8 +35,20 @@ import socket
 
 from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
-from .client import CONNECT, PAUSE, SEND, HandleCore, HandleState, Step, StepRun
-from .client import lock as _blocking_lock
+from .client import (
+    CONNECT,
+    PAUSE,
+    SEND,
+    HandleCore,
+    HandleState,
+    LockArguments,
+    Step,
+    StepRun,
+    semaphore_name,
+    sequence_name,
+    set_name,
+    timestamp_name,
+)
 from .errors import LockTimeout
 from .settings import Settings
 from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
@@ -44,11 +56,22 @@ from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Unpack
 
     from .tls.files import TlsFiles
+    from .typed import LockOptions
 
-__all__ = ["AsyncChannel", "Handle", "HandleState", "lock", "open_channel"]
+__all__ = [
+    "AsyncChannel",
+    "Handle",
+    "HandleState",
+    "lock",
+    "one_of",
+    "open_channel",
+    "semaphore",
+    "sequence",
+    "timestamp",
+]
 
 _READ_BYTES = 4096
 
@@ -511,16 +534,22 @@ class Handle(HandleCore):
             self.state = HandleState.DISCONNECTED
 
 
-class lock(_blocking_lock):
+class lock(LockArguments):
     """Hold a lock for the duration of an ``async with`` block, as :func:`pyflom.lock`
     does for ``with`` (same arguments; ``as`` gives the locked :class:`Handle`; an
-    exception inside the block unlocks with rollback)."""
+    exception inside the block unlocks with rollback).  A plain ``with`` is a type
+    error, and a ``TypeError`` at run time."""
 
-    handle: Handle  # type: ignore[assignment]
+    handle: Handle
     _handle_class = Handle
 
-    def __enter__(self) -> Any:
-        raise TypeError("pyflom.aio.lock is used with 'async with'")
+    if not TYPE_CHECKING:  # type checkers see no __enter__: 'with' is refused by them
+
+        def __enter__(self):
+            raise TypeError("pyflom.aio.lock is used with 'async with', not 'with'")
+
+        def __exit__(self, *exc_info):  # pragma: no cover - __enter__ raised
+            return None
 
     async def __aenter__(self) -> Handle:
         await self.handle.lock()
@@ -531,3 +560,26 @@ class lock(_blocking_lock):
             await self.handle.unlock(rollback=exc_type is not None)
         finally:
             await self.handle.close()
+
+
+def semaphore(name: str, units: int, quantity: int = 1, **options: Unpack[LockOptions]) -> lock:
+    """:func:`pyflom.semaphore` for ``async with``."""
+    return lock(semaphore_name(name, units), kind="numeric", quantity=quantity, **options)
+
+
+def sequence(
+    name: str, holders: int = 1, *, transactional: bool = False, **options: Unpack[LockOptions]
+) -> lock:
+    """:func:`pyflom.sequence` for ``async with``."""
+    resource = sequence_name(name, holders, transactional)
+    return lock(resource, kind="sequence", **options)
+
+
+def one_of(*elements: str, **options: Unpack[LockOptions]) -> lock:
+    """:func:`pyflom.one_of` for ``async with``."""
+    return lock(set_name(elements), kind="set", **options)
+
+
+def timestamp(format: str, holders: int = 1, **options: Unpack[LockOptions]) -> lock:
+    """:func:`pyflom.timestamp` for ``async with``."""
+    return lock(timestamp_name(format, holders), kind="timestamp", **options)
