@@ -51,18 +51,9 @@ def read_pid(path: Path) -> int:
 
 def holder(sandbox: FlomSandbox, *options: str, script: str) -> subprocess.Popen[str]:
     """`flom -d -1 OPTIONS -r R -- sh -c SCRIPT`, stderr to the file ``err``."""
-    err = open(sandbox.path("err"), "w")  # noqa: SIM115  # closed with the process
-    proc = subprocess.Popen(
-        sandbox.args("-d", "-1", *options, "-r", "R", "--", "sh", "-c", script),
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        text=True,
-        env=sandbox.env,
-        cwd=sandbox.root,
+    return sandbox.start_logged(
+        "-d", "-1", *options, "-r", "R", "--", "sh", "-c", script, stderr_file="err"
     )
-    err.close()
-    sandbox.started.append(proc)
-    return proc
 
 
 LOOP = "while :; do sleep 0.05; done"
