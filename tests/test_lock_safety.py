@@ -21,16 +21,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
-from pyflom import codec
 from pyflom.daemon.log import REPEAT_BURST
+from raw_client import lock_request, read_answer
 
 OTHER_UID = 4242  # a non-root user that owns nothing else here
-
-
-def lock_request(name: str) -> bytes:
-    return codec.encode(
-        codec.LockRequest(peer_id="t", name=name, wait=True, create=True, lifespan=0, mode=5)
-    )
 
 
 def raw_waiter(path: str, name: str) -> socket.socket:
@@ -39,8 +33,8 @@ def raw_waiter(path: str, name: str) -> socket.socket:
     sock.settimeout(20)
     sock.connect(path)
     sock.sendall(lock_request(name))
-    answer = codec.decode(codec.Framer().feed(sock.recv(4096))[0])
-    assert isinstance(answer, codec.LockAnswer) and answer.rc == 1, answer
+    answer = read_answer(sock)
+    assert answer.rc == 1, answer
     return sock
 
 

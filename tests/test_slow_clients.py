@@ -25,6 +25,7 @@ from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from pyflom import codec
 from pyflom import rc as _rc
 from pyflom.settings import Settings
+from raw_client import lock_request, read_answer
 
 
 def free_tcp_port() -> int:
@@ -74,11 +75,13 @@ class LimitedDaemon:
         return ["-a", "127.0.0.1", "-p", str(self.port)]
 
     def connect(self) -> socket.socket:
+        """A raw connection to the daemon; reads on it give up after 30 s."""
         if self.transport == "unix":
             sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(30)
             sock.connect(self.box.socket)
             return sock
-        return socket.create_connection(("127.0.0.1", self.port))
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
 
     def handle(self, name: str) -> pyflom.Handle:
         tls = {
@@ -100,23 +103,6 @@ class LimitedDaemon:
             return self.trace.read_text()
         except FileNotFoundError:
             return ""
-
-
-def lock_request(name: str) -> bytes:
-    return codec.encode(codec.LockRequest("test", name, True, True, 0, mode=5))
-
-
-def read_answer(sock: socket.socket, timeout: float = 30) -> codec.LockAnswer:
-    sock.settimeout(timeout)
-    framer = codec.Framer()
-    while True:
-        data = sock.recv(4096)
-        assert data, "the daemon closed the connection"
-        frames = framer.feed(data)
-        if frames:
-            answer = codec.decode(frames[0])
-            assert isinstance(answer, codec.LockAnswer)
-            return answer
 
 
 class Dribblers:
