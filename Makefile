@@ -87,12 +87,13 @@ flomc:
 	@sum=$$(sha256sum '$(FLOM_C_TARBALL)' | cut -d' ' -f1); \
 	if [ -x $(FLOMC_DIR)/bin/flom ] && [ "$$(cat $(FLOMC_DIR)/SOURCE_SHA256 2>/dev/null)" = "$$sum" ]; then \
 	    echo "FLoM C already built in $(FLOMC_DIR) from $(FLOM_C_TARBALL) (sha256 $$sum)"; exit 0; fi; \
-	missing=$$(for p in $(FLOMC_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-	    grep -q 'install ok installed' || echo $$p; done); \
+	missing=$$(command -v dpkg-query >/dev/null && for p in $(FLOMC_DEPS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing FLoM C's build packages:" $$missing; \
-	    apt-get -o DPkg::Lock::Timeout=300 update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-	        $$missing >/dev/null || exit 1; fi; \
+	    { apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+	        $$missing >/dev/null; } || { echo "make flomc: could not install" $$missing \
+	        "(as root: apt-get install" $$missing")" >&2; exit 1; }; fi; \
 	set -e; rm -rf $(FLOMC_DIR) $(FLOMC_BUILD); mkdir -p $(FLOMC_BUILD); \
 	tar xzf '$(FLOM_C_TARBALL)' -C $(FLOMC_BUILD) --strip-components=1; \
 	cd $(FLOMC_BUILD); \
