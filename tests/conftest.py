@@ -128,6 +128,23 @@ class FlomSandbox:
         self.started.append(proc)
         return proc
 
+    def start_logged(
+        self, *args: str, stderr_file: str, socket_name: bool = True
+    ) -> subprocess.Popen[str]:
+        """Start ``flom -s SOCKET ARGS`` in the background, its standard error written to
+        the sandbox file ``stderr_file`` (read it while the process runs), stdout dropped."""
+        with self.path(stderr_file).open("w") as err:
+            proc = subprocess.Popen(
+                self.args(*args, socket_name=socket_name),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+                env=self.env,
+                cwd=self.root,
+            )
+        self.started.append(proc)
+        return proc
+
     def remember_daemon(self) -> int | None:
         pid = daemon_pid(self.socket)
         if pid is not None:
