@@ -124,6 +124,9 @@ class Settings:
     # pyflom extension: [Daemon]/AccessRules, the rules file of a started daemon (real
     # path; None: everyone may do everything, as with FLoM)
     access_rules: str | None = None
+    # pyflom extension: [Daemon]/MetricsAddress, HOST:PORT where a started daemon serves
+    # Prometheus metrics (None: no metrics)
+    metrics_address: str | None = None
 
     def __init__(self, **values: object) -> None:
         self.ignored_signals = []
