@@ -11,6 +11,7 @@ TLS failure class, never a resource name.
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import time
 from bisect import bisect_left
@@ -29,6 +30,7 @@ WHERE = "--metrics / [Daemon]/MetricsAddress"
 WAIT_BUCKETS_S = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 SYNC_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 INVALID = "invalid"  # the type label of a name that is no resource's
+LABELS_CACHED = 4096  # (name, mode) pairs whose labels are remembered
 _MODE_NAMES = tuple(mode.name for mode in sorted(LockMode))
 _NOT_FINAL = frozenset((_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE))  # the request waits
 _RC_NAMES = {
@@ -129,6 +131,7 @@ def rc_name(code: int) -> str:
     return _RC_NAMES.get(code, str(code))
 
 
+@functools.lru_cache(maxsize=LABELS_CACHED)
 def labels_of(name: str, mode: int | None) -> Labels:
     """The (type, mode) labels of a request for ``name`` in ``mode``: the mode the lock
     table applies (EX where modes do not apply, NL when none was sent)."""
@@ -211,9 +214,12 @@ class DaemonMetrics:
                 continue
             since, labels = entry
             if code == _rc.OK:
-                self.grants[labels] = self.grants.get(labels, 0) + 1
+                grants = self.grants
+                grants[labels] = grants.get(labels, 0) + 1
                 self._held[answer.conn] = labels
-                self.wait.observe(now - since)
+                wait, waited = self.wait, now - since  # Histogram.observe, inlined
+                wait.counts[bisect_left(wait.bounds, waited)] += 1
+                wait.total += waited
             else:
                 key = (rc_name(code), *labels)
                 self.refusals[key] = self.refusals.get(key, 0) + 1
