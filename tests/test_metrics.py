@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -200,6 +201,14 @@ def test_state_file_syncs_are_timed(plain_sandbox: FlomSandbox) -> None:
     assert appended >= 3  # each number handed out is on disk before it is answered
     assert value(after, "flom_state_file_sync_seconds_bucket", op="append", le="+Inf") == appended
     assert value(after, "flom_state_file_sync_seconds_sum", op="append") > 0
+    # docs/service.md lists every metric the daemon serves (this one serves them all)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    served = {name for name, _ in after if name.startswith("flom_")}
+    assert len(served) > 10
+    for name in served:
+        family = name.removesuffix("_total").removesuffix("_bucket")
+        family = family.removesuffix("_count").removesuffix("_sum")
+        assert f"`{family}" in docs, f"{family} is not in docs/service.md"
 
 
 # -- the endpoint ----------------------------------------------------------------------------------
