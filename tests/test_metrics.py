@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from both_backends import sandbox_on_both_backends  # noqa: F401  (the sandbox fixture)
 from conftest import FLOM, FlomSandbox, daemon_pid, new_sandbox, wait_for
 from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
+from pyflom.daemon.exporter import MAX_SCRAPES
 from pyflom.daemon.metrics import labels_of, missing_extra_message, open_endpoint, rc_name
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -59,14 +60,14 @@ class MetricsDaemon:
     """A daemon started directly (``python -m pyflom.daemon``) with ``--metrics`` on a
     free loopback port, and a trace file holding its log."""
 
-    def __init__(self, box: FlomSandbox, *args: str) -> None:
+    def __init__(self, box: FlomSandbox, *args: str, env: dict[str, str] | None = None) -> None:
         self.box = box
         self.port = free_port()
         self.trace = box.path("daemon.trc")
         argv = [sys.executable, "-m", "pyflom.daemon", "--socket-name", box.socket]
         argv += ["--lifespan", "-1", "--trace-file", str(self.trace)]
         argv += ["--metrics", f"127.0.0.1:{self.port}", *args]
-        self.proc = subprocess.Popen(argv, env=box.env, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(argv, env=env or box.env, stderr=subprocess.PIPE, text=True)
         box.started.append(self.proc)
         assert wait_for(self._ready, timeout=30), self.trace
 
@@ -215,11 +216,15 @@ def test_state_file_syncs_are_timed(plain_sandbox: FlomSandbox) -> None:
 
 
 def _http(port: int, request: bytes) -> bytes:
+    """What the endpoint answers ``request`` (b"" when it closes without an answer)."""
+    chunks = []
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            return b""
     return b"".join(chunks)
 
 
@@ -263,6 +268,28 @@ def test_a_silent_scraper_never_holds_up_locks_or_other_scrapes(
         assert time.monotonic() - started < 5  # the silent ones wait 10 s before they are cut
     finally:
         for sock in (*silent, half):
+            sock.close()
+
+
+def test_scrapes_are_capped_and_silent_ones_cut_after_the_stall_timeout(
+    plain_sandbox: FlomSandbox,
+) -> None:
+    box = plain_sandbox
+    daemon = MetricsDaemon(box, env={**box.env, "PYFLOM_STALL_TIMEOUT": "3"})
+    silent = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(MAX_SCRAPES)]
+    try:
+        for sock in silent:
+            sock.settimeout(10)
+        # One more is closed at once, unanswered; lock requests are served meanwhile.
+        assert wait_for(lambda: _http(daemon.port, b"GET / HTTP/1.1\r\n\r\n") == b"", timeout=10)
+        assert box.run("-d", "0", "-r", "capped", "--", "true").returncode == 0
+        started = time.monotonic()
+        for sock in silent:
+            assert sock.recv(100) == b""  # the daemon cut it: silent for the stall timeout
+        assert time.monotonic() - started < 8
+        assert value(daemon.scrape(), "flom_grants_total", type="simple", mode="EX") == 1
+    finally:
+        for sock in silent:
             sock.close()
 
 

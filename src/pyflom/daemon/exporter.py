@@ -5,10 +5,10 @@ Imported only by a daemon started with ``--metrics`` (it loads prometheus_client
 ``metrics`` extra).  A scrape runs the collectors on the loop, so they read the
 daemon's state without locks or threads; what they build is bounded (label sets of
 types, modes, reason codes and TLS classes).  A scraper cannot hold up lock handling:
-one request per connection, read within :data:`REQUEST_TIMEOUT_S` and
-:data:`MAX_REQUEST_BYTES`, the answer written without waiting (a slow reader is cut off
-after :data:`WRITE_TIMEOUT_S`), at most :data:`MAX_SCRAPES` at once.  Only ``/metrics``
-and ``/`` are served.
+one request per connection, read within the daemon's stall timeout (10 s, as for its
+clients) and :data:`MAX_REQUEST_BYTES`, the answer written without waiting (a reader
+that has not taken it within the stall timeout is cut off), at most :data:`MAX_SCRAPES`
+at once.  Only ``/metrics`` and ``/`` are served.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 PATHS = ("/metrics", "/")
 MAX_REQUEST_BYTES = 8192  # request line and headers
-REQUEST_TIMEOUT_S = 10.0
-WRITE_TIMEOUT_S = 10.0
 MAX_SCRAPES = 8  # connections served at once; more are closed at once
 
 
@@ -171,11 +169,16 @@ class MetricsServer:
     """Serves ``/metrics`` on the daemon's loop from ``listeners``."""
 
     def __init__(
-        self, listeners: list[socket.socket], registry: CollectorRegistry, log: DaemonLog
+        self,
+        listeners: list[socket.socket],
+        registry: CollectorRegistry,
+        log: DaemonLog,
+        timeout_s: float,
     ) -> None:
         self.listeners = listeners
         self.app = make_wsgi_app(registry)
         self.log = log
+        self.timeout_s = timeout_s  # to read a request, and to write its answer
         self.active = 0
         self._servers: list[asyncio.AbstractServer] = []
 
@@ -186,7 +189,8 @@ class MetricsServer:
         metrics = daemon.metrics = DaemonMetrics()
         if daemon.state is not None:
             daemon.state.on_sync = metrics.state_synced
-        server = cls(listeners, registry_of(metrics, daemon), daemon.log)
+        registry = registry_of(metrics, daemon)
+        server = cls(listeners, registry, daemon.log, daemon.options.stall_timeout_s)
         await server.start()
         return server
 
@@ -211,10 +215,10 @@ class MetricsServer:
             return
         self.active += 1
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            async with asyncio.timeout(self.timeout_s):
                 head = await reader.readuntil(b"\r\n\r\n")
             writer.write(self.respond(head))
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
+            async with asyncio.timeout(self.timeout_s):
                 await writer.drain()
             writer.close()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
