@@ -169,6 +169,20 @@ def test_a_lost_client_counts_as_a_release_on_disconnect(plain_sandbox: FlomSand
     assert value(daemon.scrape(), "flom_holders") == 0
 
 
+def test_a_refusal_by_the_access_rules_is_counted(plain_sandbox: FlomSandbox) -> None:
+    box = plain_sandbox
+    rules = box.path("access.rules")
+    rules.write_text(f"uid:{os.geteuid()}  lock  public\n")
+    daemon = MetricsDaemon(box, "--access-rules", str(rules))
+    assert box.run("-d", "0", "-r", "public", "--", "true").returncode == 0
+    refused = box.run("-d", "0", "-r", "private", "-l", "PW", "--", "true")
+    assert refused.returncode != 0 and "private" in refused.stderr
+    samples = daemon.scrape()
+    labels = {"reason": "NOT_ALLOWED", "type": "simple", "mode": "PW"}
+    assert value(samples, "flom_refusals_total", **labels) == 1
+    assert value(samples, "flom_grants_total", type="simple", mode="EX") == 1
+
+
 # -- TLS failures, state file --------------------------------------------------------------------
 
 
