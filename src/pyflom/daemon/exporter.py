@@ -195,7 +195,7 @@ class MetricsServer:
         return server
 
     async def start(self) -> None:
-        """Accept scrapes (the listeners are already bound: see :func:`open_listeners`)."""
+        """Accept scrapes (the listeners are bound already: :func:`.metrics.open_endpoint`)."""
         for listener in self.listeners:
             server = await asyncio.start_server(self._serve, sock=listener, limit=MAX_REQUEST_BYTES)
             self._servers.append(server)
