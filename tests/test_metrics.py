@@ -270,7 +270,7 @@ def test_a_silent_scraper_never_holds_up_locks_or_other_scrapes(
     plain_sandbox: FlomSandbox,
 ) -> None:
     box = plain_sandbox
-    daemon = MetricsDaemon(box)
+    daemon = MetricsDaemon(box, env={**box.env, "PYFLOM_STALL_TIMEOUT": "60"})
     silent = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(3)]
     half = socket.create_connection(("127.0.0.1", daemon.port))
     half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end of its headers
@@ -279,7 +279,7 @@ def test_a_silent_scraper_never_holds_up_locks_or_other_scrapes(
         result = box.run("-d", "0", "-r", "scraped", "--", "true")
         assert result.returncode == 0, result.stderr
         assert value(daemon.scrape(), "flom_grants_total", type="simple", mode="EX") == 1
-        assert time.monotonic() - started < 5  # the silent ones wait 10 s before they are cut
+        assert time.monotonic() - started < 30  # the silent ones are cut after 60 s
     finally:
         for sock in (*silent, half):
             sock.close()
@@ -297,10 +297,8 @@ def test_scrapes_are_capped_and_silent_ones_cut_after_the_stall_timeout(
         # One more is closed at once, unanswered; lock requests are served meanwhile.
         assert wait_for(lambda: _http(daemon.port, b"GET / HTTP/1.1\r\n\r\n") == b"", timeout=10)
         assert box.run("-d", "0", "-r", "capped", "--", "true").returncode == 0
-        started = time.monotonic()
-        for sock in silent:
-            assert sock.recv(100) == b""  # the daemon cut it: silent for the stall timeout
-        assert time.monotonic() - started < 8
+        for sock in silent:  # cut by the daemon (3 s), before their own timeout (10 s)
+            assert sock.recv(100) == b""
         assert value(daemon.scrape(), "flom_grants_total", type="simple", mode="EX") == 1
     finally:
         for sock in silent:
