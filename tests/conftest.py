@@ -6,6 +6,7 @@ the end of the test: nothing else on the machine is ever touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -169,8 +170,9 @@ class FlomSandbox:
                         os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[FlomSandbox]:
+@contextlib.contextmanager
+def new_sandbox() -> Iterator[FlomSandbox]:
+    """A :class:`FlomSandbox` in a directory of its own, cleaned up at the end."""
     # A short path: UNIX socket names must stay under 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="pyflom-", dir="/tmp"))
     box = FlomSandbox(root=root, socket=str(root / "sock"))
@@ -179,3 +181,9 @@ def sandbox() -> Iterator[FlomSandbox]:
     finally:
         box.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[FlomSandbox]:
+    with new_sandbox() as box:
+        yield box

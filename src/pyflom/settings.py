@@ -138,6 +138,9 @@ class Settings(_Fields):
     # pyflom extension: [Daemon]/AccessRules, the rules file of a started daemon (real
     # path; None: everyone may do everything, as with FLoM)
     access_rules: str | None = None
+    # pyflom extension: [Daemon]/MetricsAddress, HOST:PORT where a started daemon serves
+    # Prometheus metrics (None: no metrics)
+    metrics_address: str | None = None
 
     if not TYPE_CHECKING:  # type checkers make the keyword arguments from the fields
 
