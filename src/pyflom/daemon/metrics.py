@@ -135,10 +135,9 @@ def rc_name(code: int) -> str:
 def labels_of(name: str, mode: int | None) -> Labels:
     """The (type, mode) labels of a request for ``name`` in ``mode``: the mode the lock
     table applies (EX where modes do not apply, NL when none was sent)."""
-    kind = resource_type(name)
-    if kind is None:
-        kind = INVALID
-    elif not uses_lock_mode(kind):
+    found = resource_type(name)
+    kind: str = INVALID if found is None else found
+    if found is not None and not uses_lock_mode(found):
         return kind, "EX"
     if mode is None:
         return kind, "NL"
