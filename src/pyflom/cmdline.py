@@ -723,3 +723,31 @@ def validate(settings: Settings) -> tuple[Settings, list[str]]:
             warnings,
         )
     return s, warnings
+
+
+# What each kind of resource without lock modes gives its holders, for the -l note.
+_KIND_GIVES = {
+    ResourceType.NUMERIC: "its holders share the N units of NAME[N], -q at a time",
+    ResourceType.SET: "each holder gets one of its dot-separated elements",
+    ResourceType.SEQUENCE: "each holder gets the next number",
+    ResourceType.TIMESTAMP: "each holder gets a timestamp of its own",
+}
+
+
+def ignored_lock_mode(parsed: ParsedArgs, settings: Settings) -> str | None:
+    """The stderr line for a ``-l`` given on the command line for a resource kind where
+    lock modes do not apply (FLoM ignores the mode silently), else None.  Not when ``-V``
+    printed FLoM's own warning about it already."""
+    mode = parsed.options.get("lock-mode")
+    if not isinstance(mode, str):
+        return None
+    name = settings.resource_name
+    kind = resource_type(name) or ResourceType.SIMPLE
+    warned = settings.verbose and parse_lock_mode(mode) != Settings.lock_mode  # by validate
+    if uses_lock_mode(kind) or warned:
+        return None
+    hint = " (for a simple lock, give a name without dots)" if kind == ResourceType.SET else ""
+    return (
+        f"flom: -l {mode} is ignored: '{name}' is a {kind} resource ({_KIND_GIVES[kind]}); "
+        f"lock modes apply to simple and hierarchical resources only{hint}"
+    )

@@ -41,6 +41,14 @@ def query_status(
 
     channel = open_channel(settings, may_start_daemon=False)
     try:
+        foreign = _foreign_daemon(channel)
+        if foreign is not None:  # FLoM C's daemon exits on a message it does not know
+            raise ProtocolError(
+                f"{NO_STATUS_QUERIES}: the process serving this socket (pid {foreign[0]}, "
+                f"{foreign[1]}) is not pyflom's daemon, probably FLoM C's, which has no "
+                "status query and would stop on one, dropping its locks; nothing was asked",
+                rc=_rc.PROTOCOL_ERROR,
+            )
         channel.accept_large_messages(MAX_STATUS_BYTES)
         channel.send(codec.StatusRequest(peer_id(), resource))
         try:
@@ -50,12 +58,12 @@ def query_status(
                 f"the daemon sent no status within {timeout_s:g} s", rc=_rc.NETWORK_TIMEOUT
             ) from None
         except ProtocolError as exc:
-            if exc.refused:
-                raise
+            if exc.refused and _TLS_CLOSED not in str(exc):
+                raise  # a named TLS refusal (an alert): its diagnosis says what to fix
             raise ProtocolError(
-                "the daemon closed the connection without a status: it does not answer "
-                "status queries (FLoM's C daemon has none) or it refused this client "
-                f"(its log says why) [{exc}]",
+                f"the daemon ended the connection without a status: {NO_STATUS_QUERIES} "
+                "(probably FLoM C, which has none, and whose daemon stops on one), or it "
+                "refused this client (its log says why)",
                 rc=exc.rc,
             ) from exc
         if isinstance(answer, codec.StatusAnswer) and answer.rc == _rc.NOT_ALLOWED:
@@ -78,6 +86,27 @@ def query_status(
     if not isinstance(document, dict) or document.get("pyflom_status") != 1:
         raise ProtocolError("the status document is not version 1 of pyflom's status")
     return document
+
+
+NO_STATUS_QUERIES = "this daemon does not answer status queries"
+_TLS_CLOSED = "[TLS-CLOSED-BY-DAEMON]"  # a TLS daemon ended the connection without a word
+_INTERPRETERS = ("python", "pypy")
+
+
+def _foreign_daemon(channel: Channel) -> tuple[int, str] | None:
+    """The pid and executable of the local daemon at the other end of ``channel`` when it
+    is no Python interpreter (so not pyflom's daemon); None when it is or cannot be told
+    (TCP, another user's process)."""
+    pid = channel.peer_pid()
+    if pid is None:
+        return None
+    try:
+        executable = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    if any(name in os.path.basename(executable) for name in _INTERPRETERS):
+        return None
+    return pid, executable
 
 
 def _duration(seconds: float) -> str:
