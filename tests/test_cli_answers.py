@@ -38,9 +38,12 @@ class FakeFlomC:
     a lock request is granted without a generation; any other message it does not know
     (pyflom's status query, verb 6) ends the connection without an answer."""
 
-    def __init__(self, path: str) -> None:
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
+    def __init__(self, path: str | None) -> None:
+        """On the UNIX socket ``path``, else on TCP (a daemon of another host)."""
+        self.path = path
+        family = socket.AF_INET if path is None else socket.AF_UNIX
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0) if path is None else path)
         self.listener.listen(8)
         self.requests: list[bytes] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -66,7 +69,8 @@ class FakeFlomC:
                         pass
 
     def close(self) -> None:
-        os.unlink(self.listener.getsockname())
+        if self.path is not None:
+            os.unlink(self.path)
         self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.thread.join(10)
@@ -180,14 +184,34 @@ def test_flom_c_quiesce_waits_out_an_idle_resource_too(sandbox: FlomSandbox) -> 
 # -- item 12a: --status against a daemon without status queries ----------------------------
 
 
-def test_status_from_a_peer_that_closes_on_unknown_messages(
-    sandbox: FlomSandbox, fake_flom_c: FakeFlomC
+def test_status_from_a_remote_peer_that_closes_on_unknown_messages(
+    sandbox: FlomSandbox,
 ) -> None:
-    result = sandbox.run("--status")
+    peer = FakeFlomC(None)
+    try:
+        port = str(peer.listener.getsockname()[1])
+        result = sandbox.run("-a", "127.0.0.1", "-p", port, "--status", socket_name=False)
+    finally:
+        peer.close()
     assert result.returncode == 99
-    assert "this daemon does not answer status queries (probably FLoM C" in result.stderr
-    assert "TLS" not in result.stderr, result.stderr
-    assert fake_flom_c.requests and b'verb="6"' in fake_flom_c.requests[0]
+    # Which daemon it is cannot be told from here: FLoM C's answer comes first.
+    assert result.stderr.startswith(
+        "flom: no status: the daemon ended the connection without a status: this daemon "
+        "does not answer status queries (probably FLoM C"
+    ), result.stderr
+    assert peer.requests and b'verb="6"' in peer.requests[0]
+
+
+def test_status_of_a_local_tls_daemon_without_tls_names_tls(
+    sandbox: FlomSandbox, certs: Standard
+) -> None:
+    assert (
+        sandbox.run("-d", "-1", *tls_options(certs.peer1, certs.ca1), "--", "true").returncode == 0
+    )
+    sandbox.remember_daemon()
+    result = sandbox.run("--status")  # pyflom's daemon: it is TLS, not FLoM C
+    assert result.returncode == 99
+    assert "FLoM C" not in result.stderr and "[TLS-PEER-NOT-TLS]" in result.stderr
 
 
 @needs_flom_c

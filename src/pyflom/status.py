@@ -41,11 +41,12 @@ def query_status(
 
     channel = open_channel(settings, may_start_daemon=False)
     try:
-        foreign = _foreign_daemon(channel)
-        if foreign is not None:  # FLoM C's daemon exits on a message it does not know
+        peer = _local_peer(channel)
+        if peer is not None and not _interpreter(peer[1]):
+            # FLoM C's daemon exits on a message it does not know, dropping every lock.
             raise ProtocolError(
-                f"{NO_STATUS_QUERIES}: the process serving this socket (pid {foreign[0]}, "
-                f"{foreign[1]}) is not pyflom's daemon, probably FLoM C's, which has no "
+                f"{NO_STATUS_QUERIES}: the process serving this socket (pid {peer[0]}, "
+                f"{peer[1]}) is not pyflom's daemon, probably FLoM C's, which has no "
                 "status query and would stop on one, dropping its locks; nothing was asked",
                 rc=_rc.PROTOCOL_ERROR,
             )
@@ -58,12 +59,13 @@ def query_status(
                 f"the daemon sent no status within {timeout_s:g} s", rc=_rc.NETWORK_TIMEOUT
             ) from None
         except ProtocolError as exc:
-            if exc.refused and _TLS_CLOSED not in str(exc):
-                raise  # a named TLS refusal (an alert): its diagnosis says what to fix
+            if peer is not None or (exc.refused and _TLS_CLOSED not in str(exc)):
+                raise  # pyflom's daemon refused (plain to TLS...), or a named TLS alert
+            # A daemon of another host: FLoM C's, or one that refused this client.
             raise ProtocolError(
                 f"the daemon ended the connection without a status: {NO_STATUS_QUERIES} "
-                "(probably FLoM C, which has none, and whose daemon stops on one), or it "
-                "refused this client (its log says why)",
+                "(probably FLoM C, which has none, and whose daemon stops on one); "
+                f"or else: {exc}",
                 rc=exc.rc,
             ) from exc
         if isinstance(answer, codec.StatusAnswer) and answer.rc == _rc.NOT_ALLOWED:
@@ -93,20 +95,21 @@ _TLS_CLOSED = "[TLS-CLOSED-BY-DAEMON]"  # a TLS daemon ended the connection with
 _INTERPRETERS = ("python", "pypy")
 
 
-def _foreign_daemon(channel: Channel) -> tuple[int, str] | None:
-    """The pid and executable of the local daemon at the other end of ``channel`` when it
-    is no Python interpreter (so not pyflom's daemon); None when it is or cannot be told
-    (TCP, another user's process)."""
+def _local_peer(channel: Channel) -> tuple[int, str] | None:
+    """The pid and executable of the local daemon at the other end of ``channel``; None
+    when they cannot be told (TCP, another user's process)."""
     pid = channel.peer_pid()
     if pid is None:
         return None
     try:
-        executable = os.readlink(f"/proc/{pid}/exe")
+        return pid, os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return None
-    if any(name in os.path.basename(executable) for name in _INTERPRETERS):
-        return None
-    return pid, executable
+
+
+def _interpreter(executable: str) -> bool:
+    """Is ``executable`` a Python interpreter (pyflom's daemon runs in one)?"""
+    return any(name in os.path.basename(executable) for name in _INTERPRETERS)
 
 
 def _duration(seconds: float) -> str:
