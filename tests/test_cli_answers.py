@@ -19,6 +19,7 @@ import pytest
 
 from conftest import FlomSandbox, daemon_pid, process_alive, wait_for
 from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
+from test_tls import start_daemon
 
 FLOM_C_PREFIX = Path(os.environ.get("FLOM_C_PREFIX", "/work/flomc"))
 FLOM_C = FLOM_C_PREFIX / "bin" / "flom"
@@ -205,10 +206,7 @@ def test_status_from_a_remote_peer_that_closes_on_unknown_messages(
 def test_status_of_a_local_tls_daemon_without_tls_names_tls(
     sandbox: FlomSandbox, certs: Standard
 ) -> None:
-    assert (
-        sandbox.run("-d", "-1", *tls_options(certs.peer1, certs.ca1), "--", "true").returncode == 0
-    )
-    sandbox.remember_daemon()
+    start_daemon(sandbox, *tls_options(certs.peer1, certs.ca1))
     result = sandbox.run("--status")  # pyflom's daemon: it is TLS, not FLoM C
     assert result.returncode == 99
     assert "FLoM C" not in result.stderr and "[TLS-PEER-NOT-TLS]" in result.stderr
@@ -253,10 +251,7 @@ def test_status_of_flom_c_over_tls_does_not_blame_the_certificate(
 def test_a_plain_client_of_a_tls_daemon_is_told_what_to_give(
     sandbox: FlomSandbox, certs: Standard
 ) -> None:
-    assert (
-        sandbox.run("-d", "-1", *tls_options(certs.peer1, certs.ca1), "--", "true").returncode == 0
-    )
-    sandbox.remember_daemon()
+    start_daemon(sandbox, *tls_options(certs.peer1, certs.ca1))
     for _ in range(5):  # the daemon closes or resets: both are explained
         result = sandbox.run("-d", "0", "--", "true")
         assert result.returncode == 99
