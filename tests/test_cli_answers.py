@@ -350,3 +350,55 @@ def test_flom_tls_version() -> None:
     result = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"flom-tls (pyflom) {__version__}\n"
+
+
+# -- item 16: the value rules have one home, without an import cycle --------------------------
+
+VALUE_MODULES = ("pyflom.cmdline", "pyflom.configfile", "pyflom.options", "pyflom.valuerules")
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Module -> the pyflom modules it imports (at the top or inside a function)."""
+    import ast
+
+    import pyflom
+
+    root = Path(pyflom.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(("pyflom", *parts)).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", max(node.level - 1, 0))[0] if node.level else ""
+                source = ".".join(filter(None, (base, node.module)))
+                if node.module:  # "from . import rc" needs pyflom.rc, not the package
+                    names.add(source)
+                names.update(f"{source}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+    return {module: names & graph.keys() - {module} for module, names in graph.items()}
+
+
+def test_no_import_cycle_among_the_option_modules() -> None:
+    graph = _package_imports()
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for module in graph[todo.pop()] - seen:
+                seen.add(module)
+                todo.append(module)
+        return seen
+
+    cycles = [
+        (a, b)
+        for a in VALUE_MODULES
+        for b in VALUE_MODULES
+        if a < b and b in reach(a) and a in reach(b)
+    ]
+    assert cycles == [], f"import cycles: {cycles}"
+    assert "pyflom.valuerules" in graph["pyflom.cmdline"] & graph["pyflom.configfile"]
