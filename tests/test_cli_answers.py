@@ -230,6 +230,49 @@ def test_status_is_not_asked_of_flom_c_which_would_stop(
     assert holder.returncode == 0
 
 
+# A Python process with FLoM's C library loaded (as FLoM C's Python binding runs its
+# daemon) serving a UNIX socket: it writes what it receives to the file argv[2].
+LIBFLOM_PEER = r"""
+import ctypes, socket, sys
+ctypes.CDLL("libglib-2.0.so.0", mode=ctypes.RTLD_GLOBAL)  # libflom's own needs
+ctypes.CDLL(sys.argv[3])
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print("ready", flush=True)
+conn, _ = listener.accept()
+conn.settimeout(5)
+try:
+    data = conn.recv(4096)
+except OSError:
+    data = b""
+open(sys.argv[2], "wb").write(data)
+"""
+
+
+@needs_flom_c
+def test_status_is_not_asked_of_a_python_process_running_libflom(sandbox: FlomSandbox) -> None:
+    received = sandbox.path("received")
+    peer = subprocess.Popen(
+        [sys.executable, "-c", LIBFLOM_PEER, sandbox.socket, str(received),
+         str(FLOM_C_PREFIX / "lib" / "libflom.so")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(sandbox.env, LD_LIBRARY_PATH=str(FLOM_C_PREFIX / "lib")),
+    )  # fmt: skip
+    try:
+        assert peer.stdout is not None and peer.stdout.readline() == "ready\n"
+        result = sandbox.run("--status")
+        assert peer.wait(timeout=30) == 0
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+        sandbox.daemon_pids.discard(peer.pid)
+    assert result.returncode == 99 and "nothing was asked" in result.stderr, result.stderr
+    assert received.read_bytes() == b""
+
+
 @needs_flom_c
 def test_status_of_flom_c_over_tls_does_not_blame_the_certificate(
     sandbox: FlomSandbox, certs: Standard

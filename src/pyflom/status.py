@@ -42,7 +42,7 @@ def query_status(
     channel = open_channel(settings, may_start_daemon=False)
     try:
         peer = _local_peer(channel)
-        if peer is not None and not _interpreter(peer[1]):
+        if peer is not None and not _pyflom_daemon(*peer):
             # FLoM C's daemon exits on a message it does not know, dropping every lock.
             raise ProtocolError(
                 f"{NO_STATUS_QUERIES}: the process serving this socket (pid {peer[0]}, "
@@ -107,9 +107,16 @@ def _local_peer(channel: Channel) -> tuple[int, str] | None:
         return None
 
 
-def _interpreter(executable: str) -> bool:
-    """Is ``executable`` a Python interpreter (pyflom's daemon runs in one)?"""
-    return any(name in os.path.basename(executable) for name in _INTERPRETERS)
+def _pyflom_daemon(pid: int, executable: str) -> bool:
+    """Can the local process ``pid`` be pyflom's daemon: a Python interpreter without
+    FLoM's C library (a FLoM C daemon started by its Python binding runs in one)?"""
+    if not any(name in os.path.basename(executable) for name in _INTERPRETERS):
+        return False
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as maps:
+            return b"libflom" not in maps.read()
+    except OSError:
+        return True
 
 
 def _duration(seconds: float) -> str:

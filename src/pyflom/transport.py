@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
 NOT_TLS_HINT = (
-    "the daemon probably uses TLS, which ends a client without TLS so; give this client "
-    "the same --tls-* files as the daemon's other clients (--tls-certificate, "
+    "the daemon probably uses TLS (it ends a client without TLS this way): give this "
+    "client the same --tls-* files as the daemon's other clients (--tls-certificate, "
     "--tls-private-key and --tls-ca-certificate, or TlsCertificate, TlsPrivateKey and "
     "TlsCaCertificate in the [TLS] group of a configuration file) [TLS-PEER-NOT-TLS]"
 )
