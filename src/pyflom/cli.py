@@ -11,7 +11,14 @@ import sys
 import time
 
 from . import rc as _rc
-from .cmdline import CliError, daemon_only_options, load_settings, parse_args, validate
+from .cmdline import (
+    CliError,
+    daemon_only_options,
+    ignored_lock_mode,
+    load_settings,
+    parse_args,
+    validate,
+)
 from .errors import (
     ConnectionFailed,
     FlomError,
@@ -179,6 +186,10 @@ def lock_and_run(
         extra_env["FLOM_LOCKED_ELEMENT"] = element
     if handle.lock_generation is not None:
         extra_env["FLOM_LOCK_GENERATION"] = str(handle.lock_generation)
+    else:  # FLoM C's daemon sends none; an outer flom's generation is not this lock's
+        extra_env["FLOM_LOCK_GENERATION"] = ""
+        if settings.verbose:
+            _out("the daemon gave no generation (FLoM C): FLOM_LOCK_GENERATION is empty")
     watch = _lock_watch(handle, settings)
     try:
         status = run_command(argv, settings.ignored_signals, extra_env, watch)
@@ -378,6 +389,9 @@ def _main(argv: list[str]) -> int:
     settings, warnings = validate(settings)
     for warning in warnings:
         _err(warning)
+    ignored_mode = ignored_lock_mode(parsed, settings)
+    if ignored_mode is not None:
+        _err(ignored_mode)
     if parsed.debug_feature is not None:
         from .debugfeatures import run
 

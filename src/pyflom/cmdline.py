@@ -4,9 +4,11 @@ Steps 1, 4, 6 and 7 of FLoM's order of processing (reference 1.3): :func:`parse_
 reads the arguments, :func:`load_settings` layers built-in defaults, the system file(s),
 ``~/.flom``, the ``-c`` file and the command line, :func:`pyflom.usage.verbose_dump` prints
 the ``-V`` dump and :func:`validate` checks and completes the result.  Errors raise
-:class:`CliError` carrying FLoM's exit status and texts.  The options, their settings and
-value rules are the table of :mod:`pyflom.options`; :func:`configured_settings` gives the
-settings before the command line (what the library's handles start from).
+:class:`CliError` carrying FLoM's exit status and texts.  The options and their settings
+are the table of :mod:`pyflom.options`, the rules their values follow are
+:mod:`pyflom.valuerules` (shared with :mod:`pyflom.configfile`, which does not import this
+module); :func:`configured_settings` gives the settings before the command line (what the
+library's handles start from).
 
 This module is imported by every ``flom`` run: no ``argparse``, ``re``, ``configparser``,
 ``dataclasses``, ``asyncio`` or ``ssl`` is imported here.
@@ -71,20 +73,11 @@ from __future__ import annotations
 import os
 
 from . import rc as _rc
-from .lockmodes import lock_mode_choices, parse_lock_mode
-from .names import (
-    RESERVED_NAME,
-    ResourceType,
-    invalid_name_reason,
-    name_rule,
-    resource_type,
-    uses_lock_mode,
-)
+from .lockmodes import parse_lock_mode
+from .names import RESERVED_NAME, ResourceType, name_rule, resource_type, uses_lock_mode
 from .options import (
-    ABSOLUTE_ON_COMMAND_LINE,
     BACKEND,
     BOOLEAN,
-    BOOLEAN_STDERR,
     BY_LONG,
     BY_SHORT,
     COMMAND_LINE_ORDER,
@@ -92,25 +85,33 @@ from .options import (
     DIRECTORY,
     EXISTING_FILE,
     FLAG,
-    GRANT_POLICY,
-    IDLE_LIFESPAN,
     INT,
     KEY_PREFIX,
     LIST,
-    LOCK_LOSS,
-    LOCK_MODE,
     OPT,
     OPTIONS,
-    POSITIVE,
-    POSITIVE_NOT_0,
-    QUANTITY,
     RESOURCE_NAME,
     SOCKET_NAME,
-    STATE_FILE,
     Option,
 )
 from .record import Record
-from .settings import UNIX_PATH_MAX, GrantPolicy, LockLoss, Settings, default_socket_name
+from .settings import Settings, default_socket_name
+from .valuerules import (
+    IGNORED,
+    INT_MAX,
+    INT_MIN,
+    Refused,
+    c_int,
+    int_value,
+    parse_signals,
+    string_value,
+)
+from .valuerules import (
+    SIGNAL_NAMES as SIGNAL_NAMES,  # re-exported: pyflom.cmdline.SIGNAL_NAMES
+)
+from .valuerules import (
+    CliError as CliError,  # re-exported: pyflom.cmdline.CliError
+)
 
 SYSTEM_CONFIG_FILES = ("/etc/flom.conf", "/usr/local/etc/flom.conf")
 """System-wide configuration files, loaded in this order before ``~/.flom``."""
@@ -118,45 +119,7 @@ SYSTEM_CONFIG_FILES = ("/etc/flom.conf", "/usr/local/etc/flom.conf")
 USER_CONFIG_FILE = ".flom"
 """Name of the user's configuration file, in the home directory."""
 
-_SIGNAL_TABLE = (
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
-)  # fmt: skip
-SIGNAL_NAMES: dict[int, str] = dict(enumerate(_SIGNAL_TABLE, start=1))
-"""FLoM's signal table (``--signal-list``): number -> name, 1..31."""
-
-_SIGNAL_NUMBERS = {name: number for number, name in SIGNAL_NAMES.items()}
-
-INT_MIN = -(2**31)
-"""The smallest C ``int``."""
-INT_MAX = 2**31 - 1
-"""The largest C ``int``."""
-BLANKS = " \t\n\r\f\v"
-"""The blanks of C ``isspace``."""
-_TRUE_WORDS = ("yes", "y", "true", "on", "1")
-_FALSE_WORDS = ("no", "n", "false", "off", "0")
-BOOLEAN_WORDS = f"{', '.join(_TRUE_WORDS)} or {', '.join(_FALSE_WORDS)} (any case)"
-"""The words :func:`parse_bool` takes, for messages."""
-NOT_A_DIRECTORY = "is not a directory that can be opened"
-SOCKET_NAME_TOO_LONG = f"is too long: a socket name must be shorter than {UNIX_PATH_MAX} bytes"
 _GENERIC = _rc.ES_GENERIC_ERROR
-
-
-class CliError(Exception):
-    """A command line or configuration error: exit with ``status`` after printing ``stdout``
-    and ``stderr`` (FLoM's texts, each verbatim plus a newline, when not empty), then
-    ``explanation`` on stderr (pyflom's own ``flom: ...`` lines, added after FLoM's)."""
-
-    def __init__(
-        self, status: int, stdout: str = "", stderr: str = "", explanation: str = ""
-    ) -> None:
-        super().__init__(stderr or stdout)
-        self.status = status
-        self.stdout = stdout
-        self.stderr = stderr
-        self.explanation = explanation
 
 
 # --------------------------------------------------------------------------------------
@@ -226,15 +189,6 @@ class ParsedArgs(Record):
 
 def _parse_failure(message: str) -> CliError:
     return CliError(_GENERIC, stderr=f"option parsing failed: {message}")
-
-
-def c_int(text: str) -> int | None:
-    """``text`` as a decimal number (C ``strtol`` syntax, nothing after), else None."""
-    body = text.lstrip(BLANKS)
-    digits = body[1:] if body[:1] in ("+", "-") else body
-    if not digits or not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(body)
 
 
 def _store(parsed: ParsedArgs, option: Option, shown: str, value: str) -> None:
@@ -326,99 +280,6 @@ def parse_args(argv: list[str]) -> ParsedArgs:
     return parsed
 
 
-# --------------------------------------------------------------------------------------
-# Value rules shared by the command line and the configuration files
-
-
-def parse_bool(text: str) -> bool | None:
-    """``yes y true on 1`` -> True, ``no n false off 0`` -> False (case-insensitive),
-    anything else None."""
-    word = text.strip(BLANKS).lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    return None
-
-
-def parse_signals(items: list[str]) -> list[int]:
-    """Signal numbers (1..31) or exact names from :data:`SIGNAL_NAMES`, sorted and
-    deduplicated; unknown items are dropped silently, as FLoM does."""
-    numbers: set[int] = set()
-    for item in items:
-        word = item.strip(BLANKS)
-        if word.isascii() and word.isdigit():
-            if 1 <= int(word) <= len(SIGNAL_NAMES):
-                numbers.add(int(word))
-        elif word in _SIGNAL_NUMBERS:
-            numbers.add(_SIGNAL_NUMBERS[word])
-    return sorted(numbers)
-
-
-def resource_name_error(name: str) -> str | None:
-    """FLoM's error line for a resource name the user may not lock, else None."""
-    if name == RESERVED_NAME:
-        return f"ERROR: '{RESERVED_NAME}' is a reserved resource name and can not be set by user"
-    if resource_type(name) is None:
-        return f"ERROR: {invalid_name_reason(name, rule=False)}"
-    return None
-
-
-def socket_name_ok(name: str) -> bool:
-    """Does ``name`` fit in a ``sockaddr_un``?"""
-    return len(os.fsencode(name)) < UNIX_PATH_MAX
-
-
-def openable_dir(path: str) -> bool:
-    """Is ``path`` a directory that can be opened (or a dead status mount)?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except ValueError:
-        return False
-    except OSError as exc:
-        # The status file system a killed daemon left: the next daemon unmounts it.
-        from .mounts import dead_status_mount
-
-        return dead_status_mount(path, exc)
-    os.close(fd)
-    return True
-
-
-def real_file(path: str) -> str | None:
-    """The real path of the existing file ``path``, else None."""
-    if not path:
-        return None
-    try:
-        return os.path.realpath(path, strict=True)
-    except (OSError, ValueError):
-        return None
-
-
-def etcd_value(rule: str, text: str) -> str | None:
-    """A ``--backend`` (``[Daemon]/Backend``) or etcd key prefix value as stored; raises
-    ValueError saying what to write."""
-    from .etcd.config import backend_setting, key_prefix_setting  # only when given
-
-    return backend_setting(text) if rule == BACKEND else key_prefix_setting(text)
-
-
-def state_file_path(text: str) -> str | None:
-    """A ``--state-file``/``StateFile`` value as stored: absolute, or None when empty."""
-    return os.path.abspath(text) if text else None
-
-
-def parse_grant_policy(text: str) -> str | None:
-    """``flom`` or ``fifo`` (case-insensitive), else None."""
-    word = text.strip(BLANKS).lower()
-    return word if word in GrantPolicy.ALL else None
-
-
-def lock_loss_policy(text: str) -> str | None:
-    """``terminate`` or ``keep`` (case-insensitive), else None."""
-    word = text.strip(BLANKS).lower()
-    return word if word in LockLoss.ALL else None
-
-
 def _home_dir() -> str | None:
     home = os.environ.get("HOME")
     if home:
@@ -439,11 +300,6 @@ def _invalid_value(name: str, value: str) -> str:
     return f"{name}: '{value}' is an invalid value"
 
 
-def choices_text(words: tuple[str, ...]) -> str:
-    """``is not one of a, b or c``: why a word out of ``words`` was refused."""
-    return f"is not {', '.join(words[:-1])} or {words[-1]}"
-
-
 def _refused(name: str, value: str, valid: str, on_stdout: bool = False) -> CliError:
     """FLoM's ``NAME: 'VALUE' is an invalid value``, then which values are valid."""
     message = _invalid_value(name, value)
@@ -453,10 +309,6 @@ def _refused(name: str, value: str, valid: str, on_stdout: bool = False) -> CliE
         stderr="" if on_stdout else message,
         explanation=f"flom: --{name}: valid values are {valid}",
     )
-
-
-IGNORED = object()
-"""What a value rule returns for a value that leaves the setting as it was."""
 
 
 def _apply_options(s: Settings, options: dict[str, object], warnings: list[str]) -> None:
@@ -471,7 +323,6 @@ def _apply_options(s: Settings, options: dict[str, object], warnings: list[str])
 def _command_line_value(option: Option, raw: object, warnings: list[str]) -> object:
     """The setting ``raw`` (a command line value of ``option``) gives, by the option's
     rule; :data:`IGNORED` leaves the setting as it was.  Raises :class:`CliError`."""
-    name, rule = option.long, option.rule
     if option.kind == FLAG:  # -V
         return True if raw else IGNORED
     if option.kind == LIST:
@@ -479,82 +330,39 @@ def _command_line_value(option: Option, raw: object, warnings: list[str]) -> obj
     if option.kind == INT:
         if not isinstance(raw, int) or isinstance(raw, bool):
             return IGNORED
-        if rule == QUANTITY:
-            if raw < 0:
-                warnings.append(
-                    f"Resource quantity ignored because negative values ({raw}) are meaningless"
-                )
-            return raw if raw > 0 else IGNORED
-        if rule in (POSITIVE, IDLE_LIFESPAN):
-            return abs(raw)
-        if rule == POSITIVE_NOT_0:
-            return abs(raw) or 1
-        return raw
+        return int_value(option.rule, raw, True, warnings)
     if not isinstance(raw, str):
         return IGNORED
-    if rule in (BOOLEAN, BOOLEAN_STDERR):
-        flag = parse_bool(raw)
-        if flag is None:
-            raise _refused(name, raw, BOOLEAN_WORDS, on_stdout=rule == BOOLEAN)
-        return flag
+    try:
+        return string_value(option.rule, raw, True)
+    except Refused as refusal:
+        raise _command_line_refusal(option, raw, refusal) from None
+
+
+def _command_line_refusal(option: Option, raw: str, refusal: Refused) -> CliError:
+    """FLoM's texts (and exit status) for a command line value its rule refused."""
+    name, rule = option.long, option.rule
     if rule == RESOURCE_NAME:
-        error = resource_name_error(raw)
-        if error is not None:
-            raise CliError(
-                _GENERIC,
-                stdout=error,
-                stderr=f"flom_config_set_resource_name: ret_cod={_rc.INVALID_RESOURCE_NAME}",
-                explanation="" if raw == RESERVED_NAME else f"flom: -r: {name_rule(raw)}",
-            )
-    elif rule == LOCK_MODE:
-        try:
-            return parse_lock_mode(raw)
-        except ValueError:
-            raise _refused(name, raw, lock_mode_choices()) from None
-    elif rule == SOCKET_NAME:
-        if not socket_name_ok(raw):
-            raise CliError(
-                _GENERIC,
-                stderr=_invalid_value(name, raw)
-                + f"\nflom_client_connect: ret_cod={_rc.BUFFER_OVERFLOW} "
-                f"({_rc.strerror(_rc.BUFFER_OVERFLOW)})",
-            )
-    elif rule == DIRECTORY:
-        if not openable_dir(raw):
-            opendir_error = _rc.SYSCALL_ERRORS["opendir"]
-            raise CliError(
-                _GENERIC,
-                stderr=_invalid_value(name, raw)
-                + f"\nflom_client_connect: ret_cod={opendir_error} "
-                f"({_rc.strerror(opendir_error)})",
-            )
-    elif rule == EXISTING_FILE:
-        path = real_file(raw)
-        if path is None:
-            raise CliError(_GENERIC, stderr=f"{name}: '{raw}' is not a valid value")
-        return path
-    elif rule == GRANT_POLICY:
-        policy = parse_grant_policy(raw)
-        if policy is None:
-            raise _refused(name, raw, " or ".join(GrantPolicy.ALL))
-        return policy
-    elif rule == LOCK_LOSS:
-        loss = lock_loss_policy(raw)
-        if loss is None:
-            raise _refused(name, raw, " or ".join(LockLoss.ALL))
-        return loss
-    elif rule == ABSOLUTE_ON_COMMAND_LINE:
-        return os.path.abspath(raw)
-    elif rule == STATE_FILE:
-        return state_file_path(raw)
-    elif rule in (BACKEND, KEY_PREFIX):
-        try:
-            return etcd_value(rule, raw)
-        except ValueError as exc:
-            raise CliError(
-                _GENERIC, stderr=_invalid_value(name, raw), explanation=f"flom: {exc}"
-            ) from None
-    return raw
+        return CliError(
+            _GENERIC,
+            stdout=refusal.flom_line,
+            stderr=f"flom_config_set_resource_name: ret_cod={_rc.INVALID_RESOURCE_NAME}",
+            explanation="" if raw == RESERVED_NAME else f"flom: -r: {name_rule(raw)}",
+        )
+    if rule in (SOCKET_NAME, DIRECTORY):
+        failure = _rc.BUFFER_OVERFLOW if rule == SOCKET_NAME else _rc.SYSCALL_ERRORS["opendir"]
+        return CliError(
+            _GENERIC,
+            stderr=_invalid_value(name, raw)
+            + f"\nflom_client_connect: ret_cod={failure} ({_rc.strerror(failure)})",
+        )
+    if rule == EXISTING_FILE:
+        return CliError(_GENERIC, stderr=f"{name}: '{raw}' is not a valid value")
+    if rule in (BACKEND, KEY_PREFIX):
+        return CliError(
+            _GENERIC, stderr=_invalid_value(name, raw), explanation=f"flom: {refusal.reason}"
+        )
+    return _refused(name, raw, refusal.valid, on_stdout=rule == BOOLEAN)
 
 
 def _with_warnings(error: CliError, warnings: list[str]) -> CliError:
@@ -725,3 +533,31 @@ def validate(settings: Settings) -> tuple[Settings, list[str]]:
             warnings,
         )
     return s, warnings
+
+
+# What each kind of resource without lock modes gives its holders, for the -l note.
+_KIND_GIVES = {
+    ResourceType.NUMERIC: "its holders share the N units of NAME[N], -q at a time",
+    ResourceType.SET: "each holder gets one of its dot-separated elements",
+    ResourceType.SEQUENCE: "each holder gets the next number",
+    ResourceType.TIMESTAMP: "each holder gets a timestamp of its own",
+}
+
+
+def ignored_lock_mode(parsed: ParsedArgs, settings: Settings) -> str | None:
+    """The stderr line for a ``-l`` given on the command line for a resource kind where
+    lock modes do not apply (FLoM ignores the mode silently), else None.  Not when ``-V``
+    printed FLoM's own warning about it already."""
+    mode = parsed.options.get("lock-mode")
+    if not isinstance(mode, str):
+        return None
+    name = settings.resource_name
+    kind = resource_type(name) or ResourceType.SIMPLE
+    warned = settings.verbose and parse_lock_mode(mode) != Settings.lock_mode  # by validate
+    if uses_lock_mode(kind) or warned:
+        return None
+    hint = " (for a simple lock, give a name without dots)" if kind == ResourceType.SET else ""
+    return (
+        f"flom: -l {mode} is ignored: '{name}' is a {kind} resource ({_KIND_GIVES[kind]}); "
+        f"lock modes apply to simple and hierarchical resources only{hint}"
+    )

@@ -4,58 +4,26 @@ Imported only when a configuration file exists (the command's hot path stays sma
 ``[Group]``, ``Key=Value``, ``#`` comments, case-sensitive keys, unknown groups/keys
 ignored with a warning (file, line, the closest known name: :mod:`difflib` is imported only
 then), ``;``-separated lists, last duplicate wins; see :mod:`pyflom.cmdline` for the
-product decisions (quirks Q5, Q6, Q7, Q8).
+product decisions (quirks Q5, Q6, Q7, Q8); the value rules are :mod:`pyflom.valuerules`.
 """
 
 from __future__ import annotations
 
 from . import rc as _rc
-from .cmdline import (
+from .options import CONFIG_FILE_ORDER, INT, LIST, RESOURCE_NAME, Option
+from .settings import Settings
+from .valuerules import (
     BLANKS,
-    BOOLEAN_WORDS,
     IGNORED,
     INT_MAX,
     INT_MIN,
-    NOT_A_DIRECTORY,
-    SOCKET_NAME_TOO_LONG,
     CliError,
+    Refused,
     c_int,
-    choices_text,
-    etcd_value,
-    lock_loss_policy,
-    openable_dir,
-    parse_bool,
-    parse_grant_policy,
+    int_value,
     parse_signals,
-    real_file,
-    resource_name_error,
-    socket_name_ok,
-    state_file_path,
+    string_value,
 )
-from .lockmodes import lock_mode_choices, parse_lock_mode
-from .options import (
-    BACKEND,
-    BOOLEAN,
-    BOOLEAN_STDERR,
-    CONFIG_FILE_ORDER,
-    DIRECTORY,
-    EXISTING_FILE,
-    GRANT_POLICY,
-    IDLE_LIFESPAN,
-    INT,
-    KEY_PREFIX,
-    LIST,
-    LOCK_LOSS,
-    LOCK_MODE,
-    POSITIVE,
-    POSITIVE_NOT_0,
-    QUANTITY,
-    RESOURCE_NAME,
-    SOCKET_NAME,
-    STATE_FILE,
-    Option,
-)
-from .settings import GrantPolicy, LockLoss, Settings
 
 _GENERIC = _rc.ES_GENERIC_ERROR
 
@@ -221,15 +189,6 @@ class _KeyFile:
             )
         return number
 
-    def boolean(self, group: str, key: str) -> bool | None:
-        text = self.string(group, key)
-        if text is None:
-            return None
-        value = parse_bool(text)
-        if value is None:
-            raise _BadConfig(why=f"is not a boolean: {BOOLEAN_WORDS}")
-        return value
-
 
 def _apply_key_file(settings: Settings, keys: _KeyFile) -> None:
     """Apply one file's keys in FLoM's order (reference 2.2); raise :class:`_BadConfig`."""
@@ -243,66 +202,20 @@ def _config_value(option: Option, keys: _KeyFile) -> object:
     """The setting ``option``'s key gives, by the option's rule; :data:`IGNORED` when the
     key is missing or its value leaves the setting as it was."""
     group, key, rule = option.group, option.key, option.rule
-    if rule in (BOOLEAN, BOOLEAN_STDERR):
-        flag = keys.boolean(group, key)
-        return IGNORED if flag is None else flag
     if option.kind == INT:
         number = keys.integer(group, key)
-        if number is None:
-            return IGNORED
-        if rule in (QUANTITY, IDLE_LIFESPAN):
-            return abs(number) if number != 0 else IGNORED
-        if rule == POSITIVE:
-            return abs(number)
-        if rule == POSITIVE_NOT_0:
-            return abs(number) or 1
-        return number
+        return IGNORED if number is None else int_value(rule, number, False, [])
     if option.kind == LIST:
         items = keys.strings(group, key)
         return IGNORED if items is None else parse_signals(items)
     text = keys.string(group, key)
     if text is None:
         return IGNORED
-    if rule == RESOURCE_NAME:
-        error = resource_name_error(text)
-        if error is not None:
-            raise _BadConfig(error, why="is not a valid resource name")
-    elif rule == LOCK_MODE:
-        try:
-            return parse_lock_mode(text)
-        except ValueError:
-            raise _BadConfig(
-                why=f"is not a lock mode; the valid ones are {lock_mode_choices()}"
-            ) from None
-    elif rule == SOCKET_NAME:
-        if not socket_name_ok(text):
-            raise _BadConfig(why=SOCKET_NAME_TOO_LONG)
-    elif rule == DIRECTORY:
-        if not openable_dir(text):
-            raise _BadConfig(why=NOT_A_DIRECTORY)
-    elif rule == GRANT_POLICY:
-        policy = parse_grant_policy(text)
-        if policy is None:
-            raise _BadConfig(why=choices_text(GrantPolicy.ALL))
-        return policy
-    elif rule == LOCK_LOSS:
-        loss = lock_loss_policy(text)
-        if loss is None:
-            raise _BadConfig(why=choices_text(LockLoss.ALL))
-        return loss
-    elif rule == STATE_FILE:
-        return state_file_path(text)
-    elif rule in (BACKEND, KEY_PREFIX):
-        try:
-            return etcd_value(rule, text)
-        except ValueError as exc:
-            raise _BadConfig(why=f"is refused: {exc}") from None
-    elif rule == EXISTING_FILE:
-        path = real_file(text)
-        if path is None:
-            raise _BadConfig(rc=_rc.SYSCALL_ERRORS["realpath"], why="names no existing file")
-        return path
-    return text  # as given (the TLS trace and key log files too: absolute only as -x)
+    try:
+        return string_value(rule, text, False)
+    except Refused as refusal:
+        detail = refusal.flom_line if rule == RESOURCE_NAME else ""
+        raise _BadConfig(detail, rc=refusal.rc, why=refusal.why) from None
 
 
 def _unknown_names(path: str, keys: _KeyFile) -> list[str]:

@@ -44,6 +44,15 @@ def query_status(
 
     channel = open_channel(settings, may_start_daemon=False)
     try:
+        peer = _local_peer(channel)
+        if peer is not None and not _pyflom_daemon(*peer):
+            # FLoM C's daemon exits on a message it does not know, dropping every lock.
+            raise ProtocolError(
+                f"{NO_STATUS_QUERIES}: the process serving this socket (pid {peer[0]}, "
+                f"{peer[1]}) is not pyflom's daemon, probably FLoM C's, which has no "
+                "status query and would stop on one, dropping its locks; nothing was asked",
+                rc=_rc.PROTOCOL_ERROR,
+            )
         channel.accept_large_messages(MAX_STATUS_BYTES)
         channel.send(codec.StatusRequest(peer_id(), resource))
         try:
@@ -53,12 +62,13 @@ def query_status(
                 f"the daemon sent no status within {timeout_s:g} s", rc=_rc.NETWORK_TIMEOUT
             ) from None
         except ProtocolError as exc:
-            if exc.refused:
-                raise
+            if peer is not None or (exc.refused and _TLS_CLOSED not in str(exc)):
+                raise  # pyflom's daemon refused (plain to TLS...), or a named TLS alert
+            # A daemon of another host: FLoM C's, or one that refused this client.
             raise ProtocolError(
-                "the daemon closed the connection without a status: it does not answer "
-                "status queries (FLoM's C daemon has none) or it refused this client "
-                f"(its log says why) [{exc}]",
+                f"the daemon ended the connection without a status: {NO_STATUS_QUERIES} "
+                "(probably FLoM C, which has none, and whose daemon stops on one); "
+                f"or else: {exc}",
                 rc=exc.rc,
             ) from exc
         if isinstance(answer, codec.StatusAnswer) and answer.rc == _rc.NOT_ALLOWED:
@@ -81,6 +91,35 @@ def query_status(
     if not isinstance(document, dict) or document.get("pyflom_status") != 1:
         raise ProtocolError("the status document is not version 1 of pyflom's status")
     return document
+
+
+NO_STATUS_QUERIES = "this daemon does not answer status queries"
+_TLS_CLOSED = "[TLS-CLOSED-BY-DAEMON]"  # a TLS daemon ended the connection without a word
+_INTERPRETERS = ("python", "pypy")
+
+
+def _local_peer(channel: Channel) -> tuple[int, str] | None:
+    """The pid and executable of the local daemon at the other end of ``channel``; None
+    when they cannot be told (TCP, another user's process)."""
+    pid = channel.peer_pid()
+    if pid is None:
+        return None
+    try:
+        return pid, os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def _pyflom_daemon(pid: int, executable: str) -> bool:
+    """Can the local process ``pid`` be pyflom's daemon: a Python interpreter without
+    FLoM's C library (a FLoM C daemon started by its Python binding runs in one)?"""
+    if not any(name in os.path.basename(executable) for name in _INTERPRETERS):
+        return False
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as maps:
+            return b"libflom" not in maps.read()
+    except OSError:
+        return True
 
 
 def _duration(seconds: float) -> str:

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from .tls.files import TlsFiles
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
+NOT_TLS_HINT = (
+    "the daemon probably uses TLS (it ends a client without TLS this way): give this "
+    "client the same --tls-* files as the daemon's other clients (--tls-certificate, "
+    "--tls-private-key and --tls-ca-certificate, or TlsCertificate, TlsPrivateKey and "
+    "TlsCaCertificate in the [TLS] group of a configuration file) [TLS-PEER-NOT-TLS]"
+)
+"""Why a daemon ends a plain client's connection before answering, and what to give."""
 
 
 class Frames:
@@ -51,7 +58,10 @@ class Frames:
     def _receive_failed(self, exc: OSError) -> FlomError:
         if isinstance(exc, TimeoutError):
             return LockTimeout()
-        return self._failure(ProtocolError, exc, f"receive failed: {exc}", _rc.RECV_ERROR)
+        message = f"receive failed: {exc}"
+        if isinstance(exc, ConnectionResetError) and not self._answered:
+            message = f"the daemon reset the connection without answering: {NOT_TLS_HINT}"
+        return self._failure(ProtocolError, exc, message, _rc.RECV_ERROR)
 
     def _send_failed(self, exc: OSError) -> FlomError:
         return self._failure(FlomError, exc, f"send failed: {exc}", _rc.SEND_ERROR)
@@ -60,11 +70,7 @@ class Frames:
         """What to say when the daemon closes the connection."""
         message = "the daemon closed the connection"
         if not self._answered:
-            message += (
-                " without answering: a daemon that uses TLS does this to a client "
-                "without TLS; give this client the same --tls-* files "
-                "[TLS-PEER-NOT-TLS]"
-            )
+            message += f" without answering: {NOT_TLS_HINT}"
         return message
 
     def describe_failure(self, exc: BaseException | None) -> str | None:

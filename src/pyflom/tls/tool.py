@@ -267,9 +267,12 @@ def _decode(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``flom-tls`` parser, one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="Make and check the TLS files of pyflom nodes."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} (pyflom) {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for name, command in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help)
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         command = SUBCOMMANDS[args.subcommand]
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     try:
         return command.run(args)
