@@ -320,7 +320,8 @@ CATALOGUE: dict[str, Entry] = {
     "TLS-PEER-NOT-TLS": Entry(
         "The peer does not speak TLS",
         "Daemon: `the client does not speak TLS`; a client without TLS: `the daemon "
-        "closed the connection without answering`; a TLS client: `wrong version number`.",
+        "probably uses TLS (it ends a client without TLS this way)`, with the options to "
+        "give; a TLS client: `wrong version number`.",
         "One side has the `--tls-*` files and the other does not: plain text met a TLS handshake.",
         "Configure the same TLS files on both sides, or on neither.",
     ),
