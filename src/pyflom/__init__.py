@@ -41,6 +41,8 @@ __all__ = [
     "__version__",
     "lock",
 ]
+# issue 17 (lib-life): the library's lost locks and self-deadlocks (both in .errors)
+__all__ += ["LockLost", "SelfDeadlock"]
 
 if TYPE_CHECKING:
     from .client import Handle, HandleState, lock
@@ -52,9 +54,11 @@ if TYPE_CHECKING:
         LockBusy,
         LockCantWait,
         LockImpossible,
+        LockLost,
         LockTimeout,
         NotAllowed,
         ProtocolError,
+        SelfDeadlock,
     )
     from .lockmodes import LockMode
     from .settings import Settings
