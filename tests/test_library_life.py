@@ -113,6 +113,7 @@ def test_with_a_handle_rolls_back_on_an_exception(daemon: FlomSandbox) -> None:
     handle = pyflom.Handle("_S_tx[1]", socket_name=daemon.socket)
     with pytest.raises(RuntimeError), handle:
         taken = handle.locked_element
+        assert taken == "1"
         raise RuntimeError("boom")
     with handle:
         assert handle.locked_element == taken  # given back, handed out again
