@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 
     LossCallback = Callable[[LockLost], object]
 
+# Frames from HandleCore._hold up to the caller of Handle.lock() (a shortcut for
+# held.caller_site: _hold, _locked, _lock_steps, StepRun.next, _lock, lock).
+_CALLER_DEPTH = 6
 _CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
 # A stopping daemon (it waits for its holders' commands to end) is asked again this
 # often, at first more often, until it is gone and a new one can start.
@@ -179,6 +182,7 @@ class HandleCore:
     _channel: object | None = None
     _holding: held.Holding | None = None  # this handle's entry among the process's locks
     _address: str | None = None  # where the daemon is, as the settings name it
+    _terms: tuple[str, str, int, int] | None = None  # name, kind, mode, quantity
     _lost_at: float | None = None  # time.time() the loss of the held lock was first known
     _in_with = False  # the lock was taken by ``with handle`` (it releases it)
     # Called once (from a watching thread; asyncio: on the loop) when the connection of
@@ -264,7 +268,7 @@ class HandleCore:
         if self.state == HandleState.LOCKED:
             raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
         self._encoded = None  # the request changes with the property
-        self._address = None
+        self._address = self._terms = None
 
     @property
     def resource_name(self) -> str:
@@ -411,12 +415,15 @@ class HandleCore:
 
     def _request_terms(self) -> tuple[str, str, int, int]:
         """The request's name, kind, mode and quantity, as :mod:`pyflom.held` counts them."""
+        if self._terms is not None:
+            return self._terms
         settings = self._settings
         name = settings.resource_name
         kind = resource_type(name) or ResourceType.SIMPLE
         mode = int(settings.lock_mode) if uses_lock_mode(kind) else int(LockMode.EX)
         quantity = settings.resource_quantity if kind == ResourceType.NUMERIC else 1
-        return name, kind, mode, quantity
+        self._terms = name, kind, mode, quantity
+        return self._terms
 
     def _refuse_self_deadlock(self) -> None:
         """Raise :class:`SelfDeadlock` when the request would wait for a lock its own
@@ -452,7 +459,7 @@ class HandleCore:
             mode,
             quantity,
             self._holder_task(),
-            held.caller_site(),
+            held.caller_site(_CALLER_DEPTH),
         )
 
     def _unhold(self) -> None:
@@ -460,7 +467,7 @@ class HandleCore:
         holding = self._holding
         if holding is not None:
             self._holding = None
-            held.forget(self._daemon_address(), holding)
+            held.forget(holding)
 
     # -- lost locks -----------------------------------------------------------------------
     def _connection_gone(self) -> bool:
@@ -509,10 +516,11 @@ class HandleCore:
         error.lost_at = lost_at
         return error
 
-    def _raise_if_lost(self) -> None:
+    def _raise_if_lost(self, look: bool = True) -> None:
         """Raise :class:`LockLost` when the held lock is lost; the handle is then
-        unlocked (disconnected) and may lock again."""
-        if self._lost_at is None and not self._connection_gone():
+        unlocked (disconnected) and may lock again.  ``look=False``: only when the loss
+        is known already."""
+        if self._lost_at is None and not (look and self._connection_gone()):
             return
         self._note_lost()
         error = self._lost_error()
@@ -739,7 +747,9 @@ class HandleCore:
         """The encoded unlock request; the handle counts as unlocked from here."""
         if self.state != HandleState.LOCKED or self._channel is None:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
-        self._raise_if_lost()
+        # A send on a UNIX socket fails once the daemon is gone (LockLost then); over
+        # TCP it may not: look at the connection first.
+        self._raise_if_lost(look=not getattr(self._channel, "local", False))
         assert self._locked_name is not None and self._encoded is not None
         self._unhold()
         self.locked_element = None

@@ -31,11 +31,12 @@ _PACKAGE = __name__.rpartition(".")[0] + "."
 class Holding:
     """One lock held by this process (weakly: a handle collected releases its lock)."""
 
-    __slots__ = ("handle", "kind", "mode", "name", "quantity", "site", "task", "thread")
+    __slots__ = ("handle", "key", "kind", "mode", "name", "quantity", "site", "task", "thread")
 
     def __init__(
         self,
         handle: Any,
+        key: tuple[str, str],
         name: str,
         kind: str,
         mode: int,
@@ -44,6 +45,7 @@ class Holding:
         site: str | None,
     ) -> None:
         self.handle = ref(handle)
+        self.key = key
         self.name = name
         self.kind = kind
         self.mode = mode
@@ -65,9 +67,13 @@ _guard = _thread.allocate_lock()
 _held: dict[tuple[str, str], list[Holding]] = {}  # (daemon address, locker key) -> held
 
 
-def caller_site() -> str | None:
-    """``file:line`` of the nearest caller outside pyflom (None if there is none)."""
-    frame = sys._getframe(1)
+def caller_site(depth: int = 1) -> str | None:
+    """``file:line`` of the nearest caller outside pyflom (None if there is none);
+    ``depth``: how many frames up it is at least (a shortcut)."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
@@ -86,8 +92,8 @@ def note(
     site: str | None,
 ) -> Holding:
     """Note that ``handle`` holds ``name`` on the daemon at ``address``."""
-    holding = Holding(handle, name, kind, mode, quantity, task, site)
     key = (address, locker_key(name, kind))
+    holding = Holding(handle, key, name, kind, mode, quantity, task, site)
     with _guard:
         holders = _held.setdefault(key, [])
         if holders and any(h.handle() is None for h in holders):
@@ -96,9 +102,9 @@ def note(
     return holding
 
 
-def forget(address: str, holding: Holding) -> None:
+def forget(holding: Holding) -> None:
     """The lock of ``holding`` is released (or lost)."""
-    key = (address, locker_key(holding.name, holding.kind))
+    key = holding.key
     with _guard:
         holders = _held.get(key)
         if holders is not None:

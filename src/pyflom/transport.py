@@ -155,6 +155,8 @@ class Channel(Frames):
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self.sock = sock
+        # A UNIX socket: a send fails once the daemon has gone (over TCP it may not).
+        self.local = sock.family == socket.AF_UNIX
         self._recv_bytes = 4096
         self._timeout: float | None = None  # the socket's current timeout
 
