@@ -151,12 +151,11 @@ class Channel(Frames):
 
     tls = False
     peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
+    local = False  # a UNIX socket: a send fails once the daemon has gone (TCP: may not)
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self.sock = sock
-        # A UNIX socket: a send fails once the daemon has gone (over TCP it may not).
-        self.local = sock.family == socket.AF_UNIX
         self._recv_bytes = 4096
         self._timeout: float | None = None  # the socket's current timeout
 
@@ -419,6 +418,7 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
 
                 channel = open_tls(sock, files)
             channel.daemon_started = starts.started_daemon
+            channel.local = starts.local
             return channel
         from .spawn import start_daemon
 
