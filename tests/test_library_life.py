@@ -19,6 +19,11 @@ import pytest
 import pyflom
 import pyflom.aio
 from conftest import FLOM, FlomSandbox, process_alive, wait_for
+from pki import Standard, certs_fixture, pki_fixture  # noqa: F401
+from pyflom.settings import Settings
+from pyflom.transport import connection_ended
+from test_aio import tls_daemon
+from test_status import free_tcp_port
 
 WIDE = 20.0  # seconds: a bound for what takes milliseconds (2 noisy cores)
 HERE = Path(__file__).name
@@ -276,6 +281,48 @@ def test_a_lost_lock_raises_on_the_next_call(daemon: FlomSandbox) -> None:
     handle.lock()
     daemon.remember_daemon()
     handle.close()
+
+
+def test_a_lock_lost_over_tcp_is_seen_before_the_unlock_is_sent(sandbox: FlomSandbox) -> None:
+    """Over TCP a send to a daemon that has gone may succeed: the unlock looks first."""
+    port = str(free_tcp_port())
+    where = ["-a", "127.0.0.1", "-p", port]
+    assert sandbox.run("-d", "-1", *where, "--", "true", socket_name=False).returncode == 0
+    [pid] = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _argv_has(entry, f"--unicast-port {port} ")
+    ]
+    sandbox.daemon_pids.add(pid)
+    settings = Settings(unicast_address="127.0.0.1", unicast_port=int(port))
+    handle = pyflom.Handle("LostTcp", settings=settings, start_daemon=False)
+    handle.lock()
+    assert handle.held and handle.connection is not None
+    fd = handle.connection.fileno()
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: connection_ended(fd), timeout=WIDE)  # (the handle is not told)
+    with pytest.raises(pyflom.LockLost, match="'LostTcp'"):
+        handle.unlock()
+
+
+def _argv_has(proc: Path, text: str) -> bool:
+    try:
+        return text.replace(" ", "\0").encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_a_lock_lost_over_tls_is_seen_on_the_socket(sandbox: FlomSandbox, certs: Standard) -> None:
+    settings = tls_daemon(sandbox, certs, certs.peer1, check=False)
+    lost = threading.Event()
+    with (
+        pytest.raises(pyflom.LockLost),
+        pyflom.lock("LostTls", settings=settings, on_lost=lambda _: lost.set()) as handle,
+    ):
+        assert handle.connection is not None and handle.connection.tls and handle.held
+        _kill_daemon(sandbox)
+        assert lost.wait(WIDE)
+        assert not handle.held
 
 
 def test_a_lost_outer_lock_is_no_self_deadlock(daemon: FlomSandbox) -> None:
