@@ -325,6 +325,15 @@ def test_a_lock_lost_over_tls_is_seen_on_the_socket(sandbox: FlomSandbox, certs:
         assert not handle.held
 
 
+def test_a_watched_handle_dropped_while_locked_releases_its_lock(daemon: FlomSandbox) -> None:
+    handle = pyflom.Handle("Dropped", socket_name=daemon.socket)
+    handle.on_lost = lambda _: None  # a watching thread polls the lock's socket
+    handle.lock()
+    assert busy(daemon, "Dropped")
+    del handle  # no unlock: the connection closes, as without a watch
+    assert wait_for(lambda: not busy(daemon, "Dropped"), timeout=WIDE)
+
+
 def test_a_lost_outer_lock_is_no_self_deadlock(daemon: FlomSandbox) -> None:
     outer = pyflom.Handle("LostOuter", socket_name=daemon.socket)
     outer.lock()
@@ -414,3 +423,15 @@ def test_the_command_does_not_import_logging(daemon: FlomSandbox) -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
     assert "pyflom.client" in imported
     assert not {"logging", "threading", "asyncio"} & set(imported)
+
+
+def test_at_info_the_log_says_which_daemon_started(
+    sandbox: FlomSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pyflom")
+    with pyflom.lock("Info", socket_name=sandbox.socket):
+        pid = sandbox.remember_daemon()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        f"started a daemon (pid {pid}) on {sandbox.socket} (it lives 5 s without clients)"
+    ]
+    assert not [r for r in caplog.records if r.levelno < logging.INFO]

@@ -589,13 +589,13 @@ class HandleCore:
 
     def _log_connect(self, channel: Any) -> None:
         """Log where the handle connected (DEBUG) and a daemon it started (INFO)."""
-        log = logs.logger(logs.DEBUG)
+        log = logs.logger(logs.INFO)
         if log is None:
             return
         where = self._daemon_address()
         tls = " over TLS" if channel.tls else ""
         pid = channel.peer_pid() if hasattr(channel, "peer_pid") else None
-        if channel.daemon_started and log.isEnabledFor(logs.INFO):
+        if channel.daemon_started:
             log.info(
                 "started a daemon%s on %s (it lives %s without clients)",
                 f" (pid {pid})" if pid else "",
@@ -890,7 +890,7 @@ class Handle(HandleCore):
 
         assert self._channel is not None
         self._watch = LossWatch(
-            self._channel.fileno(), self._lost_seen, f"pyflom-loss-watch {self._locked_name}"
+            self._channel.fileno(), self, f"pyflom-loss-watch {self._locked_name}"
         )
 
     def _lost_seen(self) -> None:
