@@ -388,7 +388,13 @@ def test_the_library_logs_to_the_pyflom_logger(
 
     waiter = threading.Thread(target=waits)
     waiter.start()
-    assert wait_for(lambda: any("queued" in r.getMessage() for r in caplog.records), WIDE)
+    assert wait_for(
+        lambda: any(
+            r.levelname == "INFO" and r.getMessage().startswith("waiting for 'Logged': held by")
+            for r in caplog.records
+        ),
+        WIDE,
+    )
     handle.unlock()
     waiter.join(WIDE)
     messages = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
@@ -398,7 +404,7 @@ def test_the_library_logs_to_the_pyflom_logger(
     ), messages
     assert any(level == "DEBUG" and "connected to the daemon on" in t for _, level, t in messages)
     assert any(
-        level == "DEBUG" and "granted 'Logged' (EX) (generation " in t for _, level, t in messages
+        level == "DEBUG" and "granted 'Logged' (EX), generation " in t for _, level, t in messages
     )
     assert all(name.startswith("pyflom") for name, _, _ in messages)
     _kill_daemon(sandbox)

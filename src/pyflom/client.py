@@ -578,14 +578,12 @@ class HandleCore:
 
             log.info("%s", stopping_report(self._settings))
             return
-        why = "queued" if answer.rc == _rc.LOCK_ENQUEUED else "waiting for it to be created"
-        log.info(
-            "'%s' is not free: %s on %s%s",
-            self._settings.resource_name,
-            why,
-            self._daemon_address(),
-            f" ({who})" if who else "",
-        )
+        where = self._daemon_address()
+        if who:  # "waiting for 'R': held by ..."
+            log.info("%s (daemon on %s)", who, where)
+            return
+        why = "queued" if answer.rc == _rc.LOCK_ENQUEUED else "it does not exist yet"
+        log.info("waiting for '%s' (%s; daemon on %s)", self._settings.resource_name, why, where)
 
     def _log_connect(self, channel: Any) -> None:
         """Log where the handle connected (DEBUG) and a daemon it started (INFO)."""
@@ -733,7 +731,7 @@ class HandleCore:
         log = logs.logger(logs.DEBUG)
         if log is not None:
             log.debug(
-                "granted '%s'%s%s (generation %s)",
+                "granted '%s'%s%s, generation %s",
                 self._locked_name,
                 f" ({self._settings.lock_mode.name})"
                 if uses_lock_mode(resource_type(self._locked_name) or "")
