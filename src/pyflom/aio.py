@@ -418,9 +418,9 @@ class Handle(HandleCore):
     _channel: AsyncChannel | None
     _CALLER = "task"
 
-    # Cancel the task that holds the lock when its connection ends (it then gets
-    # CancelledError where it waits, and the end of ``async with`` raises LockLost).
-    cancel_on_loss = False
+    # ``cancel_on_loss``: cancel the task that holds the lock when its connection ends
+    # (it then gets CancelledError where it waits; the end of ``async with`` raises
+    # LockLost).
 
     def _init_io(self) -> None:
         self._busy = False  # a task is inside a call
@@ -443,9 +443,6 @@ class Handle(HandleCore):
         return asyncio.current_task()
 
     # -- lost locks -----------------------------------------------------------------------
-    def _watches_loss(self) -> bool:
-        return self.on_lost is not None or self.cancel_on_loss
-
     def _watch_loss(self) -> None:
         assert self._channel is not None
         holder = asyncio.current_task()

@@ -188,6 +188,7 @@ class HandleCore:
     # Called once (from a watching thread; asyncio: on the loop) when the connection of
     # the held lock ends: the lock may be someone else's by then (opt-in: a watcher per lock).
     on_lost: LossCallback | None = None
+    cancel_on_loss = False  # pyflom.aio: cancel the task holding a lock lost
 
     def __init__(
         self,
@@ -382,7 +383,7 @@ class HandleCore:
             raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
         if self._encoded is None:
             self._encoded = self._encode_requests()
-        if held.anything_held() and self._settings.resource_timeout != 0:
+        if held.LOCKS and self._settings.resource_timeout != 0:
             self._refuse_self_deadlock()
         return self._encoded[0]
 
@@ -450,14 +451,10 @@ class HandleCore:
 
     def _hold(self) -> None:
         """Note the granted lock among the process's locks."""
-        name, kind, mode, quantity = self._request_terms()
         self._holding = held.note(
             self,
-            self._daemon_address(),
-            name,
-            kind,
-            mode,
-            quantity,
+            self._address or self._daemon_address(),
+            self._terms or self._request_terms(),
             self._holder_task(),
             held.caller_site(_CALLER_DEPTH),
         )
@@ -516,11 +513,10 @@ class HandleCore:
         error.lost_at = lost_at
         return error
 
-    def _raise_if_lost(self, look: bool = True) -> None:
+    def _raise_if_lost(self) -> None:
         """Raise :class:`LockLost` when the held lock is lost; the handle is then
-        unlocked (disconnected) and may lock again.  ``look=False``: only when the loss
-        is known already."""
-        if self._lost_at is None and not (look and self._connection_gone()):
+        unlocked (disconnected) and may lock again."""
+        if self._lost_at is None and not self._connection_gone():
             return
         self._note_lost()
         error = self._lost_error()
@@ -559,10 +555,6 @@ class HandleCore:
 
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         """The request waits (queued or incubated): a hook for the subclass."""
-
-    def _watches_loss(self) -> bool:
-        """Is a held lock's connection watched (opt-in)?"""
-        return self.on_lost is not None
 
     def _watch_loss(self) -> None:
         """Watch the held lock's connection and call :attr:`on_lost` when it ends."""
@@ -726,7 +718,7 @@ class HandleCore:
         self.lock_generation = granted.generation
         self._lost_at = None
         self._hold()
-        if self._watches_loss():
+        if self.on_lost is not None or self.cancel_on_loss:
             self._watch_loss()
         log = logs.logger(logs.DEBUG)
         if log is not None:
@@ -747,7 +739,8 @@ class HandleCore:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
         # A send on a UNIX socket fails once the daemon is gone (LockLost then); over
         # TCP it may not: look at the connection first.
-        self._raise_if_lost(look=not getattr(self._channel, "local", False))
+        if self._lost_at is not None or not self._channel.local:  # type: ignore[attr-defined]
+            self._raise_if_lost()
         assert self._locked_name is not None and self._encoded is not None
         self._unhold()
         self.locked_element = None

@@ -64,7 +64,8 @@ class Holding:
 _MODE_KINDS = (ResourceType.SIMPLE, ResourceType.HIERARCHICAL)
 
 _guard = _thread.allocate_lock()
-_held: dict[tuple[str, str], list[Holding]] = {}  # (daemon address, locker key) -> held
+# (daemon address, locker key) -> the locks held: empty when the process holds none.
+LOCKS: dict[tuple[str, str], list[Holding]] = {}
 
 
 def caller_site(depth: int = 1) -> str | None:
@@ -84,18 +85,17 @@ def caller_site(depth: int = 1) -> str | None:
 def note(
     handle: Any,
     address: str,
-    name: str,
-    kind: str,
-    mode: int,
-    quantity: int,
+    terms: tuple[str, str, int, int],
     task: object | None,
     site: str | None,
 ) -> Holding:
-    """Note that ``handle`` holds ``name`` on the daemon at ``address``."""
-    key = (address, locker_key(name, kind))
+    """Note that ``handle`` holds the lock of ``terms`` (name, kind, mode, quantity) on
+    the daemon at ``address``."""
+    name, kind, mode, quantity = terms
+    key = (address, name if kind != ResourceType.HIERARCHICAL else locker_key(name, kind))
     holding = Holding(handle, key, name, kind, mode, quantity, task, site)
     with _guard:
-        holders = _held.setdefault(key, [])
+        holders = LOCKS.setdefault(key, [])
         if holders and any(h.handle() is None for h in holders):
             holders[:] = [h for h in holders if h.handle() is not None]  # collected
         holders.append(holding)
@@ -106,14 +106,14 @@ def forget(holding: Holding) -> None:
     """The lock of ``holding`` is released (or lost)."""
     key = holding.key
     with _guard:
-        holders = _held.get(key)
+        holders = LOCKS.get(key)
         if holders is not None:
             try:
                 holders.remove(holding)
             except ValueError:
                 pass
             if not holders:
-                del _held[key]
+                del LOCKS[key]
 
 
 def _blocks(holding: Holding, name: str, kind: str, mode: int) -> bool:
@@ -143,7 +143,7 @@ def self_deadlock(
     Simple and hierarchical resources: a lock of an incompatible mode on the name (or a
     related node).  Numeric, set, sequence and timestamp resources: when this thread's
     own holdings and the request together exceed what the resource has."""
-    holders = _held.get((address, locker_key(name, kind)))
+    holders = LOCKS.get((address, locker_key(name, kind)))
     if not holders:
         return None
     thread = _thread.get_ident()
@@ -165,13 +165,8 @@ def self_deadlock(
 
 def _forget_all() -> None:
     """A child process does not hold its parent's locks (its threads are others)."""
-    _held.clear()
+    LOCKS.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_all)
-
-
-def anything_held() -> bool:
-    """Does this process hold any lock?  (The check costs nothing when it does not.)"""
-    return bool(_held)

@@ -30,6 +30,7 @@ class Frames:
     whole FLoM messages out."""
 
     daemon_started = False  # True when open_channel started the daemon it reached
+    local = False  # a UNIX socket: a send fails once the daemon has gone (TCP: may not)
 
     def __init__(self) -> None:
         self._framer = codec.Framer()
@@ -151,7 +152,6 @@ class Channel(Frames):
 
     tls = False
     peer_common_name: str | None = None  # CN of the daemon's certificate (TLS)
-    local = False  # a UNIX socket: a send fails once the daemon has gone (TCP: may not)
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
