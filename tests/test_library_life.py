@@ -21,7 +21,6 @@ import pyflom.aio
 from conftest import FLOM, FlomSandbox, process_alive, wait_for
 from pki import Standard, certs_fixture, pki_fixture  # noqa: F401
 from pyflom.settings import Settings
-from pyflom.transport import connection_ended
 from test_aio import tls_daemon
 from test_status import free_tcp_port
 
@@ -285,6 +284,8 @@ def test_a_lost_lock_raises_on_the_next_call(daemon: FlomSandbox) -> None:
 
 def test_a_lock_lost_over_tcp_is_seen_before_the_unlock_is_sent(sandbox: FlomSandbox) -> None:
     """Over TCP a send to a daemon that has gone may succeed: the unlock looks first."""
+    from pyflom.transport import connection_ended
+
     port = str(free_tcp_port())
     where = ["-a", "127.0.0.1", "-p", port]
     assert sandbox.run("-d", "-1", *where, "--", "true", socket_name=False).returncode == 0
