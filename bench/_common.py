@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: a private daemon, its PID and memory, raw-protocol
-clients (a request's bytes, a connection, the rc of an answer) and a probe process that
-times lock/unlock pairs on its own resource."""
+clients (a request's bytes, a connection, the rc of an answer), a probe process that
+times lock/unlock pairs on its own resource, and where FLoM C is installed."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyflom
-from pyflom import codec
+
+# Shared with the tests, one home: tests/raw_client.py (raw protocol), tests/flomc.py
+# (where FLoM C is installed).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from flomc import flom_c_env, flom_c_prefix
+from raw_client import lock_request, read_answer, unlock_request
+
+__all__ = ["flom_c_env", "flom_c_prefix", "lock_request", "read_answer", "unlock_request"]
 
 FLOM = str(Path(sys.executable).with_name("flom"))
 
@@ -91,36 +98,11 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def lock_request(name: str, wait: bool = True, mode: int = 5) -> bytes:
-    """The bytes of a lock request on ``name`` (EX by default, waiting when busy)."""
-    return codec.encode(
-        codec.LockRequest(peer_id="bench", name=name, wait=wait, create=True, lifespan=0, mode=mode)
-    )
-
-
-def unlock_request(name: str) -> bytes:
-    """The bytes of an unlock (no rollback) of ``name``."""
-    return codec.encode(codec.UnlockRequest(name, False))
-
-
 def connect(path: str) -> socket.socket:
     """A blocking connection to the daemon's UNIX socket ``path``."""
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(path)
     return sock
-
-
-def read_answer(sock: socket.socket) -> codec.LockAnswer:
-    """The next lock answer on ``sock`` (blocking; no other message may be pending)."""
-    framer = codec.Framer()
-    while True:
-        data = sock.recv(4096)
-        assert data, "the daemon closed the connection"
-        frames = framer.feed(data)
-        if frames:
-            answer = codec.decode(frames[0])
-            assert isinstance(answer, codec.LockAnswer)
-            return answer
 
 
 def read_rc(sock: socket.socket) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -312,6 +313,11 @@ async def main(args: argparse.Namespace, endpoints: list[str], pids: list[int]) 
     print("rerun: .venv/bin/python bench/bench_etcd.py " + " ".join(sys.argv[1:]))
 
 
+def end_on_signal(signum: int, _frame: object) -> None:
+    """Leave as an interrupted program does (status 128 + the signal's number)."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -319,11 +325,17 @@ if __name__ == "__main__":
     parser.add_argument("--handoffs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
+    # SIGTERM (or SIGINT) leaves through the `finally` that ends the members by PID: killed
+    # by a signal, the bench would otherwise leave its cluster running.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, end_on_signal)
     with tempfile.TemporaryDirectory() as root:
         cluster = EtcdCluster(require_etcd(), Path(root))
-        cluster.start()
         try:
+            cluster.start()
             pids = [m.pid for m in cluster.members if m.pid is not None]
             asyncio.run(main(options, cluster.endpoints, pids))
         finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)  # the clean-up is not cut short
             cluster.close()

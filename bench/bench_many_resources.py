@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
     with private_daemon() as path:
-        stamp = pyflom.Handle("_t_%H%M%S#ffffff[1]", socket_name=path, idle_lifespan=LIFESPAN_MS)
+        stamp = pyflom.Handle(
+            "_t_%H%M%S#ffffff[1]", kind="timestamp", socket_name=path, idle_lifespan=LIFESPAN_MS
+        )
         stamp.lock()
         stamp.close()
         measure(path, 0.3)  # warm up

@@ -83,6 +83,72 @@ def library_pairs_per_second(path: str, seconds: float, keep: bool) -> float:
     return pairs_per_second(handle, seconds)
 
 
+def compare_metrics(seconds: float, rounds: int, loop: str) -> None:
+    """Pairs per second with metrics off and on (two daemons, measured in turn)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    best: dict[tuple[str, bool], float] = {}
+    with private_daemon() as off, private_daemon(f"--metrics=127.0.0.1:{port}") as on:
+        for path in (off, on):
+            library_pairs_per_second(path, 0.3, False)  # warm up
+        for _ in range(rounds):
+            for name, path in (("off", off), ("on", on)):
+                for keep in (False, True):
+                    rate = library_pairs_per_second(path, seconds, keep)
+                    best[name, keep] = max(best.get((name, keep), 0.0), rate)
+    print(f"daemon event loop: {loop}; best of {rounds} rounds of {seconds:g} s each")
+    for keep, model in ((False, "connect per pair (FLoM's model)"), (True, "one kept connection")):
+        off_rate, on_rate = best["off", keep], best["on", keep]
+        print(
+            f"{model:34} metrics off {off_rate:8.0f}  on {on_rate:8.0f} pairs/s  "
+            f"(on/off {on_rate / off_rate:.3f})"
+        )
+    hooks_on, hooks_off = hook_cost_us()
+    for keep in (False, True):
+        per_pair = 1e6 / best["off", keep]
+        print(
+            f"in-process cost of the hooks per pair: on {hooks_on:.2f} us, off {hooks_off:.3f} us "
+            f"= {hooks_on / per_pair:.1%} / {hooks_off / per_pair:.2%} of a pair "
+            f"({per_pair:.0f} us, {'kept connection' if keep else 'FLoM model'})"
+        )
+    print(rerun_line("bench_pairs.py", f"--metrics --seconds {seconds:g} --rounds {rounds}"))
+
+
+def hook_cost_us(pairs: int = 200_000) -> tuple[float, float]:
+    """What the daemon's metrics hooks cost per lock/unlock pair, in this process (no
+    I/O): with metrics on (the calls of daemon/server.py, in order) and off (the
+    attribute tests)."""
+    from pyflom.core.resource import Request
+    from pyflom.core.table import Answer
+    from pyflom.daemon.metrics import DaemonMetrics
+
+    class Daemon:
+        metrics: DaemonMetrics | None = None
+
+    request = Request("BenchRes")
+    grant = [Answer(7, 0, None, 1, request)]
+
+    def run(daemon: Daemon) -> float:
+        start = time.perf_counter()
+        for _ in range(pairs):
+            if daemon.metrics is not None:  # handle(): the lock request
+                daemon.metrics.asked(7, "BenchRes", 5)
+            if daemon.metrics is not None:  # dispatch(): the grant
+                daemon.metrics.answered(grant)
+            if daemon.metrics is not None:  # handle(): the unlock
+                daemon.metrics.released(7)
+            if daemon.metrics is not None:  # lost(): the connection ends
+                daemon.metrics.gone(7)
+        return (time.perf_counter() - start) / pairs * 1e6
+
+    off, on = Daemon(), Daemon()
+    on.metrics = DaemonMetrics()
+    return min(run(on) for _ in range(3)), min(run(off) for _ in range(3))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -92,8 +158,18 @@ def main() -> None:
         help="start the daemon with these access rules (docs/access.md): the cost of the "
         "check (they must let this user lock BenchRes and _RESOURCE)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="compare a daemon without metrics and one with --metrics on a free loopback "
+        "port (docs/service.md): rounds in turn, best of each, and their ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --metrics (default 3)")
     args = parser.parse_args()
     loop = "plain asyncio" if os.environ.get("PYFLOM_NO_UVLOOP") else "uvloop when installed"
+    if args.metrics:
+        compare_metrics(args.seconds, args.rounds, loop)
+        return
     rules = [] if args.access_rules is None else ["--access-rules", args.access_rules]
     with private_daemon(*rules) as path:
         library_pairs_per_second(path, 0.3, False)  # warm up

@@ -16,12 +16,15 @@ import tempfile
 
 import pyflom
 from _common import pairs_per_second, private_daemon, rerun_line
+from pyflom.names import resource_type
 
 CASES = (("sequence", "_s_bench[1]"), ("simple", "BenchSimple"))
 
 
 def grants_per_second(path: str, name: str, keep: bool, seconds: float) -> float:
-    handle = pyflom.Handle(name, socket_name=path, keep_connection=keep, idle_lifespan=60)
+    handle = pyflom.Handle(
+        name, kind=resource_type(name), socket_name=path, keep_connection=keep, idle_lifespan=60
+    )
     return pairs_per_second(handle, seconds, batch=20)
 
 

@@ -10,6 +10,7 @@ import argparse
 
 import pyflom
 from _common import pairs_per_second, private_daemon, rerun_line
+from pyflom.names import resource_type
 
 RESOURCES = (
     ("simple (baseline)", "BenchSimple", {}),
@@ -26,8 +27,13 @@ def grants_per_second(
     path: str, name: str, options: dict[str, object], keep: bool, seconds: float
 ) -> float:
     handle = pyflom.Handle(
-        name, socket_name=path, keep_connection=keep, idle_lifespan=60, **options
-    )  # type: ignore[arg-type]
+        name,
+        kind=resource_type(name),
+        socket_name=path,
+        keep_connection=keep,
+        idle_lifespan=60,
+        **options,  # type: ignore[arg-type]
+    )
     return pairs_per_second(handle, seconds, batch=50)
 
 

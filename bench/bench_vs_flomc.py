@@ -19,9 +19,9 @@ that grants every request without any lock logic, on pyflom's loop and socket ca
 The load generator's own CPU is the same for all, so on a small machine the floor shows
 the most any Python daemon can reach there.
 
-FLoM C is looked up in ``$FLOM_C_PREFIX`` (default ``/work/flomc``), which must hold
-``bin/flom``, ``include/flom.h`` and ``lib/libflom.so``; without it (or without gcc) the
-benchmark says so and exits 0.  FLoM's code is never part of this repository.
+FLoM C is looked up as the tests do (``tests/flomc.py``): ``$FLOM_C_PREFIX``, else the
+``.cache/flomc`` that ``make flomc`` builds; without it (or without gcc) the benchmark
+says so and exits 0.  FLoM's code is never part of this repository.
 """
 
 from __future__ import annotations
@@ -38,15 +38,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from _common import FLOM, daemon_pid, lock_request, rerun_line, unlock_request
+from _common import (
+    FLOM,
+    daemon_pid,
+    flom_c_env,
+    flom_c_prefix,
+    lock_request,
+    rerun_line,
+    unlock_request,
+)
 
 GENERATOR = r"""
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "flom.h"
@@ -88,24 +98,66 @@ static int read_answer(int fd) {
     }
 }
 
+/* up to LIMIT libflom pairs before END, in this process; -1 on failure */
+static long lib_pairs(const char *sock, const char *resource, double end, long limit) {
+    long count = 0;
+    flom_handle_t *h = flom_handle_new();
+    if (!h || flom_handle_set_socket_name(h, sock) != FLOM_RC_OK ||
+        flom_handle_set_resource_name(h, resource) != FLOM_RC_OK) return -1;
+    while (count < limit && now() < end) {
+        int rc = flom_handle_lock(h);
+        if (rc != FLOM_RC_OK) { fprintf(stderr, "lock: %d\n", rc); return -1; }
+        rc = flom_handle_unlock(h);
+        if (rc != FLOM_RC_OK) { fprintf(stderr, "unlock: %d\n", rc); return -1; }
+        count++;
+    }
+    flom_handle_delete(h);
+    return count;
+}
+
+/* libflom (1.7.2) keeps one descriptor open per lock: a process ends its pairs before it
+ * runs out of descriptors. The pairs run in forked children, each doing at most its
+ * descriptor limit (raised to the hard limit) less a margin, one after the other. */
+static long lib_mode(const char *sock, const char *resource, double start, double end) {
+    struct rlimit rl;
+    long count = 0, per_child = 1000000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur - 64 < per_child)
+            per_child = (long)rl.rlim_cur - 64;
+    }
+    if (per_child < 1) return -1;
+    sleep_until(start);
+    while (now() < end) {
+        long done = -1;
+        int fds[2], status;
+        if (pipe(fds) < 0) return -1;
+        pid_t pid = fork();
+        if (pid < 0) return -1;
+        if (pid == 0) {
+            close(fds[0]);
+            done = lib_pairs(sock, resource, end, per_child);
+            _exit(write(fds[1], &done, sizeof(done)) == sizeof(done) && done >= 0 ? 0 : 3);
+        }
+        close(fds[1]);
+        if (read(fds[0], &done, sizeof(done)) != sizeof(done)) done = -1;
+        close(fds[0]);
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+            done < 0) return -1;
+        count += done;
+    }
+    return count;
+}
+
 /* gen lib|kept SOCKET RESOURCE START END [LOCKBYTES UNLOCKBYTES]: pairs done in [START, END) */
 int main(int argc, char **argv) {
     const char *mode = argv[1], *sock = argv[2], *resource = argv[3];
     double start = atof(argv[4]), end = atof(argv[5]);
     long count = 0;
     if (strcmp(mode, "lib") == 0) {
-        flom_handle_t *h = flom_handle_new();
-        if (!h || flom_handle_set_socket_name(h, sock) != FLOM_RC_OK ||
-            flom_handle_set_resource_name(h, resource) != FLOM_RC_OK) return 2;
-        sleep_until(start);
-        while (now() < end) {
-            int rc = flom_handle_lock(h);
-            if (rc != FLOM_RC_OK) { fprintf(stderr, "lock: %d\n", rc); return 3; }
-            rc = flom_handle_unlock(h);
-            if (rc != FLOM_RC_OK) { fprintf(stderr, "unlock: %d\n", rc); return 3; }
-            count++;
-        }
-        flom_handle_delete(h);
+        count = lib_mode(sock, resource, start, end);
+        if (count < 0) return 3;
     } else {
         const char *lock = argv[6], *unlock = argv[7];
         size_t lock_len = strlen(lock), unlock_len = strlen(unlock);
@@ -125,15 +177,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-
-
-def flom_c_prefix() -> Path | None:
-    """FLoM C's install prefix, or None when absent or incomplete."""
-    prefix = Path(os.environ.get("FLOM_C_PREFIX", "/work/flomc"))
-    needed = ("bin/flom", "include/flom.h", "lib/libflom.so")
-    if all((prefix / name).exists() for name in needed):
-        return prefix
-    return None
 
 
 def build_generator(prefix: Path, workdir: str) -> str:
@@ -228,7 +271,9 @@ def main() -> None:
     args = parser.parse_args()
     prefix = flom_c_prefix()
     if prefix is None or shutil.which("gcc") is None:
-        print("FLoM C (set FLOM_C_PREFIX) or gcc not found: bench_vs_flomc skipped")
+        print(
+            "FLoM C (`make flomc`, or set FLOM_C_PREFIX) or gcc not found: bench_vs_flomc skipped"
+        )
         return
     try:
         import uvloop  # noqa: F401
@@ -237,7 +282,7 @@ def main() -> None:
     except ImportError:
         loops = ["asyncio"]
     base_env = {k: v for k, v in os.environ.items() if k != "PYFLOM_NO_UVLOOP"}
-    flomc_env = dict(base_env, LD_LIBRARY_PATH=f"{prefix}/lib")
+    flomc_env = flom_c_env(prefix, base_env)
     daemons: dict[str, tuple[list[str], dict[str, str]]] = {
         "FLoM C": ([str(prefix / "bin/flom")], flomc_env),
         "pyflom asyncio": ([FLOM], dict(base_env, PYFLOM_NO_UVLOOP="1")),

@@ -4,8 +4,8 @@ Runs ``python -m pyflom.daemon`` under cProfile (as a client would start it: def
 level, stdio on /dev/null, uvloop unless ``PYFLOM_NO_UVLOOP=1``), drives it with the C
 load generator of :mod:`bench_vs_flomc` (libflom, connect per pair) and prints the top
 functions by own time plus the pairs done.  cProfile inflates Python code against
-system calls; read the split, not the absolute figures.  Needs FLoM C (``FLOM_C_PREFIX``)
-and gcc, else says so and exits 0.
+system calls; read the split, not the absolute figures.  Needs FLoM C (``make flomc``, or
+``FLOM_C_PREFIX``) and gcc, else says so and exits 0.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 
-from _common import rerun_line
-from bench_vs_flomc import build_generator, flom_c_prefix, run_clients
+from _common import flom_c_prefix, rerun_line
+from bench_vs_flomc import build_generator, run_clients
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     prefix = flom_c_prefix()
     if prefix is None:
-        print("FLoM C (set FLOM_C_PREFIX) not found: profile_daemon skipped")
+        print("FLoM C (`make flomc`, or set FLOM_C_PREFIX) not found: profile_daemon skipped")
         return
     with tempfile.TemporaryDirectory(prefix="pyflom-prof-", dir="/tmp") as root:
         gen = build_generator(prefix, root)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
-for script in (
+BENCHMARKS = (
     "bench_cli.py",
     "bench_pairs.py",
     "bench_queue.py",
@@ -21,7 +21,16 @@ for script in (
     "bench_tls.py",
     "bench_statefile.py",
     "bench_aio.py",
-    "bench_vs_flomc.py",  # says "skipped" without FLoM C ($FLOM_C_PREFIX) or gcc
-):
-    print(f"== {script}", flush=True)
-    subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
+    # FLoM C from `make flomc` (or $FLOM_C_PREFIX) and gcc; says "skipped" without them
+    "bench_vs_flomc.py",
+)
+
+
+def main() -> None:
+    for script in BENCHMARKS:
+        print(f"== {script}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
+
+
+if __name__ == "__main__":
+    main()

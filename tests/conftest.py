@@ -6,6 +6,7 @@ the end of the test: nothing else on the machine is ever touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -128,6 +129,23 @@ class FlomSandbox:
         self.started.append(proc)
         return proc
 
+    def start_logged(
+        self, *args: str, stderr_file: str, socket_name: bool = True
+    ) -> subprocess.Popen[str]:
+        """Start ``flom -s SOCKET ARGS`` in the background, its standard error written to
+        the sandbox file ``stderr_file`` (read it while the process runs), stdout dropped."""
+        with self.path(stderr_file).open("w") as err:
+            proc = subprocess.Popen(
+                self.args(*args, socket_name=socket_name),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+                env=self.env,
+                cwd=self.root,
+            )
+        self.started.append(proc)
+        return proc
+
     def remember_daemon(self) -> int | None:
         pid = daemon_pid(self.socket)
         if pid is not None:
@@ -152,8 +170,9 @@ class FlomSandbox:
                         os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[FlomSandbox]:
+@contextlib.contextmanager
+def new_sandbox() -> Iterator[FlomSandbox]:
+    """A :class:`FlomSandbox` in a directory of its own, cleaned up at the end."""
     # A short path: UNIX socket names must stay under 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="pyflom-", dir="/tmp"))
     box = FlomSandbox(root=root, socket=str(root / "sock"))
@@ -162,3 +181,9 @@ def sandbox() -> Iterator[FlomSandbox]:
     finally:
         box.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[FlomSandbox]:
+    with new_sandbox() as box:
+        yield box

@@ -97,13 +97,14 @@ def test_lock_unlock_close(daemon: FlomSandbox, loop: str) -> None:
 def test_same_arguments_as_the_blocking_handle() -> None:
     settings = Settings(socket_name="/nonexistent")
     for cls in (pyflom.Handle, pyflom.aio.Handle):
-        h = cls("_s_seq[3]", lock_mode="PR", timeout=1.5, idle_lifespan=2, settings=settings)
+        h = cls("/seq/a", lock_mode="PR", timeout=1.5, idle_lifespan=2, settings=settings)
         assert (h.resource_timeout, h.resource_idle_lifespan, h.daemon_lifespan) == (
             1500,
             2000,
             5000,
         )
         assert h.lock_mode is pyflom.LockMode.PR
+        assert cls("_s_seq[3]", kind="sequence", settings=settings).kind == "sequence"
         assert cls("R", timeout=None, settings=settings).resource_timeout == -1
         assert cls("R", start_daemon=False, settings=settings).daemon_lifespan == 0
         with pytest.raises(pyflom.InvalidResourceName):
@@ -116,12 +117,12 @@ def test_lock_context_rolls_back_on_exception(daemon: FlomSandbox) -> None:
     async def main() -> None:
         where: dict[str, Any] = {"socket_name": daemon.socket, "idle_lifespan": 30}
         with pytest.raises(RuntimeError):
-            async with pyflom.aio.lock("_S_x[1]", **where) as h:
+            async with pyflom.aio.sequence("x", transactional=True, **where) as h:
                 first = h.locked_element
                 raise RuntimeError("boom")
-        async with pyflom.aio.lock("_S_x[1]", **where) as h:
+        async with pyflom.aio.lock("_S_x[1]", kind="sequence", **where) as h:
             assert h.locked_element == first  # given back
-        async with pyflom.aio.lock("_S_x[1]", **where) as h:
+        async with pyflom.aio.sequence("x", transactional=True, **where) as h:
             assert h.locked_element != first  # consumed by the clean exit
 
     run(main())
@@ -406,11 +407,3 @@ def test_asyncio_stays_off_the_command_path() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
-
-
-def test_readme_documents_the_asyncio_api() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("## The Python library") :]
-    assert "pyflom.aio.lock" in section and "await handle.lock()" in section

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -227,27 +224,6 @@ def test_the_library_starts_a_daemon_on_demand(sandbox: FlomSandbox) -> None:
         pid = sandbox.remember_daemon()
         assert pid is not None
     assert wait_for(lambda: not process_alive(pid), timeout=30)  # default lifespan: 5 s
-
-
-def test_the_readme_snippet_runs_on_a_fresh_machine(sandbox: FlomSandbox) -> None:
-    """No daemon runs: the README's first example must work as it is."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    start = readme.index("## The Python library")
-    code = readme[readme.index("```python\n", start) + 10 :]
-    code = code[: code.index("```")]
-    # The user's configuration (~/.flom, HOME is the sandbox) puts the socket there.
-    sandbox.path(".flom").write_text(f"[Daemon]\nSocketName={sandbox.socket}\n")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=sandbox.env,
-        cwd=sandbox.root,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "only one process at a time gets here\n"
-    assert sandbox.remember_daemon() is not None
 
 
 def test_a_handle_refuses_a_second_thread_while_a_call_runs(daemon: FlomSandbox) -> None:

@@ -648,6 +648,7 @@ def test_verbose_dump_of_defaults() -> None:
         "[Etcd]/User=''\n"
         "[Etcd]/PasswordFile=''\n"
         "[Daemon]/AccessRules=''\n"
+        "[Daemon]/MetricsAddress=''\n"
     )
 
 

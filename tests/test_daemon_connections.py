@@ -11,16 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import FlomSandbox, process_alive, wait_for
+from flomc import flom_c_env, require_flom_c
 from pki import Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from test_tls import start_daemon
-
-FLOM_C_PREFIX = Path(os.environ.get("FLOM_C_PREFIX", "/work/flomc"))
-FLOM_C = FLOM_C_PREFIX / "bin" / "flom"
 
 
 @pytest.mark.parametrize("flag", ["-x", "-X"])
@@ -44,19 +41,19 @@ def test_immediate_shutdown_on_a_plain_socket_is_quick(sandbox: FlomSandbox) -> 
     assert time.monotonic() - begin < 0.9  # our client ends its side: no lingering
 
 
-@pytest.mark.skipif(not FLOM_C.exists(), reason=f"FLoM C is not built at {FLOM_C_PREFIX}")
 @pytest.mark.parametrize("flag", ["-x", "-X"])
 def test_flom_c_management_over_tls_exits_0(
     sandbox: FlomSandbox, certs: Standard, flag: str
 ) -> None:
+    flom_c = require_flom_c()
     pid = start_daemon(sandbox, *tls_options(certs.peer1, certs.ca1))
-    env = dict(sandbox.env, LD_LIBRARY_PATH=str(FLOM_C_PREFIX / "lib"))
+    client = [str(flom_c / "bin" / "flom"), "-s", sandbox.socket]
     result = subprocess.run(
-        [str(FLOM_C), "-s", sandbox.socket, *tls_options(certs.peer2, certs.ca1), flag],
+        [*client, *tls_options(certs.peer2, certs.ca1), flag],
         capture_output=True,
         text=True,
         timeout=30,
-        env=env,
+        env=flom_c_env(flom_c, sandbox.env),
         cwd=sandbox.root,
     )
     assert result.returncode != -signal.SIGPIPE, "FLoM C died of SIGPIPE"

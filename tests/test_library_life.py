@@ -114,7 +114,7 @@ def test_with_a_handle_locks_and_unlocks_and_keeps_it_usable(daemon: FlomSandbox
 
 
 def test_with_a_handle_rolls_back_on_an_exception(daemon: FlomSandbox) -> None:
-    handle = pyflom.Handle("_S_tx[1]", socket_name=daemon.socket)
+    handle = pyflom.Handle("_S_tx[1]", kind="sequence", socket_name=daemon.socket)
     with pytest.raises(RuntimeError), handle:
         taken = handle.locked_element
         assert taken == "1"
@@ -206,18 +206,18 @@ def test_self_deadlock_by_resource_kind(daemon: FlomSandbox) -> None:
     with pyflom.lock("/tree", "EX", socket_name=s), pytest.raises(pyflom.SelfDeadlock):
         pyflom.Handle("/tree/leaf", lock_mode="CR", timeout=WIDE, socket_name=s).lock()
     with (
-        pyflom.lock("units[3]", quantity=2, socket_name=s),
-        pyflom.lock("units[3]", timeout=WIDE, socket_name=s),  # 2 + 1 <= 3
+        pyflom.semaphore("units", 3, quantity=2, socket_name=s),
+        pyflom.semaphore("units", 3, timeout=WIDE, socket_name=s),  # 2 + 1 <= 3
         pytest.raises(pyflom.SelfDeadlock),
     ):
-        pyflom.Handle("units[3]", timeout=WIDE, socket_name=s).lock()  # 4 > 3
+        pyflom.Handle("units[3]", kind="numeric", timeout=WIDE, socket_name=s).lock()  # 4 > 3
     with (
-        pyflom.lock("red.green", socket_name=s) as one,
-        pyflom.lock("red.green", timeout=WIDE, socket_name=s) as two,
+        pyflom.one_of("red", "green", socket_name=s) as one,
+        pyflom.one_of("red", "green", timeout=WIDE, socket_name=s) as two,
     ):
         assert {one.locked_element, two.locked_element} == {"red", "green"}
         with pytest.raises(pyflom.SelfDeadlock):
-            pyflom.Handle("red.green", timeout=WIDE, socket_name=s).lock()
+            pyflom.Handle("red.green", kind="set", timeout=WIDE, socket_name=s).lock()
 
 
 def test_an_asyncio_task_waiting_on_itself_raises_at_once(daemon: FlomSandbox) -> None:

@@ -21,16 +21,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FLOM, FlomSandbox, daemon_pid, process_alive, wait_for
-from pyflom import codec
 from pyflom.daemon.log import REPEAT_BURST
+from raw_client import lock_request, read_answer
 
 OTHER_UID = 4242  # a non-root user that owns nothing else here
-
-
-def lock_request(name: str) -> bytes:
-    return codec.encode(
-        codec.LockRequest(peer_id="t", name=name, wait=True, create=True, lifespan=0, mode=5)
-    )
 
 
 def raw_waiter(path: str, name: str) -> socket.socket:
@@ -39,8 +33,8 @@ def raw_waiter(path: str, name: str) -> socket.socket:
     sock.settimeout(20)
     sock.connect(path)
     sock.sendall(lock_request(name))
-    answer = codec.decode(codec.Framer().feed(sock.recv(4096))[0])
-    assert isinstance(answer, codec.LockAnswer) and answer.rc == 1, answer
+    answer = read_answer(sock)
+    assert answer.rc == 1, answer
     return sock
 
 
@@ -51,18 +45,9 @@ def read_pid(path: Path) -> int:
 
 def holder(sandbox: FlomSandbox, *options: str, script: str) -> subprocess.Popen[str]:
     """`flom -d -1 OPTIONS -r R -- sh -c SCRIPT`, stderr to the file ``err``."""
-    err = open(sandbox.path("err"), "w")  # noqa: SIM115  # closed with the process
-    proc = subprocess.Popen(
-        sandbox.args("-d", "-1", *options, "-r", "R", "--", "sh", "-c", script),
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        text=True,
-        env=sandbox.env,
-        cwd=sandbox.root,
+    return sandbox.start_logged(
+        "-d", "-1", *options, "-r", "R", "--", "sh", "-c", script, stderr_file="err"
     )
-    err.close()
-    sandbox.started.append(proc)
-    return proc
 
 
 LOOP = "while :; do sleep 0.05; done"

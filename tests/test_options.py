@@ -74,6 +74,7 @@ def _samples(tmp_path: Path) -> dict[str, tuple[str, object, str]]:
         "etcd-user": ("pyflom", "pyflom", "'pyflom'"),
         "etcd-password-file": (str(pem), real, f"'{real}'"),
         "access-rules": (str(pem), real, f"'{real}'"),
+        "metrics": ("[::1]:9100", "[::1]:9100", "'[::1]:9100'"),
     }
 
 

@@ -20,6 +20,7 @@ from conftest import FlomSandbox
 from pyflom import completion, manpage
 from pyflom.cmdline import _OPTIONS, SIGNAL_NAMES
 from pyflom.lockmodes import LONG_NAMES, LockMode
+from pyflom.options import VERBOSE_DUMP_ORDER
 
 ROOT = Path(__file__).resolve().parents[1]
 MAN_PAGE = ROOT / "man" / "flom.1"
@@ -313,7 +314,8 @@ def test_console_script_flushes_its_own_output_before_the_quick_exit(
     env = {k: v for k, v in sandbox.env.items() if k != "PYTHONUNBUFFERED"}
     out = run_in(sandbox, sandbox.args("-d", "5000", "-V", "--", "true"), env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.rstrip("\n").endswith("[Daemon]/AccessRules=''")
+    last = VERBOSE_DUMP_ORDER[-1]  # the last line of -V
+    assert out.stdout.rstrip("\n").endswith(f"[{last.group}]/{last.key}=''")
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["at exit", "at write"])

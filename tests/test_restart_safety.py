@@ -35,19 +35,10 @@ def free_port() -> int:
 
 
 def first_holder(sandbox: FlomSandbox, where: list[str], *extra: str) -> subprocess.Popen[str]:
-    err = open(sandbox.path("a.err"), "w")  # noqa: SIM115  # closed with the process
-    proc = subprocess.Popen(
-        sandbox.args(
-            *where, "-d", "-1", *extra, "-r", "R", "--", "sh", "-c", LINGERING, socket_name=False
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        text=True,
-        env=sandbox.env,
-        cwd=sandbox.root,
-    )
-    err.close()
-    sandbox.started.append(proc)
+    proc = sandbox.start_logged(
+        *where, "-d", "-1", *extra, "-r", "R", "--", "sh", "-c", LINGERING,
+        stderr_file="a.err", socket_name=False,
+    )  # fmt: skip
     stamp(sandbox.path("a.enter"))
     return proc
 

@@ -4,13 +4,17 @@ variant, contrib/systemd/flom-etcd.service, alike on a real etcd cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +72,10 @@ def test_unit_settings() -> None:
     assert SERVICE_SOCKET in (ROOT / "docs" / "service.md").read_text()
 
 
-def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandbox) -> None:
-    """Runs exactly the unit's ExecStart (with a private socket path) under its UMask."""
+@contextlib.contextmanager
+def _exec_start(sandbox: FlomSandbox, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run exactly the unit's ExecStart (with a private socket path, plus ``extra``) under
+    its UMask; yield the daemon once it listens, and its socket path."""
     service = _service_settings()
     path = str(sandbox.root / "flom.sock")
     argv = [path if word == SERVICE_SOCKET else word for word in shlex.split(service["ExecStart"])]
@@ -77,33 +83,48 @@ def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandb
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"  # our python3
     log = sandbox.path("daemon.log").open("w+")
     daemon = subprocess.Popen(
-        argv,
+        [*argv, *extra],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
         env=env,
         cwd=sandbox.root,
         umask=int(service["UMask"], 8),
+        text=True,
     )
     try:
         assert wait_for(lambda: daemon_pid(path) is not None, timeout=30), "daemon not listening"
         assert daemon_pid(path) == daemon.pid  # no fork: systemd watches the daemon itself
+        yield daemon, path
+        if not os.path.exists("/dev/log"):  # no syslog here: the log went to stderr
+            log.seek(0)
+            assert "FLM003N" in log.read()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=30)
+        log.close()
+        assert not process_alive(daemon.pid)
+
+
+def _client(sandbox: FlomSandbox, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLOM, "-s", path, "-d", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=sandbox.env,
+        cwd=sandbox.root,
+    )
+
+
+def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandbox) -> None:
+    with _exec_start(sandbox) as (daemon, path):
         # UMask=0007: the socket is shared with the group, closed to others
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o770
-
-        def flom(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [FLOM, "-s", path, "-d", "0", *args],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env=sandbox.env,
-                cwd=sandbox.root,
-            )
-
-        locked = flom("-r", "svc", "-l", "EX", "--", "sh", "-c", "echo locked")
+        locked = _client(sandbox, path, "-r", "svc", "-l", "EX", "--", "sh", "-c", "echo locked")
         assert (locked.returncode, locked.stdout) == (0, "locked\n"), locked.stderr
-        status = flom("--status")
+        status = _client(sandbox, path, "--status")
         assert status.returncode == 0 and f"daemon pid {daemon.pid}" in status.stdout
         assert daemon.poll() is None  # lifespan -1: still there when idle
 
@@ -111,19 +132,40 @@ def test_exec_start_serves_locks_and_stops_cleanly_on_sigterm(sandbox: FlomSandb
         assert daemon.wait(timeout=30) == 0
         assert not os.path.exists(path)
         if not os.path.exists("/dev/log"):  # no syslog here: the log went to stderr
-            log.seek(0)
-            text = log.read()
-            assert "FLM003N" in text and "FLM050I granted 'svc'" in text
+            log = sandbox.path("daemon.log").read_text()
+            assert "FLM050I granted 'svc'" in log
         # -d 0: with the service stopped, a client fails instead of starting a daemon
-        refused = flom("--", "true")
+        refused = _client(sandbox, path, "--", "true")
         assert refused.returncode == 99
         assert not os.path.exists(path)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(timeout=30)
-        log.close()
-        assert not process_alive(daemon.pid)
+
+
+METRICS_LINE = "#   --metrics 127.0.0.1:9100"
+"""The units' commented-out metrics option (docs/service.md, "Metrics")."""
+
+
+@pytest.mark.parametrize("unit", [UNIT, GATEWAY_UNIT], ids=lambda p: p.name)
+def test_units_show_the_metrics_option(unit: Path) -> None:
+    assert METRICS_LINE in unit.read_text().splitlines()
+    docs = (ROOT / "docs" / "service.md").read_text()
+    assert "--metrics 127.0.0.1:9100" in docs and "'pyflom[metrics]'" in docs
+
+
+def test_exec_start_with_the_metrics_option_serves_metrics(sandbox: FlomSandbox) -> None:
+    """The unit's ExecStart with its commented --metrics option (on a free port)."""
+    option, address = METRICS_LINE.lstrip("# ").split()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = address.replace(":9100", f":{port}")
+    with _exec_start(sandbox, option, address) as (daemon, path):
+        locked = _client(sandbox, path, "-r", "svc", "--", "true")
+        assert locked.returncode == 0, locked.stderr
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        assert 'flom_grants_total{mode="EX",type="simple"} 1.0' in text
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
 
 
 def test_gateway_unit_settings() -> None:

@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -398,9 +397,3 @@ def test_the_status_module_stays_off_the_command_path() -> None:
     code = "import sys, pyflom.cli; print('pyflom.status' in sys.modules, 'json' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-
-def test_readme_documents_the_status_features() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for needle in ("flom --status", "--status=json", "FLM050I", "FLM053I", "PYFLOM_LOG_LEVEL"):
-        assert needle in readme, needle

@@ -14,6 +14,7 @@ import pytest
 import pyflom
 from conftest import FlomSandbox
 from pyflom import uniqueid
+from pyflom.names import resource_type
 
 HEADER = b'<?xml version="1.0" encoding="UTF-8" ?>'
 PEER = b"3d1219c7c4c5404aaa1f6d2a48adfda4"
@@ -151,7 +152,7 @@ def test_our_client_against_flom_c_daemon_bytes(
 ) -> None:
     daemon = ScriptedFlomDaemon(answers)
     try:
-        handle = pyflom.Handle(name, socket_name=daemon.path)
+        handle = pyflom.Handle(name, kind=resource_type(name), socket_name=daemon.path)
         assert handle.lock() == element
         handle.unlock()
     finally:
@@ -167,3 +168,23 @@ def test_our_client_against_flom_c_daemon_bytes(
             b'<resource name="cmVkLmdyZWVu" wait="1" create="1" lifespan="0"/></msg>'
         )
     assert Path(daemon.dir).exists() is False
+
+
+def test_no_generation_from_a_flom_c_daemon_is_said_plainly() -> None:
+    """FLoM's C daemon sends no generation: ``lock_generation`` is None and the typed
+    ``generation`` raises, saying why, instead of handing out a made-up token."""
+    daemon = ScriptedFlomDaemon(
+        [
+            HEADER + b'<msg level="3" verb="1" step="16"><session peerid="' + PEER + b'"/>'
+            b'<answer rc="0"/></msg>'
+        ]
+    )
+    try:
+        handle = pyflom.Handle("Fenced", socket_name=daemon.path)
+        handle.lock()
+        assert handle.lock_generation is None
+        with pytest.raises(pyflom.FlomError, match=r"no generation .*FLoM.s C daemon has none"):
+            handle.generation  # noqa: B018
+        handle.unlock()
+    finally:
+        daemon.close()

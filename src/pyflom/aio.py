@@ -35,8 +35,21 @@ import socket
 
 from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
-from .client import _RELEASED_INSIDE, CONNECT, PAUSE, SEND, HandleCore, HandleState, Step, StepRun
-from .client import lock as _blocking_lock
+from .client import (
+    _RELEASED_INSIDE,
+    CONNECT,
+    PAUSE,
+    SEND,
+    HandleCore,
+    HandleState,
+    LockArguments,
+    Step,
+    StepRun,
+    semaphore_name,
+    sequence_name,
+    set_name,
+    timestamp_name,
+)
 from .errors import FlomError, InvalidSequence, LockLost, LockTimeout
 from .lockmodes import LockMode
 from .names import RESERVED_NAME
@@ -53,13 +66,23 @@ from .transport import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Unpack
 
-    from .client import LossCallback
     from .durations import Seconds
     from .tls.files import TlsFiles
+    from .typed import AsyncLockOptions, LossCallback, ModeName, ResourceKind
 
-__all__ = ["AsyncChannel", "Handle", "HandleState", "lock", "open_channel"]
+__all__ = [
+    "AsyncChannel",
+    "Handle",
+    "HandleState",
+    "lock",
+    "one_of",
+    "open_channel",
+    "semaphore",
+    "sequence",
+    "timestamp",
+]
 
 _READ_BYTES = 4096
 
@@ -614,25 +637,27 @@ class Handle(HandleCore):
             self.state = HandleState.DISCONNECTED
 
 
-class lock(_blocking_lock):
+class lock(LockArguments):
     """Hold a lock for the duration of an ``async with`` block, as :func:`pyflom.lock`
     does for ``with`` (same arguments; ``as`` gives the locked :class:`Handle`; an
-    exception inside the block unlocks with rollback).  One object serves many blocks,
-    in several tasks at once (each through a handle of its own); a block nested in
-    another one of the same task raises :class:`InvalidSequence` at once.
+    exception inside the block unlocks with rollback).  A plain ``with`` is a type
+    error, and a ``TypeError`` at run time.  One object serves many blocks, in several
+    tasks at once (each through a handle of its own); a block nested in another one of
+    the same task raises :class:`InvalidSequence` at once.
 
     ``cancel_on_loss=True``: when the connection that holds the lock ends while the
     block runs, the task is cancelled (``CancelledError`` where it waits) and the end of
     the block raises :class:`LockLost`; ``on_lost(error)`` is called on the loop."""
 
-    handle: Handle  # type: ignore[assignment]
+    handle: Handle
     _handle_class = Handle
 
     def __init__(
         self,
         resource: str = RESERVED_NAME,
-        mode: LockMode | str = LockMode.EX,
+        mode: LockMode | ModeName | None = None,
         *,
+        kind: ResourceKind | None = None,
         timeout: Seconds | None = None,
         quantity: int = 1,
         create: bool = True,
@@ -647,6 +672,7 @@ class lock(_blocking_lock):
         super().__init__(
             resource,
             mode,
+            kind=kind,
             timeout=timeout,
             quantity=quantity,
             create=create,
@@ -663,8 +689,13 @@ class lock(_blocking_lock):
     def _holder() -> object:
         return asyncio.current_task()
 
-    def __enter__(self) -> Any:
-        raise TypeError("pyflom.aio.lock is used with 'async with'")
+    if not TYPE_CHECKING:  # type checkers see no __enter__: 'with' is refused by them
+
+        def __enter__(self):
+            raise TypeError("pyflom.aio.lock is used with 'async with', not 'with'")
+
+        def __exit__(self, *exc_info):  # pragma: no cover - __enter__ raised
+            return None
 
     async def __aenter__(self) -> Handle:
         handle = self._take()
@@ -686,3 +717,28 @@ class lock(_blocking_lock):
                 await handle._close_channel()
             finally:
                 self._give_back()
+
+
+def semaphore(
+    name: str, units: int, quantity: int = 1, **options: Unpack[AsyncLockOptions]
+) -> lock:
+    """:func:`pyflom.semaphore` for ``async with``."""
+    return lock(semaphore_name(name, units), kind="numeric", quantity=quantity, **options)
+
+
+def sequence(
+    name: str, holders: int = 1, *, transactional: bool = False, **options: Unpack[AsyncLockOptions]
+) -> lock:
+    """:func:`pyflom.sequence` for ``async with``."""
+    resource = sequence_name(name, holders, transactional)
+    return lock(resource, kind="sequence", **options)
+
+
+def one_of(*elements: str, **options: Unpack[AsyncLockOptions]) -> lock:
+    """:func:`pyflom.one_of` for ``async with``."""
+    return lock(set_name(elements), kind="set", **options)
+
+
+def timestamp(format: str, holders: int = 1, **options: Unpack[AsyncLockOptions]) -> lock:
+    """:func:`pyflom.timestamp` for ``async with``."""
+    return lock(timestamp_name(format, holders), kind="timestamp", **options)

@@ -114,8 +114,10 @@ def lock_and_run(
     was already running (:func:`report_ignored_daemon_options`)."""
     from .client import Handle
     from .monitor import CommandNotExecutable, run_command
+    from .names import resource_type
 
-    handle = Handle(settings=settings)
+    # FLoM's rule: the name's shape decides its kind (the library asks for it explicitly).
+    handle = Handle(settings=settings, kind=resource_type(settings.resource_name))
     if settings.verbose:
         from .status import stopping_report, wait_report
 

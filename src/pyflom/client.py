@@ -36,16 +36,19 @@ from .errors import (
     LockImpossible,
     LockLost,
     LockTimeout,
+    LockUnavailable,
     NotAllowed,
     ProtocolError,
     SelfDeadlock,
 )
-from .lockmodes import LockMode, parse_lock_mode
+from .lockmodes import LockMode, invalid_lock_mode, parse_lock_mode
 from .names import (
     RESERVED_NAME,
     ResourceType,
-    invalid_name_reason,
+    check_kind,
+    kind_mismatch,
     resource_type,
+    simple_spelling,
     uses_lock_mode,
 )
 from .settings import Settings
@@ -55,13 +58,15 @@ from .uniqueid import peer_id
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
-    from typing import Any
+    from typing import Any, TypeVar, Unpack
 
     from .durations import Seconds
     from .losswatch import LossWatch
+    from .typed import HolderStatus, LockOptions, LossCallback, ModeName, ResourceKind
 
-    LossCallback = Callable[[LockLost], object]
+    _Unavailable = TypeVar("_Unavailable", bound=LockUnavailable)
 
+HOLDERS_TIMEOUT_S = 1.0  # the status query that says who holds a refused resource
 # Frames from HandleCore._hold up to the caller of Handle.lock() (a shortcut for
 # held.caller_site: _hold, _locked, _lock_steps, StepRun.next, _lock, lock).
 _CALLER_DEPTH = 6
@@ -194,7 +199,8 @@ class HandleCore:
         self,
         resource_name: str | None = None,
         *,
-        lock_mode: LockMode | str | None = None,
+        kind: ResourceKind | None = None,
+        lock_mode: LockMode | ModeName | None = None,
         timeout: Seconds | _Default | None = _FROM_SETTINGS,
         quantity: int | None = None,
         create: bool | None = None,
@@ -213,7 +219,15 @@ class HandleCore:
         use.  When no daemon answers, one is started (as ``flom`` does) that lives
         ``daemon_lifespan`` seconds without clients (default: the settings', 5 s;
         ``math.inf``: forever); ``start_daemon=False`` never starts one.
+
+        ``kind`` is the kind of resource the name must denote: None (default) a simple
+        (``'printer'``) or hierarchical (``'/orders/123'``) one, where lock modes apply;
+        ``'set'``, ``'numeric'``, ``'sequence'`` or ``'timestamp'`` for the others.  A
+        name of another kind raises :class:`InvalidResourceName` saying what it would
+        have meant (``'app.lock'`` is a set: a lock on ONE of ``app`` and ``lock``).
         """
+        check_kind(kind)
+        self._kind = kind
         base = settings if settings is not None else _default_settings()
         self._settings = base.copy()
         self._init_io()
@@ -226,8 +240,11 @@ class HandleCore:
         self._answered = False  # the daemon answered the current lock request (step 16)
         if resource_name is not None:
             self.resource_name = resource_name
+        else:
+            self._check_name(self._settings.resource_name)
         if lock_mode is not None:
             self.lock_mode = lock_mode
+            self._check_mode()
         if timeout is None:
             self.resource_timeout = -1
         elif not isinstance(timeout, _Default):
@@ -279,9 +296,26 @@ class HandleCore:
     @resource_name.setter
     def resource_name(self, name: str) -> None:
         self._mutable()
-        if resource_type(name) is None:
-            raise InvalidResourceName(invalid_name_reason(name))
+        self._check_name(name)
         self._settings.resource_name = name
+
+    def _check_name(self, name: str) -> None:
+        """Raise :class:`InvalidResourceName` unless ``name`` is of the handle's kind."""
+        why = kind_mismatch(name, self._kind)
+        if why is not None:
+            raise InvalidResourceName(why)
+
+    @property
+    def kind(self) -> ResourceKind | None:
+        """The kind of resource asked for (None: simple or hierarchical): a name of
+        another kind is refused.  Set it before a name of the new kind."""
+        return self._kind
+
+    @kind.setter
+    def kind(self, kind: ResourceKind | None) -> None:
+        self._mutable()
+        check_kind(kind)
+        self._kind = kind
 
     @property
     def lock_mode(self) -> LockMode:
@@ -289,11 +323,40 @@ class HandleCore:
         return self._settings.lock_mode
 
     @lock_mode.setter
-    def lock_mode(self, mode: LockMode | str | int) -> None:
+    def lock_mode(self, mode: LockMode | ModeName | int) -> None:
         self._mutable()
-        self._settings.lock_mode = (
-            parse_lock_mode(mode) if isinstance(mode, str) else LockMode(mode)
-        )
+        try:
+            self._settings.lock_mode = (
+                parse_lock_mode(mode) if isinstance(mode, str) else LockMode(mode)
+            )
+        except ValueError:
+            raise ValueError(invalid_lock_mode(mode)) from None
+
+    def _check_mode(self) -> None:
+        """A mode other than EX given for a kind where modes do not apply: refused."""
+        kind = resource_type(self._settings.resource_name)
+        if kind is not None and not uses_lock_mode(kind) and self.lock_mode != LockMode.EX:
+            raise ValueError(
+                f"mode={self.lock_mode.name!r} does not apply to '{self.resource_name}', a "
+                f"{kind} resource: it is always locked exclusively (EX); leave the mode out"
+            )
+
+    @property
+    def generation(self) -> int:
+        """The fencing token of the lock held: a number the daemon makes larger at each
+        grant of the resource (pass it to what the lock protects, which refuses a smaller
+        one).  Raises :class:`InvalidSequence` when no lock is held, and
+        :class:`FlomError` when the daemon gives none (FLoM's C daemon);
+        :attr:`lock_generation` is None then instead."""
+        generation = self.lock_generation
+        if generation is None:
+            if self.state != HandleState.LOCKED:
+                raise InvalidSequence(f"no lock is held (handle state {self.state.name})")
+            raise FlomError(
+                f"the daemon gave no generation (fencing token) with the lock on "
+                f"'{self._locked_name}': FLoM's C daemon has none, a pyflom daemon does"
+            )
+        return generation
 
     @property
     def resource_timeout(self) -> int:
@@ -630,7 +693,8 @@ class HandleCore:
             if stopping == 0:
                 self._waits(channel, answer)
             if self._settings.resource_timeout == 0:
-                raise LockBusy(self._stopping_text("this request may not wait (-o 0)"))
+                busy = LockBusy(self._stopping_text("this request may not wait (-o 0)"))
+                raise self._about_holders(busy)
             pause = _STOPPING_PAUSES_S[min(stopping, len(_STOPPING_PAUSES_S) - 1)]
             stopping += 1
             if deadline is not None and time.monotonic() + pause >= deadline:
@@ -647,7 +711,10 @@ class HandleCore:
         try:
             while waiting(answer):
                 answer = later_answer((yield RECEIVE, deadline))
-            return self._locked(granted(answer))
+            return self._locked(granted(answer, self._refusal_text))
+        except LockUnavailable as exc:
+            self._disconnect()
+            raise self._about_holders(exc) from None
         except BaseException:
             self._disconnect()  # the daemon forgets the request with the connection
             raise
@@ -690,9 +757,38 @@ class HandleCore:
             )
             error.unanswered = True
             return error
-        return LockTimeout(
-            f"'{name}' was not granted within {ms / 1000:g} s (timeout; someone else holds it)"
+        return self._about_holders(
+            LockTimeout(
+                f"'{name}' was not granted within {ms / 1000:g} s (timeout; someone else holds it)"
+            )
         )
+
+    def _about_holders(self, error: _Unavailable) -> _Unavailable:
+        """``error`` with its resource, and who holds it when asked (``holders``)."""
+        settings = self._settings.copy()
+        error.resource = settings.resource_name
+        error._ask_holders = lambda: holders_of(settings)
+        return error
+
+    def _refusal_text(self, rc: int) -> str | None:
+        """What the daemon's refusal ``rc`` of this request means, naming the resource."""
+        settings = self._settings
+        name = settings.resource_name
+        if rc == _rc.LOCK_BUSY:
+            return f"'{name}' is held by someone else and this request may not wait (timeout 0)"
+        if rc == _rc.LOCK_CANT_WAIT:
+            return (
+                f"'{name}' does not exist and this request may neither create it "
+                "(create=False) nor wait for someone who may (timeout 0)"
+            )
+        if rc == _rc.LOCK_IMPOSSIBLE:
+            asked = ""
+            if resource_type(name) == ResourceType.NUMERIC:
+                asked = f" ({settings.resource_quantity} units asked for)"
+            return f"'{name}' can never grant this request{asked}: it has fewer units or holders"
+        if rc == _rc.INVALID_RESOURCE_NAME:
+            return f"the daemon refused '{name}' as an invalid resource name"
+        return None
 
     def _check_answer(self, answer: codec.LockAnswer, tls: bool, peer_cn: str | None) -> None:
         """Level 3: the unique id the daemon announced must be its certificate's CN."""
@@ -752,6 +848,7 @@ class HandleCore:
 
     def _encode_requests(self) -> tuple[bytes, bytes]:
         settings = self._settings
+        self._check_name(settings.resource_name)  # the kind may have changed since
         kind = resource_type(settings.resource_name)
         request = codec.LockRequest(
             peer_id=peer_id(),
@@ -788,8 +885,11 @@ def waiting(answer: codec.LockAnswer) -> bool:
     return answer.rc in (_rc.LOCK_ENQUEUED, _rc.LOCK_WAIT_RESOURCE)
 
 
-def granted(answer: codec.LockAnswer) -> codec.LockAnswer:
-    """``answer`` when it grants the lock; raise its refusal otherwise.
+def granted(
+    answer: codec.LockAnswer, explain: Callable[[int], str | None] = lambda rc: None
+) -> codec.LockAnswer:
+    """``answer`` when it grants the lock; raise its refusal otherwise (its message by
+    ``explain(rc)``, or FLoM's text for the rc).
 
     Any rc but OK is the final word, even after a wait (FLoM's client would take a late
     refusal for a grant, quirk Q25)."""
@@ -799,7 +899,19 @@ def granted(answer: codec.LockAnswer) -> codec.LockAnswer:
         error = ConnectionFailed(NO_ROOM, rc=_rc.CONNECTION_REFUSED)
         error.refused = True
         raise error
-    raise _REFUSALS.get(answer.rc, FlomError)(rc=answer.rc)
+    raise _REFUSALS.get(answer.rc, FlomError)(explain(answer.rc), rc=answer.rc)
+
+
+def holders_of(settings: Settings) -> list[HolderStatus] | None:
+    """Who holds the resource ``settings`` name, asked of the daemon in one status query
+    (:data:`HOLDERS_TIMEOUT_S` at most); None when it does not answer (FLoM's C daemon)."""
+    from .status import query_status
+
+    try:
+        document = query_status(settings, settings.resource_name, HOLDERS_TIMEOUT_S)
+    except FlomError:
+        return None
+    return [holder for res in document["resources"] for holder in res["holders"]]
 
 
 _RELEASED_INSIDE = (
@@ -965,33 +1077,18 @@ class Handle(HandleCore):
             self.state = HandleState.DISCONNECTED
 
 
-class lock:
-    """Hold a lock for the duration of a ``with`` block; ``as`` gives the locked
-    :class:`Handle` (its ``locked_element`` for set, sequence and timestamp resources).
+class LockArguments:
+    """The arguments of :class:`lock` and :class:`pyflom.aio.lock`: their handle."""
 
-    Durations are in seconds: ``timeout=None`` (default) waits forever, ``0`` does not
-    wait.  A daemon is started when none answers, as ``flom`` does (it lives
-    ``daemon_lifespan`` seconds without clients, default 5; ``start_daemon=False``:
-    never start one).  An exception inside the block unlocks with rollback, so a
-    transactional sequence value is given back.  ``settings`` gives everything else
-    (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
-
-    Like ``threading.Lock``, one object serves many ``with`` blocks, one after the
-    other and in several threads at once (each thread locks through a handle of its
-    own, so they take turns through the daemon); a ``with`` on the object nested in
-    another one of the same thread raises :class:`InvalidSequence` at once.
-    ``on_lost(error)`` is called (from a watching thread) if the connection that holds
-    the lock ends while it is held; the end of the block then raises :class:`LockLost`.
-    """
-
-    handle: Handle
+    handle: HandleCore
     _handle_class: Callable[..., Any] = Handle
 
     def __init__(
         self,
         resource: str = RESERVED_NAME,
-        mode: LockMode | str = LockMode.EX,
+        mode: LockMode | ModeName | None = None,
         *,
+        kind: ResourceKind | None = None,
         timeout: Seconds | None = None,
         quantity: int = 1,
         create: bool = True,
@@ -1004,7 +1101,8 @@ class lock:
     ) -> None:
         self.handle = self._handle_class(
             resource,
-            lock_mode=mode,
+            kind=kind,
+            lock_mode=LockMode.EX if mode is None else mode,
             timeout=timeout,
             quantity=quantity,
             create=create,
@@ -1052,6 +1150,32 @@ class lock:
             "pyflom.lock(...) if a second lock is really meant"
         )
 
+
+class lock(LockArguments):
+    """Hold a lock for the duration of a ``with`` block; ``as`` gives the locked
+    :class:`Handle` (its ``generation``, the fencing token, and its ``locked_element``
+    for set, sequence and timestamp resources).
+
+    ``resource`` is a simple (``'printer'``) or hierarchical (``'/orders/123'``) name,
+    locked in ``mode`` (default EX); another kind of resource is asked for by ``kind=``
+    or by :func:`semaphore`, :func:`sequence`, :func:`one_of` and :func:`timestamp`.
+    Durations are in seconds: ``timeout=None`` (default) waits forever, ``0`` does not
+    wait.  A daemon is started when none answers, as ``flom`` does (it lives
+    ``daemon_lifespan`` seconds without clients, default 5; ``start_daemon=False``:
+    never start one).  An exception inside the block unlocks with rollback, so a
+    transactional sequence value is given back.  ``settings`` gives everything else
+    (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
+
+    Like ``threading.Lock``, one object serves many ``with`` blocks, one after the
+    other and in several threads at once (each thread locks through a handle of its
+    own, so they take turns through the daemon); a ``with`` on the object nested in
+    another one of the same thread raises :class:`InvalidSequence` at once.
+    ``on_lost(error)`` is called (from a watching thread) if the connection that holds
+    the lock ends while it is held; the end of the block then raises :class:`LockLost`.
+    """
+
+    handle: Handle
+
     def __enter__(self) -> Handle:
         handle = self._take()
         try:
@@ -1072,3 +1196,78 @@ class lock:
                 handle._disconnect()
             finally:
                 self._give_back()
+
+
+def _part(name: str, what: str) -> str:
+    """``name`` when it is a simple name (a part of a composed name), else raise."""
+    if resource_type(name) != ResourceType.SIMPLE or name == RESERVED_NAME:
+        fix = simple_spelling(name)
+        raise InvalidResourceName(
+            f"{what} must be ASCII letters and digits starting with a letter, not {name!r}"
+            + (f" (write '{fix}')" if fix and fix != RESERVED_NAME else "")
+        )
+    return name
+
+
+def _count(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a whole number >= 1, not {value!r}")
+    return value
+
+
+def semaphore_name(name: str, units: int) -> str:
+    """``name[units]``: the numeric resource of :func:`semaphore`."""
+    return f"{_part(name, 'the semaphore name')}[{_count(units, 'units')}]"
+
+
+def sequence_name(name: str, holders: int, transactional: bool) -> str:
+    """``_s_name[holders]`` (``_S_`` when transactional): the resource of :func:`sequence`."""
+    prefix = "_S_" if transactional else "_s_"
+    return f"{prefix}{_part(name, 'the sequence name')}[{_count(holders, 'holders')}]"
+
+
+def set_name(elements: tuple[str, ...]) -> str:
+    """``a.b.c``: the set resource of :func:`one_of`."""
+    if len(elements) < 2:
+        raise ValueError(
+            f"one_of() needs two elements or more, not {len(elements)} (one resource: "
+            "pyflom.lock(name))"
+        )
+    return ".".join(_part(element, "an element of one_of()") for element in elements)
+
+
+def timestamp_name(format: str, holders: int) -> str:
+    """``_t_FORMAT[holders]``: the timestamp resource of :func:`timestamp`."""
+    return f"_t_{format}[{_count(holders, 'holders')}]"
+
+
+def semaphore(name: str, units: int, quantity: int = 1, **options: Unpack[LockOptions]) -> lock:
+    """Hold ``quantity`` of the ``units`` units of the numeric resource ``name[units]``
+    (a counting semaphore): ``with pyflom.semaphore("pool", 3): ...`` lets three holders
+    in at a time.  ``options``: those of :class:`lock`."""
+    return lock(semaphore_name(name, units), kind="numeric", quantity=quantity, **options)
+
+
+def sequence(
+    name: str, holders: int = 1, *, transactional: bool = False, **options: Unpack[LockOptions]
+) -> lock:
+    """Take the next number of the sequence resource ``_s_name[holders]``: the handle's
+    ``locked_element`` is ``'1'``, then ``'2'``... (at most ``holders`` holders at a
+    time).  ``transactional=True`` (``_S_``): a number released by an exception in the
+    block is handed out again.  The count restarts when the resource expires: give it
+    an ``idle_lifespan`` (seconds), or a daemon with a state file."""
+    resource = sequence_name(name, holders, transactional)
+    return lock(resource, kind="sequence", **options)
+
+
+def one_of(*elements: str, **options: Unpack[LockOptions]) -> lock:
+    """Hold ONE of ``elements`` (a set resource ``a.b.c``), whichever is free: the
+    handle's ``locked_element`` says which."""
+    return lock(set_name(elements), kind="set", **options)
+
+
+def timestamp(format: str, holders: int = 1, **options: Unpack[LockOptions]) -> lock:
+    """Take a unique timestamp of the timestamp resource ``_t_FORMAT[holders]``: the
+    handle's ``locked_element`` is the local time in ``format`` (``strftime``, plus
+    ``#f``... ``#ffffff`` for fractions of a second), never the same twice."""
+    return lock(timestamp_name(format, holders), kind="timestamp", **options)

@@ -76,6 +76,7 @@ from .names import (
     RESERVED_NAME,
     ResourceType,
     invalid_name_reason,
+    name_rule,
     resource_type,
     uses_lock_mode,
 )
@@ -359,7 +360,7 @@ def resource_name_error(name: str) -> str | None:
     if name == RESERVED_NAME:
         return f"ERROR: '{RESERVED_NAME}' is a reserved resource name and can not be set by user"
     if resource_type(name) is None:
-        return f"ERROR: {invalid_name_reason(name)}"
+        return f"ERROR: {invalid_name_reason(name, rule=False)}"
     return None
 
 
@@ -503,6 +504,7 @@ def _command_line_value(option: Option, raw: object, warnings: list[str]) -> obj
                 _GENERIC,
                 stdout=error,
                 stderr=f"flom_config_set_resource_name: ret_cod={_rc.INVALID_RESOURCE_NAME}",
+                explanation="" if raw == RESERVED_NAME else f"flom: -r: {name_rule(raw)}",
             )
     elif rule == LOCK_MODE:
         try:

@@ -29,6 +29,7 @@ _BY_PLACEHOLDER: dict[str, str | tuple[str, ...]] = {
     "PATH": _FILES,
     "DIR": _DIRS,
     "HOST": "hostnames",
+    "HOST:PORT": _NOTHING,
     "IFACE": "interfaces",
     "MODE": tuple(mode.name for mode in LockMode) + tuple(LONG_NAMES[m] for m in LockMode),
     "SIGNAL": tuple(SIGNAL_NAMES.values()),

@@ -31,7 +31,7 @@ class DurationWarning(UserWarning):
     """A duration in seconds that looks like milliseconds given by mistake."""
 
 
-def to_ms(value: Seconds, what: str, *, stacklevel: int = 3) -> int:
+def to_ms(value: Seconds, what: str) -> int:
     """``value`` seconds as whole milliseconds (rounded up, so that 0.0001 s still waits).
 
     Raises ``ValueError`` for a negative or non-finite value and ``TypeError`` for
@@ -50,7 +50,7 @@ def to_ms(value: Seconds, what: str, *, stacklevel: int = 3) -> int:
             f"{what}={value!r} is in seconds ({value / 60:.0f} minutes); if you meant "
             f"{value} milliseconds, write {what}={value / 1000:g}",
             DurationWarning,
-            stacklevel=stacklevel,
+            stacklevel=_caller_level(),
         )
     seconds = float(value)
     if not seconds >= 0 or seconds == float("inf"):
@@ -58,3 +58,17 @@ def to_ms(value: Seconds, what: str, *, stacklevel: int = 3) -> int:
     ms = seconds * 1000
     whole = int(ms)
     return whole + 1 if ms > whole else whole
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first caller outside pyflom, seen from :func:`to_ms`:
+    the warning names the line of the program that gave the duration."""
+    import os
+    import sys
+
+    package = os.path.dirname(__file__) + os.sep
+    frame = sys._getframe(2)  # the caller of to_ms (_caller_level's caller is 1)
+    level = 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from . import rc as _rc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .typed import HolderStatus
+
 
 class FlomError(Exception):
     """A lock operation failed; ``rc`` is the FLoM reason code (see :mod:`pyflom.rc`)."""
@@ -17,13 +23,43 @@ class FlomError(Exception):
         super().__init__(message or _rc.strerror(self.rc))
 
 
-class LockBusy(FlomError):
+class LockUnavailable(FlomError, TimeoutError):
+    """The lock was not granted because someone else holds the resource: at once
+    (:class:`LockBusy`, the request may not wait) or within the timeout
+    (:class:`LockTimeout`).  A :class:`TimeoutError`, as ``filelock``'s ``Timeout``.
+
+    ``resource`` is the name asked for (None when unknown).  ``holders`` says who holds
+    it, asked of the daemon when first read (one status query of at most a second):
+    a list of holder entries of pyflom's status document (``peer``, ``pid``, ``mode``,
+    ``held_s``...), or None when the daemon does not tell (FLoM's C daemon) or the
+    error was not raised by a lock request.
+    """
+
+    resource: str | None = None
+    _ask_holders: Callable[[], list[HolderStatus] | None] | None = None
+    _holders: list[HolderStatus] | None = None
+
+    @property
+    def holders(self) -> list[HolderStatus] | None:
+        """Who holds :attr:`resource` (asked of the daemon on first use), or None."""
+        ask, self._ask_holders = self._ask_holders, None
+        if ask is not None:
+            self._holders = ask()
+        return self._holders
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable (to another process): without the query, which needs this one.
+        state = {k: v for k, v in vars(self).items() if k != "_ask_holders"}
+        return type(self), self.args, state
+
+
+class LockBusy(LockUnavailable):
     """The resource is locked by someone else and the request may not wait."""
 
     rc = _rc.LOCK_BUSY
 
 
-class LockTimeout(FlomError):
+class LockTimeout(LockUnavailable):
     """The lock was not granted before the timeout expired."""
 
     rc = _rc.NETWORK_TIMEOUT
@@ -42,8 +78,9 @@ class LockImpossible(FlomError):
     rc = _rc.LOCK_IMPOSSIBLE
 
 
-class InvalidResourceName(FlomError):
-    """The name is not a valid resource name."""
+class InvalidResourceName(FlomError, ValueError):
+    """The name is not a valid resource name, or names another kind of resource than
+    the one asked for (a ``ValueError`` too)."""
 
     rc = _rc.INVALID_RESOURCE_NAME
 

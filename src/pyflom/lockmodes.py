@@ -62,6 +62,26 @@ def lock_mode_choices() -> str:
     )
 
 
+MEANINGS = {
+    LockMode.NL: "no access, only interest: never blocks anyone",
+    LockMode.CR: "read while others may read and write (blocked by EX only)",
+    LockMode.CW: "write while others may read and write (shared with NL, CR, CW)",
+    LockMode.PR: "read while nobody writes (shared with NL, CR, PR)",
+    LockMode.PW: "write while others may only read with CR (shared with NL, CR)",
+    LockMode.EX: "nobody else holds it but NL (the default)",
+}
+_LIKELY = {"write": "EX", "w": "EX", "exclusive": "EX", "x": "EX", "lock": "EX"}
+_LIKELY.update(dict.fromkeys(("read", "r", "shared", "s"), "PR"))
+
+
+def invalid_lock_mode(value: object) -> str:
+    """Why ``value`` is not a lock mode, with every valid mode and what it means."""
+    guess = _LIKELY.get(value.strip().lower()) if isinstance(value, str) else None
+    hint = f" (for {'one writer' if guess == 'EX' else 'readers'} write '{guess}')" if guess else ""
+    modes = "; ".join(f"{mode.name} ({LONG_NAMES[mode]}): {MEANINGS[mode]}" for mode in LockMode)
+    return f"{value!r} is not a lock mode{hint}; the modes are: {modes}"
+
+
 def compatible(held: LockMode | int, requested: LockMode | int) -> bool:
     """True when ``requested`` may be granted next to a holder in mode ``held``."""
     return COMPATIBLE[held][requested]

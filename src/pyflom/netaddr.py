@@ -18,6 +18,42 @@ if TYPE_CHECKING:
 WILDCARDS = ("", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
 
 
+def parse_host_port(text: str, where: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST`` (``default_port``, when given) or ``[IPV6]:PORT`` as
+    ``(host, port)``.  Raises ValueError naming ``where`` and what to write instead."""
+    item = text.strip()
+    example = f":{default_port or 'PORT'}"
+    if item.startswith("["):
+        close = item.find("]")
+        if close < 0:
+            raise ValueError(f"{where}: '{item}' opens '[' without ']': write [IPV6]:PORT")
+        host, rest = item[1:close], item[close + 1 :]
+        if ":" not in host:
+            raise ValueError(f"{where}: '{item}': brackets are for IPv6 addresses only")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{where}: '{item}': only ':PORT' may follow ']'")
+        port_text = rest[1:] if rest else None
+    elif item.count(":") > 1:
+        forms = f"[{item}]{example}" if default_port is None else f"[{item}] or [{item}]{example}"
+        raise ValueError(
+            f"{where}: '{item}' looks like an IPv6 address: write it in brackets, as {forms}"
+        )
+    else:
+        host, colon, port_text_or_empty = item.partition(":")
+        port_text = port_text_or_empty if colon else None
+    if not host:
+        raise ValueError(f"{where}: '{item}' has no host name")
+    if any(ch.isspace() or ch in "/?#@" for ch in host):
+        raise ValueError(f"{where}: '{item}' is not a host name or address")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{where}: '{item}' has no port: write {item}{example}")
+        return host, default_port
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{where}: '{item}' has no valid port (a number from 1 to 65535)")
+    return host, int(port_text)
+
+
 def interface_index(name: str | None) -> int:
     """The index of network interface ``name`` (0 when unset or unknown, as FLoM)."""
     if not name:

@@ -304,6 +304,12 @@ OPTIONS: tuple[Option, ...] = (
                help="grant locking (by resource), status and stop only as this file's rules "
                "say (docs/access.md; default: everyone may do everything)"),
        daemon_only=True),
+    _O("", "metrics", STR, "HOST:PORT", "Serve Prometheus metrics at HOST:PORT (started daemon)",
+       field="metrics_address", group="Daemon", key="MetricsAddress",
+       daemon=_D("--metrics", IF_SET, needs="metrics_address",
+               help="serve Prometheus metrics over HTTP at HOST:PORT ([::1]:9100 for IPv6; "
+               "needs pyflom[metrics]; docs/service.md)"),
+       daemon_only=True),
     _O("", "status", OPT, "table|json", "Show who holds and who waits (with -r: one resource)",
        target="status_format"),
 )  # fmt: skip
@@ -335,7 +341,7 @@ COMMAND_LINE_ORDER = _in_order(
     "tls_certificate tls_private_key tls_ca_certificate tls_check_peer_id append_trace_file "
     "grant_policy lock_loss lock_loss_grace tls_trace_file tls_keylog_file state_file "
     + _ETCD_FIELDS
-    + " access_rules"
+    + " access_rules metrics_address"
 )
 """The order in which the command line values are applied (FLoM's, then pyflom's)."""
 
@@ -347,7 +353,7 @@ CONFIG_FILE_ORDER = _in_order(
     "tls_trace_file tls_keylog_file ignored_signals network_interface discovery_attempts "
     "discovery_timeout discovery_ttl tcp_keepalive_time tcp_keepalive_intvl "
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
-    "tls_check_peer_id " + _ETCD_FIELDS + " access_rules"
+    "tls_check_peer_id " + _ETCD_FIELDS + " access_rules metrics_address"
 )
 """The order in which a configuration file's keys are read (reference 2.2)."""
 
@@ -360,7 +366,7 @@ VERBOSE_DUMP_ORDER = _in_order(
     "tcp_keepalive_probes tls_certificate tls_private_key tls_ca_certificate "
     "tls_check_peer_id grant_policy state_file lock_loss lock_loss_grace "
     + _ETCD_FIELDS
-    + " access_rules"
+    + " access_rules metrics_address"
 )
 """The lines of ``-V`` (reference 1.7: FLoM's, then pyflom's); the TLS trace and key log
 files are not shown."""
@@ -371,13 +377,13 @@ DAEMON_ARGV_ORDER = _in_order(
     "tls_private_key tls_ca_certificate tls_check_peer_id tls_trace_file tls_keylog_file "
     "state_file mount_point_vfs daemon_trace_file append_trace_file lock_loss_grace "
     + _ETCD_FIELDS
-    + " access_rules"
+    + " access_rules metrics_address"
 )
 """The settings a started daemon gets, in the order of its command line."""
 
 DAEMON_ONLY_ORDER = _in_order(
     "daemon_lifespan grant_policy state_file mount_point_vfs daemon_trace_file "
-    "multicast_address multicast_port " + _ETCD_FIELDS + " access_rules"
+    "multicast_address multicast_port " + _ETCD_FIELDS + " access_rules metrics_address"
 )
 """The settings only a started daemon uses, in the order they are reported as ignored
 when the daemon was already running."""

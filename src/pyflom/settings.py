@@ -15,6 +15,20 @@ DEFAULT_ETCD_KEY_PREFIX = "/pyflom/"  # every key the etcd backend writes starts
 DEFAULT_ETCD_LEASE_TTL_S = 15  # a gateway's lease (see pyflom.etcd.config for the rule)
 UNIX_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path); a name must be shorter
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, dataclass_transform
+
+    @dataclass_transform(kw_only_default=True)
+    class _Fields:
+        """To type checkers, :class:`Settings` takes each setting as a keyword argument
+        of its type (``Settings(unicast_adress=...)`` is an error)."""
+
+else:
+
+    class _Fields:
+        pass
+
 
 class LockLoss:
     """What ``flom`` does when the lock is lost while the command runs (the daemon died or
@@ -58,7 +72,7 @@ def default_socket_name() -> str:
     return f"/tmp/flom-{login_name()}"
 
 
-class Settings:
+class Settings(_Fields):
     """Every setting FLoM knows, with FLoM's built-in defaults (reference table 1.2).
 
     ``None`` means "not set" for strings.  Times are milliseconds unless the name says
@@ -124,17 +138,22 @@ class Settings:
     # pyflom extension: [Daemon]/AccessRules, the rules file of a started daemon (real
     # path; None: everyone may do everything, as with FLoM)
     access_rules: str | None = None
+    # pyflom extension: [Daemon]/MetricsAddress, HOST:PORT where a started daemon serves
+    # Prometheus metrics (None: no metrics)
+    metrics_address: str | None = None
 
-    def __init__(self, **values: object) -> None:
-        self.ignored_signals = []
-        for name, value in values.items():
-            if name not in Settings.__annotations__:
-                raise TypeError(f"unknown setting {name!r}")
-            setattr(self, name, value)
+    if not TYPE_CHECKING:  # type checkers make the keyword arguments from the fields
 
-    def copy(self, **changes: object) -> Settings:
+        def __init__(self, **values):
+            self.ignored_signals = []
+            for name, value in values.items():
+                if name not in Settings.__annotations__:
+                    raise TypeError(unknown_setting(name))
+                setattr(self, name, value)
+
+    def copy(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (lists are copied, never shared)."""
-        values: dict[str, object] = dict(vars(self))
+        values: dict[str, Any] = dict(vars(self))
         values["ignored_signals"] = list(self.ignored_signals)
         values.update(changes)
         return Settings(**values)
@@ -166,3 +185,12 @@ class Settings:
     def keepalive_s(self) -> tuple[int, int, int]:
         """TCP keepalive (idle time, probe interval, probes): seconds, seconds, count."""
         return self.tcp_keepalive_time, self.tcp_keepalive_intvl, self.tcp_keepalive_probes
+
+
+def unknown_setting(name: str) -> str:
+    """Why ``Settings(name=...)`` is refused, with the setting meant when it is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, Settings.__annotations__, n=1)
+    meant = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"Settings() has no setting {name!r}{meant}"

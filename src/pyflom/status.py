@@ -24,18 +24,21 @@ WAIT_REPORT_TIMEOUT_S = 5.0
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
     from .transport import Channel
+    from .typed import StatusDocument
 
 
 def query_status(
     settings: Settings, resource: str | None = None, timeout_s: float = STATUS_TIMEOUT_S
-) -> dict[str, object]:
+) -> StatusDocument:
     """The status document of the daemon ``settings`` name (only ``resource``'s part
-    when given).  Raises :class:`FlomError`: :class:`~pyflom.errors.ConnectionFailed`
-    when no daemon runs there, :class:`ProtocolError` when the daemon does not answer
-    status queries (FLoM's C daemon) or refused this one."""
+    when given): a dict, typed as :class:`pyflom.typed.StatusDocument`.  Raises
+    :class:`FlomError`: :class:`~pyflom.errors.ConnectionFailed` when no daemon runs
+    there, :class:`ProtocolError` when the daemon does not answer status queries (FLoM's
+    C daemon) or refused this one."""
     from .transport import open_channel
     from .uniqueid import peer_id
 
@@ -72,7 +75,7 @@ def query_status(
             f"the daemon refused the status query: {_rc.strerror(answer.rc)}", rc=answer.rc
         )
     try:
-        document = json.loads(answer.document)
+        document: StatusDocument = json.loads(answer.document)
     except ValueError as exc:
         raise ProtocolError(f"the status document is not JSON: {exc}") from exc
     if not isinstance(document, dict) or document.get("pyflom_status") != 1:
@@ -116,7 +119,7 @@ def _what(entry: dict[str, object]) -> str:
 _COLUMNS = ("RESOURCE", "TYPE", "STATE", "POS", "PEER", "LOCK", "ELEMENT", "GENERATION", "FOR")
 
 
-def format_table(document: dict[str, object]) -> str:
+def format_table(document: Mapping[str, Any]) -> str:
     """A plain-text table of a status document, one line per holder and waiter."""
     daemon = document["daemon"]
     assert isinstance(daemon, dict)
@@ -176,7 +179,7 @@ def format_table(document: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_json(document: dict[str, object]) -> str:
+def format_json(document: Mapping[str, Any]) -> str:
     """The status document as one line of JSON (for scripts: ``--status=json``; pipe it
     through ``python -m json.tool`` or ``jq`` to read it).  Not indented: indenting
     takes Python's slow encoder, seconds for a long queue."""
@@ -196,7 +199,7 @@ def _is_me(sock: socket.socket) -> Callable[[dict[str, object]], bool]:
 
 
 def describe_wait(
-    document: dict[str, object], is_me: Callable[[dict[str, object]], bool]
+    document: Mapping[str, Any], is_me: Callable[[dict[str, object]], bool]
 ) -> str | None:
     """One sentence on what the waiter ``is_me`` recognises waits for: who holds the
     resource and its place in the queue (or the resource it waits to see created);

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         else os.path.abspath(args.mount_point_vfs),
         etcd=etcd,
         access_rules=None if args.access_rules is None else os.path.abspath(args.access_rules),
+        metrics_address=args.metrics,
     )
     return run_daemon(options, ready_fd=args.ready_fd)
 

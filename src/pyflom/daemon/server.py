@@ -55,6 +55,7 @@ from .listeners import (
     write_holders_mark,
 )
 from .log import LEVELS, DaemonLog
+from .metrics import MetricsSetupError, open_endpoint
 from .protocol import MANAGEMENT_LINGER_S, no_room_answer
 from .statefile import StateFile, StateFileError
 from .status import encode_status, gateway_status, peer_name, peer_process, status_slices
@@ -65,6 +66,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..etcd.backend import EtcdBackend
     from ..etcd.config import EtcdConfig
+    from .exporter import MetricsServer
+    from .metrics import DaemonMetrics
     from .vfs import StatusMount
 
 ACCEPT_BURST = 256
@@ -124,6 +127,7 @@ class DaemonOptions:
     lock_delay_ms: int = DEFAULT_LOCK_DELAY_MS  # after a predecessor died with holders
     etcd: EtcdConfig | None = None  # a gateway: the locks live in this etcd cluster
     access_rules: str | None = None  # who may do what (daemon/access.py); None: everyone
+    metrics_address: str | None = None  # HOST:PORT of the Prometheus endpoint; None: none
 
 
 class LockDaemon:
@@ -195,6 +199,9 @@ class LockDaemon:
         self._delayed: list[tuple[ClientConnection, codec.LockRequest]] = []
         self._holders_left: set[int] = set()  # stopping: holders not gone yet
         self._holders_gone: asyncio.Future[None] | None = None
+        # Prometheus metrics (--metrics, daemon/exporter.py); None: off, every hook is a
+        # single test of this attribute.
+        self.metrics: DaemonMetrics | None = None
 
     def _etcd_backend(self, config: EtcdConfig) -> EtcdBackend:
         """The etcd backend of a gateway (started by :func:`run_daemon`)."""
@@ -228,9 +235,13 @@ class LockDaemon:
         now = time.time()  # the lock core works in wall-clock time (timestamps need it)
         self._idle_since = None
         if self.tls is not None and not self.tls.admits(conn, message):
+            if self.metrics is not None:
+                self.metrics.tls_failed("TLS-PEER-ID-MISMATCH")
             return
         try:
             if isinstance(message, codec.LockRequest):
+                if self.metrics is not None:
+                    self.metrics.asked(conn.id, message.name, message.mode)
                 if self.access is not None and not self.grants(conn).may_lock(message.name):
                     self._refuse_lock(conn, message)
                 elif self.lock_delay_until is None:
@@ -239,6 +250,8 @@ class LockDaemon:
                     self._delay(conn, message)
             elif isinstance(message, codec.UnlockRequest):
                 answers = self.backend.unlock(conn.id, message.name, message.rollback, now)
+                if self.metrics is not None:
+                    self.metrics.released(conn.id)
                 if self.log.lock_events:
                     rollback = " (rollback)" if message.rollback else ""
                     self.log.info(
@@ -317,6 +330,8 @@ class LockDaemon:
     def _refuse_lock(self, conn: ClientConnection, message: codec.LockRequest) -> None:
         conn.protocol.new_request()
         conn.send_answer(Answer(conn.id, _rc.NOT_ALLOWED))  # then the end of stream
+        if self.metrics is not None:
+            self.metrics.refused(conn.id, _rc.NOT_ALLOWED)
         self._not_allowed(conn, f"lock '{message.name}'")
 
     def reload_access(self) -> None:
@@ -433,6 +448,8 @@ class LockDaemon:
         if answers and not self._marked and self.place_fd is not None:
             self._mark_if_granted(answers)
         if answers:
+            if self.metrics is not None:
+                self.metrics.answered(answers)
             outboxed = self._outboxed
             if len(answers) <= OUTBOX_BATCH and not any(a.conn in outboxed for a in answers):
                 self._send(answers)
@@ -608,6 +625,8 @@ class LockDaemon:
             if now >= due:
                 if conn.handshaking:
                     self.reject(conn, f"TLS handshake not complete within {limit:g} s")
+                    if self.metrics is not None:
+                        self.metrics.tls_failed("TLS-NO-ANSWER")
                     continue
                 if conn.protocol.pending:
                     self.reject(conn, f"no complete message within {limit:g} s of its first byte")
@@ -653,11 +672,15 @@ class LockDaemon:
     def tls_failed(self, conn: TlsClientConnection, exc: Exception) -> None:
         """A client's TLS failed: say why (the connection closes itself)."""
         assert self.tls is not None
-        self.tls.log_failure(conn, exc)
+        diagnosis = self.tls.log_failure(conn, exc)
+        if self.metrics is not None:
+            self.metrics.tls_failed(diagnosis.ident)
 
     def lost(self, conn: ClientConnection) -> None:
         """A connection ended: release its lock or drop its wait (unless the daemon is
         stopping: then every connection is closed and nothing is granted)."""
+        if self.metrics is not None:
+            self.metrics.gone(conn.id)
         if self.log.lock_events:
             what = self.backend.what(conn.id)
             if what is not None and not self.stopping:
@@ -739,6 +762,8 @@ class LockDaemon:
         conn.protocol.new_request()
         if not message.wait:
             conn.send_answer(Answer(conn.id, _rc.LOCK_BUSY))
+            if self.metrics is not None:
+                self.metrics.refused(conn.id, _rc.LOCK_BUSY)
             return
         conn.send_answer(Answer(conn.id, _rc.LOCK_ENQUEUED))
         assert self.lock_delay_until is not None
@@ -771,6 +796,8 @@ class LockDaemon:
         if isinstance(message, codec.LockRequest):
             conn.protocol.new_request()
             conn.send_answer(Answer(conn.id, _rc.DAEMON_STOPPING))
+            if self.metrics is not None:
+                self.metrics.refused(conn.id, _rc.DAEMON_STOPPING, message.name, message.mode)
         elif isinstance(message, codec.ShutdownRequest):
             conn.linger()
 
@@ -1269,10 +1296,25 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                 _give_up(stack, ready_fd, str(exc))
                 return 1
             _log_state(log, state)
+        metrics_listeners: list[socket.socket] = []
+        if options.metrics_address is not None:
+            try:
+                metrics_listeners = open_endpoint(options.metrics_address)
+            except MetricsSetupError as exc:
+                log.error(f"{exc.ident} {exc}")
+                _give_up(stack, ready_fd, str(exc))
+                return 1
+            for listener in metrics_listeners:
+                stack.enter_context(listener)
 
         async def main() -> None:
             daemon = LockDaemon(options, log, tls, state, access)
             daemon.socket_file = socket_file
+            exporter: MetricsServer | None = None
+            if metrics_listeners:
+                from .exporter import MetricsServer  # loads prometheus_client
+
+                exporter = await MetricsServer.serve(daemon, metrics_listeners)
             if daemon.etcd is not None:
                 # A gateway needs no holders mark nor lock-delay: the locks of a gateway
                 # that died stay in etcd until its lease expires, which outlasts the
@@ -1298,6 +1340,8 @@ def run_daemon(options: DaemonOptions, ready_fd: int | None = None) -> int:
                 log.notice("FLM003N ready to serve requests")
                 await daemon.serve(listeners, responder)
             finally:
+                if exporter is not None:
+                    exporter.close()
                 if status_fs is not None:
                     status_fs.unmount()
                 if daemon.etcd is not None:

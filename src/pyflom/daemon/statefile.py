@@ -38,6 +38,7 @@ import secrets
 import stat
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..core.durable import (
@@ -76,6 +77,8 @@ class StateFile:
         self._like: os.stat_result | None = None  # the loaded file's: its first rewrite's
         self._size = 0
         self._bound = COMPACT_MIN_BYTES
+        # Told how long each sync took: ("append" or "rewrite", seconds); the metrics'.
+        self.on_sync: Callable[[str, float], None] | None = None
 
     @classmethod
     def open(cls, path: str, now: float, reserve: int = GENERATION_RESERVE) -> StateFile:
@@ -105,6 +108,7 @@ class StateFile:
         file when it has grown too much.  Raises :class:`StateFileError`: the daemon
         must then answer nothing more (what it holds in memory is no longer durable)."""
         data = (json.dumps(_record(changes), separators=(",", ":")) + "\n").encode()
+        started = time.perf_counter()
         try:
             _write_all(self._fd, data)
             os.fdatasync(self._fd)
@@ -112,6 +116,8 @@ class StateFile:
             raise StateFileError(
                 f"cannot write state file '{self.path}': {exc.strerror or exc}"
             ) from None
+        if self.on_sync is not None:
+            self.on_sync("append", time.perf_counter() - started)
         self._size += len(data)
         if self._size > self._bound:
             self.compact()
@@ -123,6 +129,7 @@ class StateFile:
         lines = [HEADER, _record(self.durable.snapshot())]
         data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         dir_fd = self._dir_fd
+        started = time.perf_counter()
         try:
             temp, fd = _create_temp(dir_fd, self._name)
             try:
@@ -147,6 +154,8 @@ class StateFile:
         self._fd = fd
         self._size = len(data)
         self._bound = max(COMPACT_MIN_BYTES, 4 * self._size)
+        if self.on_sync is not None:
+            self.on_sync("rewrite", time.perf_counter() - started)
 
     def close(self) -> None:
         """Close the file and release its lock (another daemon may use it then)."""

@@ -181,8 +181,8 @@ def status_slices(
     assert isinstance(table, LockTable), "a gateway's status comes from gateway_status()"
     only = None
     if resource is not None:
-        kind = resource_type(resource)
-        only = "" if kind is None else locker_key(resource, kind)
+        asked = resource_type(resource)
+        only = "" if asked is None else locker_key(resource, asked)
     selected = table.resources.values() if only is None else [table.resources.get(only)]
     frozen = [
         (
@@ -206,10 +206,10 @@ def status_slices(
         )
     ]
     incubating = [
-        (conn_id, request, since, kind)
+        (conn_id, request, since, its_kind)
         for conn_id, request, since in table.incubating()
-        if (kind := resource_type(request.name) or ResourceType.SIMPLE)
-        and (only is None or locker_key(request.name, kind) == only)
+        if (its_kind := resource_type(request.name) or ResourceType.SIMPLE)
+        and (only is None or locker_key(request.name, its_kind) == only)
         and (visible is None or visible(request.name))
     ]
     about = json.dumps(_about(daemon, now, visible), separators=(",", ":"))

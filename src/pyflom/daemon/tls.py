@@ -8,7 +8,7 @@ import ssl
 from .. import codec
 from ..tls import identity
 from ..tls.contexts import ContextCache, TlsSetupError, trace_of
-from ..tls.diagnosis import diagnose
+from ..tls.diagnosis import Diagnosis, diagnose
 from ..tls.files import TlsFiles
 from ..tls.identity import remember_peer_certificate
 from .log import DaemonLog
@@ -122,8 +122,10 @@ class DaemonTls:
             )
         self.log.trace(f"TLS with '{conn.peer}': {conn.tls.describe()}")
 
-    def log_failure(self, conn: TlsClientConnection, exc: Exception) -> None:
-        """Name why a client's TLS failed (FLM017E for a refused certificate)."""
+    def log_failure(self, conn: TlsClientConnection, exc: Exception) -> Diagnosis:
+        """Name why a client's TLS failed (FLM017E for a refused certificate); returns
+        the diagnosis (its class counts in the metrics)."""
         ident = "FLM017E" if isinstance(exc, ssl.SSLCertVerificationError) else "FLM027W"
         diagnosis = diagnose(exc, "daemon", self.files, conn.tls.ssl_object)
         self.log.warning(f"{ident} TLS with client '{conn.peer}' failed: {diagnosis}")
+        return diagnosis

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..netaddr import parse_host_port
 from ..settings import (
     DEFAULT_ETCD_KEY_PREFIX as DEFAULT_KEY_PREFIX,
 )
@@ -70,46 +71,15 @@ def format_endpoint(endpoint: Endpoint) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _parse_endpoint(text: str, where: str) -> Endpoint:
-    item = text.strip()
-    if not item:
-        raise ValueError(f"{where}: an empty endpoint (two commas in a row, or a stray comma)")
-    if item.startswith("["):
-        close = item.find("]")
-        if close < 0:
-            raise ValueError(f"{where}: '{item}' opens '[' without ']': write [IPV6]:PORT")
-        host, rest = item[1:close], item[close + 1 :]
-        if ":" not in host:
-            raise ValueError(f"{where}: '{item}': brackets are for IPv6 addresses only")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{where}: '{item}': only ':PORT' may follow ']'")
-        port_text = rest[1:] if rest else None
-    elif item.count(":") > 1:
-        raise ValueError(
-            f"{where}: '{item}' looks like an IPv6 address: write it in brackets, "
-            f"as [{item}] or [{item}]:{DEFAULT_ETCD_PORT}"
-        )
-    else:
-        host, colon, port_text_or_empty = item.partition(":")
-        port_text = port_text_or_empty if colon else None
-    if not host:
-        raise ValueError(f"{where}: '{item}' has no host name")
-    if any(ch.isspace() or ch in "/?#@" for ch in host):
-        raise ValueError(f"{where}: '{item}' is not a host name or address")
-    if port_text is None:
-        return host, DEFAULT_ETCD_PORT
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{where}: '{item}' has no valid port (a number from 1 to 65535)")
-    return host, int(port_text)
-
-
 def parse_endpoints(text: str, where: str = "etcd endpoints") -> tuple[Endpoint, ...]:
     """``h1:2379,h2,[::1]:2379`` (commas or semicolons) as (host, port) pairs; the port is
     2379 when left out. Raises ValueError naming ``where`` and the bad part."""
     items = text.replace(";", ",").split(",")
     if items and not items[-1].strip() and len(items) > 1:
         items = items[:-1]  # a trailing separator, as in a GKeyFile list
-    endpoints = tuple(_parse_endpoint(item, where) for item in items)
+    if any(not item.strip() for item in items):
+        raise ValueError(f"{where}: an empty endpoint (two commas in a row, or a stray comma)")
+    endpoints = tuple(parse_host_port(item, where, DEFAULT_ETCD_PORT) for item in items)
     seen: set[Endpoint] = set()
     for endpoint in endpoints:
         if endpoint in seen:
