@@ -82,8 +82,10 @@ def test_lock_unlock_close(daemon: FlomSandbox, loop: str) -> None:
         assert h.state is pyflom.HandleState.DISCONNECTED and h.lock_generation is None
         with pytest.raises(pyflom.InvalidSequence):
             await h.unlock()
-        async with h:
-            await h.lock()
+        async with h:  # locks, and unlocks at the end
+            assert h.state is pyflom.HandleState.LOCKED
+        assert h.state is pyflom.HandleState.DISCONNECTED
+        await h.close()
         assert h.state is pyflom.HandleState.CLEANED
         with pytest.raises(pyflom.InvalidSequence):
             await h.lock()
@@ -134,7 +136,7 @@ def test_busy_and_timeout(daemon: FlomSandbox) -> None:
             begin = time.monotonic()
             h = handle(daemon, "Slow", timeout=0.3)
             with pytest.raises(pyflom.LockTimeout) as timeout:
-                await h.lock()
+                await asyncio.create_task(h.lock())  # this task would wait on itself
             assert time.monotonic() - begin >= 0.3
             assert str(timeout.value) == (
                 "'Slow' was not granted within 0.3 s (timeout; someone else holds it)"

@@ -80,13 +80,21 @@ def test_context_manager_and_exceptions(daemon: FlomSandbox) -> None:
             pyflom.lock("Ctx", "EX", timeout=0, socket_name=daemon.socket),
         ):
             pass
-        start = time.monotonic()
-        with (
-            pytest.raises(pyflom.LockTimeout),
-            pyflom.lock("Ctx", "EX", timeout=0.5, socket_name=daemon.socket),
-        ):
-            pass
-        assert time.monotonic() - start >= 0.5
+        outcome: list[BaseException] = []
+
+        def waits_in_another_thread() -> None:  # this thread would wait on itself
+            start = time.monotonic()
+            try:
+                with pyflom.lock("Ctx", "EX", timeout=0.5, socket_name=daemon.socket):
+                    pass
+            except pyflom.LockTimeout as exc:
+                assert time.monotonic() - start >= 0.5
+                outcome.append(exc)
+
+        other = threading.Thread(target=waits_in_another_thread)
+        other.start()
+        other.join()
+        assert len(outcome) == 1
         with pyflom.lock("Ctx", "CR", timeout=0, socket_name=daemon.socket):
             pass  # compatible
     with pyflom.lock("Ctx", "EX", timeout=0, socket_name=daemon.socket):
@@ -188,7 +196,9 @@ def test_a_duration_that_looks_like_milliseconds_warns(daemon: FlomSandbox) -> N
 
 
 def test_lock_timeout_reads_as_a_timeout(daemon: FlomSandbox) -> None:
-    with pyflom.lock("Slow", socket_name=daemon.socket):
+    failures: list[pyflom.LockTimeout] = []
+
+    def waits() -> None:  # in another thread: this one would wait on itself
         begin = time.monotonic()
         with (
             pytest.raises(pyflom.LockTimeout) as timeout,
@@ -196,10 +206,17 @@ def test_lock_timeout_reads_as_a_timeout(daemon: FlomSandbox) -> None:
         ):
             pass
         assert time.monotonic() - begin >= 0.3
-    message = str(timeout.value)
+        failures.append(timeout.value)
+
+    with pyflom.lock("Slow", socket_name=daemon.socket):
+        other = threading.Thread(target=waits)
+        other.start()
+        other.join()
+    (failure,) = failures
+    message = str(failure)
     assert message == "'Slow' was not granted within 0.3 s (timeout; someone else holds it)"
     assert "network" not in message
-    assert timeout.value.rc == pyflom.LockTimeout.rc  # FLoM's reason code is kept
+    assert failure.rc == pyflom.LockTimeout.rc  # FLoM's reason code is kept
 
 
 def test_the_library_starts_a_daemon_on_demand(sandbox: FlomSandbox) -> None:

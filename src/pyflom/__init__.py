@@ -51,6 +51,8 @@ __all__ = [
     "sequence",
     "timestamp",
 ]
+# issue 17 (lib-life): the library's lost locks and self-deadlocks (both in .errors)
+__all__ += ["LockLost", "SelfDeadlock"]
 
 if TYPE_CHECKING:
     from . import aio as aio
@@ -64,10 +66,12 @@ if TYPE_CHECKING:
         LockBusy,
         LockCantWait,
         LockImpossible,
+        LockLost,
         LockTimeout,
         LockUnavailable,
         NotAllowed,
         ProtocolError,
+        SelfDeadlock,
     )
     from .lockmodes import LockMode
     from .settings import Settings

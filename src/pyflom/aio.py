@@ -36,6 +36,7 @@ import socket
 from . import codec, discovery, netaddr, spawn, trace
 from . import rc as _rc
 from .client import (
+    _RELEASED_INSIDE,
     CONNECT,
     PAUSE,
     SEND,
@@ -49,17 +50,27 @@ from .client import (
     set_name,
     timestamp_name,
 )
-from .errors import LockTimeout
+from .errors import FlomError, InvalidSequence, LockLost, LockTimeout
+from .lockmodes import LockMode
+from .names import RESERVED_NAME
 from .settings import Settings
-from .transport import DaemonStarts, Frames, time_left, tls_files, trace_sending
+from .transport import (
+    DaemonStarts,
+    Frames,
+    connection_ended,
+    time_left,
+    tls_files,
+    trace_sending,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Unpack
 
+    from .durations import Seconds
     from .tls.files import TlsFiles
-    from .typed import LockOptions
+    from .typed import AsyncLockOptions, LossCallback, ModeName, ResourceKind
 
 __all__ = [
     "AsyncChannel",
@@ -128,6 +139,14 @@ class AsyncChannel(Frames):
                 raise self._receive_failed(exc) from exc
             self._received(data)
         return self._next_message()
+
+    def peer_gone(self) -> bool:
+        """Without waiting: has the connection ended (the daemon closed or reset it)?"""
+        reader = self.reader
+        if reader.at_eof() or reader.exception() is not None or self.writer.is_closing():
+            return True
+        sock = self.writer.get_extra_info("socket")
+        return sock is not None and connection_ended(sock.fileno())
 
     def drop(self, graceful: bool = True) -> None:
         """Disconnect without waiting: gracefully (FIN, or TLS close_notify, after what is
@@ -422,9 +441,15 @@ class Handle(HandleCore):
     _channel: AsyncChannel | None
     _CALLER = "task"
 
+    # ``cancel_on_loss``: cancel the task that holds the lock when its connection ends
+    # (it then gets CancelledError where it waits; the end of ``async with`` raises
+    # LockLost).
+
     def _init_io(self) -> None:
         self._busy = False  # a task is inside a call
         self._channel = None
+        self._watch: asyncio.Task[None] | None = None  # watches the held lock
+        self._cancelled: asyncio.Task[Any] | None = None  # the holder, cancelled for loss
         # Called once when a lock request has to wait (queued or incubated), with the
         # waiting connection and the daemon's answer.
         self.on_wait: Callable[[AsyncChannel, codec.LockAnswer], None] | None = None
@@ -432,9 +457,58 @@ class Handle(HandleCore):
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         if self.on_wait is not None:
             self.on_wait(channel, answer)
+        self._log_wait(answer, None)
 
     def _in_call(self) -> bool:
         return self._busy
+
+    def _holder_task(self) -> object | None:
+        return asyncio.current_task()
+
+    # -- lost locks -----------------------------------------------------------------------
+    def _watch_loss(self) -> None:
+        assert self._channel is not None
+        holder = asyncio.current_task()
+        self._watch = asyncio.ensure_future(self._watch_connection(self._channel, holder))
+
+    async def _watch_connection(
+        self, channel: AsyncChannel, holder: asyncio.Task[Any] | None
+    ) -> None:
+        """Read the held lock's connection (nothing else reads it meanwhile) until it
+        ends; then say so once, and cancel the holder when asked to."""
+        try:
+            while data := await channel.reader.read(_READ_BYTES):
+                try:
+                    channel._received(data)  # kept for the next receive()
+                except FlomError:
+                    pass
+        except OSError:
+            pass  # reset: the connection ended
+        self._watch = None
+        if not self._note_lost():
+            return
+        error = self._lost_error()
+        if self.on_lost is not None:
+            self.on_lost(error)
+        if self.cancel_on_loss and holder is not None and not holder.done():
+            self._cancelled = holder
+            holder.cancel(str(error))
+
+    def _stop_watch(self) -> asyncio.Task[None] | None:
+        """Stop watching (the lock is released); the watcher, to await when the
+        connection is read next."""
+        watch = self._watch
+        if watch is not None:
+            self._watch = None
+            watch.cancel()
+        return watch
+
+    def _uncancel(self) -> None:
+        """LockLost is raised: a cancel of this task for the loss has done its work (the
+        task learns LockLost instead of being cancelled)."""
+        cancelled, self._cancelled = self._cancelled, None
+        if cancelled is not None and cancelled is asyncio.current_task():
+            cancelled.uncancel()
 
     def _enter(self, doing: str) -> None:
         if self._busy:
@@ -450,6 +524,9 @@ class Handle(HandleCore):
         self._enter("lock")
         try:
             return await self._lock()
+        except LockLost:
+            self._uncancel()
+            raise
         except LockTimeout:
             raise self._timed_out() from None
         finally:
@@ -481,10 +558,22 @@ class Handle(HandleCore):
             self._busy = False
 
     async def _unlock(self, rollback: bool) -> None:
+        try:
+            await self._send_unlock(rollback)
+        except LockLost:
+            self._uncancel()
+            raise
+
+    async def _send_unlock(self, rollback: bool) -> None:
         request = self._unlock_request(rollback)
         assert self._channel is not None
+        watch = self._stop_watch()
+        if watch is not None:
+            await asyncio.wait([watch])  # it no longer reads the connection
         try:
             await self._channel.send_bytes(request)
+        except FlomError as exc:
+            raise self._lost_on_unlock(exc) from exc
         finally:
             if not self.keep_connection:
                 await self._close_channel()
@@ -508,10 +597,17 @@ class Handle(HandleCore):
                 self._busy = False
 
     async def __aenter__(self) -> Handle:
+        """Lock, as ``async with asyncio.Lock()``; the end of the block unlocks (with
+        rollback when it raised).  The handle stays usable (``await close()`` it)."""
+        await self.lock()
+        self._in_with = True
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._in_with = False
+        if self.state != HandleState.LOCKED:
+            raise InvalidSequence(_RELEASED_INSIDE)
+        await self.unlock(rollback=exc_type is not None)
 
     async def _connect(self) -> AsyncChannel:
         if self._channel is None:
@@ -519,16 +615,23 @@ class Handle(HandleCore):
                 self._settings, may_start_daemon=self._settings.daemon_lifespan != 0
             )
             self.state = HandleState.CONNECTED
+            self._log_connect(self._channel)
         return self._channel
 
     async def _close_channel(self) -> None:
         if self._channel is not None:
+            watch = self._stop_watch()
+            if watch is not None:
+                await asyncio.wait([watch])
+            self._unhold()
             channel, self._channel = self._channel, None
             self.state = HandleState.DISCONNECTED
             await channel.close()
 
     def _disconnect(self, graceful: bool = True) -> None:
         if self._channel is not None:
+            self._stop_watch()
+            self._unhold()
             channel, self._channel = self._channel, None
             channel.drop(graceful)
             self.state = HandleState.DISCONNECTED
@@ -538,10 +641,53 @@ class lock(LockArguments):
     """Hold a lock for the duration of an ``async with`` block, as :func:`pyflom.lock`
     does for ``with`` (same arguments; ``as`` gives the locked :class:`Handle`; an
     exception inside the block unlocks with rollback).  A plain ``with`` is a type
-    error, and a ``TypeError`` at run time."""
+    error, and a ``TypeError`` at run time.  One object serves many blocks, in several
+    tasks at once (each through a handle of its own); a block nested in another one of
+    the same task raises :class:`InvalidSequence` at once.
+
+    ``cancel_on_loss=True``: when the connection that holds the lock ends while the
+    block runs, the task is cancelled (``CancelledError`` where it waits) and the end of
+    the block raises :class:`LockLost`; ``on_lost(error)`` is called on the loop."""
 
     handle: Handle
     _handle_class = Handle
+
+    def __init__(
+        self,
+        resource: str = RESERVED_NAME,
+        mode: LockMode | ModeName | None = None,
+        *,
+        kind: ResourceKind | None = None,
+        timeout: Seconds | None = None,
+        quantity: int = 1,
+        create: bool = True,
+        idle_lifespan: Seconds = 0,
+        socket_name: str | None = None,
+        daemon_lifespan: Seconds | None = None,
+        start_daemon: bool = True,
+        settings: Settings | None = None,
+        on_lost: LossCallback | None = None,
+        cancel_on_loss: bool = False,
+    ) -> None:
+        super().__init__(
+            resource,
+            mode,
+            kind=kind,
+            timeout=timeout,
+            quantity=quantity,
+            create=create,
+            idle_lifespan=idle_lifespan,
+            socket_name=socket_name,
+            daemon_lifespan=daemon_lifespan,
+            start_daemon=start_daemon,
+            settings=settings,
+            on_lost=on_lost,
+        )
+        self.handle.cancel_on_loss = cancel_on_loss
+
+    @staticmethod
+    def _holder() -> object:
+        return asyncio.current_task()
 
     if not TYPE_CHECKING:  # type checkers see no __enter__: 'with' is refused by them
 
@@ -552,34 +698,47 @@ class lock(LockArguments):
             return None
 
     async def __aenter__(self) -> Handle:
-        await self.handle.lock()
-        return self.handle
+        handle = self._take()
+        try:
+            await handle.lock()
+        except BaseException:
+            self._give_back()
+            raise
+        return handle  # type: ignore[no-any-return]
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        handle = self._taken[self._holder()]
         try:
-            await self.handle.unlock(rollback=exc_type is not None)
+            if handle.state != HandleState.LOCKED:
+                raise InvalidSequence(_RELEASED_INSIDE)
+            await handle.unlock(rollback=exc_type is not None)
         finally:
-            await self.handle.close()
+            try:
+                await handle._close_channel()
+            finally:
+                self._give_back()
 
 
-def semaphore(name: str, units: int, quantity: int = 1, **options: Unpack[LockOptions]) -> lock:
+def semaphore(
+    name: str, units: int, quantity: int = 1, **options: Unpack[AsyncLockOptions]
+) -> lock:
     """:func:`pyflom.semaphore` for ``async with``."""
     return lock(semaphore_name(name, units), kind="numeric", quantity=quantity, **options)
 
 
 def sequence(
-    name: str, holders: int = 1, *, transactional: bool = False, **options: Unpack[LockOptions]
+    name: str, holders: int = 1, *, transactional: bool = False, **options: Unpack[AsyncLockOptions]
 ) -> lock:
     """:func:`pyflom.sequence` for ``async with``."""
     resource = sequence_name(name, holders, transactional)
     return lock(resource, kind="sequence", **options)
 
 
-def one_of(*elements: str, **options: Unpack[LockOptions]) -> lock:
+def one_of(*elements: str, **options: Unpack[AsyncLockOptions]) -> lock:
     """:func:`pyflom.one_of` for ``async with``."""
     return lock(set_name(elements), kind="set", **options)
 
 
-def timestamp(format: str, holders: int = 1, **options: Unpack[LockOptions]) -> lock:
+def timestamp(format: str, holders: int = 1, **options: Unpack[AsyncLockOptions]) -> lock:
     """:func:`pyflom.timestamp` for ``async with``."""
     return lock(timestamp_name(format, holders), kind="timestamp", **options)

@@ -24,7 +24,7 @@ import _thread
 import time
 from enum import Enum, IntEnum
 
-from . import codec
+from . import codec, held, logs
 from . import rc as _rc
 from .errors import (
     ConnectionFailed,
@@ -34,10 +34,12 @@ from .errors import (
     LockBusy,
     LockCantWait,
     LockImpossible,
+    LockLost,
     LockTimeout,
     LockUnavailable,
     NotAllowed,
     ProtocolError,
+    SelfDeadlock,
 )
 from .lockmodes import LockMode, invalid_lock_mode, parse_lock_mode
 from .names import (
@@ -50,7 +52,7 @@ from .names import (
     uses_lock_mode,
 )
 from .settings import Settings
-from .transport import Channel, encode_message, open_channel
+from .transport import Channel, daemon_address, encode_message, open_channel
 from .uniqueid import peer_id
 
 TYPE_CHECKING = False
@@ -59,11 +61,15 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar, Unpack
 
     from .durations import Seconds
-    from .typed import HolderStatus, LockOptions, ModeName, ResourceKind
+    from .losswatch import LossWatch
+    from .typed import HolderStatus, LockOptions, LossCallback, ModeName, ResourceKind
 
     _Unavailable = TypeVar("_Unavailable", bound=LockUnavailable)
 
 HOLDERS_TIMEOUT_S = 1.0  # the status query that says who holds a refused resource
+# Frames from HandleCore._hold up to the caller of Handle.lock() (a shortcut for
+# held.caller_site: _hold, _locked, _lock_steps, StepRun.next, _lock, lock).
+_CALLER_DEPTH = 6
 _CONNECT_ATTEMPTS = 3  # a daemon leaving at the very moment we connect: try again
 # A stopping daemon (it waits for its holders' commands to end) is asked again this
 # often, at first more often, until it is gone and a new one can start.
@@ -179,6 +185,15 @@ class HandleCore:
     daemon's answers.  The subclasses do the I/O."""
 
     _channel: object | None = None
+    _holding: held.Holding | None = None  # this handle's entry among the process's locks
+    _address: str | None = None  # where the daemon is, as the settings name it
+    _terms: tuple[str, str, int, int] | None = None  # name, kind, mode, quantity
+    _lost_at: float | None = None  # time.time() the loss of the held lock was first known
+    _in_with = False  # the lock was taken by ``with handle`` (it releases it)
+    # Called once (from a watching thread; asyncio: on the loop) when the connection of
+    # the held lock ends: the lock may be someone else's by then (opt-in: a watcher per lock).
+    on_lost: LossCallback | None = None
+    cancel_on_loss = False  # pyflom.aio: cancel the task holding a lock lost
 
     def __init__(
         self,
@@ -271,6 +286,7 @@ class HandleCore:
         if self.state == HandleState.LOCKED:
             raise FlomError("the handle is locked: unlock first", rc=_rc.API_IMMUTABLE_HANDLE)
         self._encoded = None  # the request changes with the property
+        self._address = self._terms = None
 
     @property
     def resource_name(self) -> str:
@@ -423,11 +439,161 @@ class HandleCore:
 
     def _lock_request(self) -> bytes:
         """The encoded lock request; checks that the handle may lock."""
-        if self.state in (HandleState.LOCKED, HandleState.CLEANED):
+        if self.state == HandleState.LOCKED:
+            self._raise_if_lost()
+            raise InvalidSequence(self._locked_already())
+        if self.state == HandleState.CLEANED:
             raise InvalidSequence(f"lock() on a handle in state {self.state.name}")
         if self._encoded is None:
             self._encoded = self._encode_requests()
+        if held.LOCKS and self._settings.resource_timeout != 0:
+            self._refuse_self_deadlock()
         return self._encoded[0]
+
+    def _locked_already(self) -> str:
+        """Why ``lock()`` on a locked handle is refused, and where it was locked."""
+        where = self._holding.site if self._holding is not None else None
+        at = f" at {where}" if where else ""
+        name = self._locked_name
+        if self._in_with:
+            return (
+                f"lock() inside a with statement on this handle ({at.strip() or 'above'}): "
+                f"the with statement holds the lock on '{name}' already and releases it at "
+                "the end of its block (to lock and unlock by hand, don't use the handle in a "
+                "with statement; contextlib.closing(handle) closes it at the end)"
+            )
+        return (
+            f"lock() on a handle that holds the lock on '{name}' already (taken{at}): unlock first"
+        )
+
+    # -- the locks of this process ------------------------------------------------------
+    def _holder_task(self) -> object | None:
+        """The asyncio task that locks (None: a thread locks)."""
+        return None
+
+    def _daemon_address(self) -> str:
+        address = self._address
+        if address is None:
+            address = self._address = daemon_address(self._settings)
+        return address
+
+    def _request_terms(self) -> tuple[str, str, int, int]:
+        """The request's name, kind, mode and quantity, as :mod:`pyflom.held` counts them."""
+        if self._terms is not None:
+            return self._terms
+        settings = self._settings
+        name = settings.resource_name
+        kind = resource_type(name) or ResourceType.SIMPLE
+        mode = int(settings.lock_mode) if uses_lock_mode(kind) else int(LockMode.EX)
+        quantity = settings.resource_quantity if kind == ResourceType.NUMERIC else 1
+        self._terms = name, kind, mode, quantity
+        return self._terms
+
+    def _refuse_self_deadlock(self) -> None:
+        """Raise :class:`SelfDeadlock` when the request would wait for a lock its own
+        thread (task) holds: it would wait on itself until its timeout."""
+        name, kind, mode, quantity = self._request_terms()
+        task = self._holder_task()
+        address = self._daemon_address()
+        while True:
+            holding = held.self_deadlock(address, name, kind, mode, quantity, task)
+            if holding is None:
+                return
+            holder = holding.handle()
+            if holder is not None and holder._connection_gone():
+                holder._note_lost()  # that lock is lost, not held: it blocks nothing
+                continue
+            who = self._CALLER
+            asked = f"'{name}'" + (f" ({LockMode(mode).name})" if uses_lock_mode(kind) else "")
+            raise SelfDeadlock(
+                f"{asked} would wait for ever on its own {who}: this {who} holds "
+                f"{holding.where()}, which it cannot release while it waits. Release that "
+                f"lock first{', ask for a compatible mode' if uses_lock_mode(kind) else ''}"
+                f", or take this lock in another {who}"
+            )
+
+    def _hold(self) -> None:
+        """Note the granted lock among the process's locks."""
+        self._holding = held.note(
+            self,
+            self._address or self._daemon_address(),
+            self._terms or self._request_terms(),
+            self._holder_task(),
+            held.caller_site(_CALLER_DEPTH),
+        )
+
+    def _unhold(self) -> None:
+        """The lock is released (or lost): forget it."""
+        holding = self._holding
+        if holding is not None:
+            self._holding = None
+            held.forget(holding)
+
+    # -- lost locks -----------------------------------------------------------------------
+    def _connection_gone(self) -> bool:
+        """Without waiting: has the connection that holds the lock ended?"""
+        channel: Any = self._channel
+        return channel is None or bool(channel.peer_gone())
+
+    @property
+    def held(self) -> bool:
+        """Does the handle hold its lock?  False when unlocked, or when the connection
+        that holds it has ended (the daemon stopped or died, or the network failed: the
+        lock may be someone else's; the next ``unlock()`` raises :class:`LockLost`).
+        Costs one non-blocking look at the socket."""
+        if self.state != HandleState.LOCKED or self._lost_at is not None:
+            return False
+        if self._connection_gone():
+            self._note_lost()
+            return False
+        return True
+
+    def _note_lost(self) -> bool:
+        """The held lock is lost: note when, forget it, log it (True the first time)."""
+        if self._lost_at is not None:
+            return False
+        self._lost_at = time.time()
+        self._unhold()
+        log = logs.logger(logs.WARNING)
+        if log is not None:
+            log.warning("%s", self._lost_error())
+        return True
+
+    def _lost_error(self) -> LockLost:
+        name = self._locked_name or self._settings.resource_name
+        lost_at = self._lost_at
+        when = ""
+        if lost_at is not None:
+            clock = time.strftime("%H:%M:%S", time.localtime(lost_at))
+            when = f" (known since {clock}, {max(0.0, time.time() - lost_at):.1f} s ago)"
+        error = LockLost(
+            f"the lock on '{name}' was lost{when}: the connection to the daemon on "
+            f"{self._daemon_address()} ended while it was held (the daemon stopped or died, "
+            "or the network failed), so another client may have held it since; what ran "
+            "after that was not protected by the lock"
+        )
+        error.resource = name
+        error.lost_at = lost_at
+        return error
+
+    def _raise_if_lost(self) -> None:
+        """Raise :class:`LockLost` when the held lock is lost; the handle is then
+        unlocked (disconnected) and may lock again."""
+        if self._lost_at is None and not self._connection_gone():
+            return
+        self._note_lost()
+        error = self._lost_error()
+        self.abandon()
+        raise error
+
+    def _lost_on_unlock(self, exc: FlomError) -> FlomError:
+        """The error for an unlock that could not be sent: the lock was lost."""
+        if exc.rc != _rc.SEND_ERROR:
+            return exc
+        self._note_lost()
+        error = self._lost_error()
+        self.abandon()
+        return error
 
     def abandon(self) -> None:
         """Drop the connection without unlocking: the lock is gone already (the daemon
@@ -436,8 +602,62 @@ class HandleCore:
         self.lock_generation = None
         self._disconnect(graceful=False)
 
+    def _copy(self) -> Any:
+        """A handle like this one, not connected (for lock objects used by several
+        threads or tasks at once)."""
+        twin: Any = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._settings = self._settings.copy()
+        twin._init_io()
+        twin.on_wait = getattr(self, "on_wait", None)
+        twin.state = HandleState.INIT
+        twin._locked_name = twin.locked_element = twin.lock_generation = None
+        twin._holding = twin._lost_at = None
+        twin._in_with = False
+        return twin
+
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         """The request waits (queued or incubated): a hook for the subclass."""
+
+    def _watch_loss(self) -> None:
+        """Watch the held lock's connection and call :attr:`on_lost` when it ends."""
+        raise NotImplementedError
+
+    def _log_wait(self, answer: codec.LockAnswer, who: str | None) -> None:
+        """Log (INFO) that the request waits, and for whom when known."""
+        log = logs.logger(logs.INFO)
+        if log is None:
+            return
+        if answer.rc == _rc.DAEMON_STOPPING:
+            from .status import stopping_report
+
+            log.info("%s", stopping_report(self._settings))
+            return
+        where = self._daemon_address()
+        if who:  # "waiting for 'R': held by ..."
+            log.info("%s (daemon on %s)", who, where)
+            return
+        why = "queued" if answer.rc == _rc.LOCK_ENQUEUED else "it does not exist yet"
+        log.info("waiting for '%s' (%s; daemon on %s)", self._settings.resource_name, why, where)
+
+    def _log_connect(self, channel: Any) -> None:
+        """Log where the handle connected (DEBUG) and a daemon it started (INFO)."""
+        log = logs.logger(logs.INFO)
+        if log is None:
+            return
+        where = self._daemon_address()
+        tls = " over TLS" if channel.tls else ""
+        pid = channel.peer_pid() if hasattr(channel, "peer_pid") else None
+        if channel.daemon_started:
+            log.info(
+                "started a daemon%s on %s (it lives %s without clients)",
+                f" (pid {pid})" if pid else "",
+                where,
+                "for ever"
+                if self._settings.daemon_lifespan < 0
+                else f"{self._settings.daemon_lifespan / 1000:g} s",
+            )
+        log.debug("connected to the daemon on %s%s%s", where, f" (pid {pid})" if pid else "", tls)
 
     def _lock_steps(self) -> Generator[tuple[Step, Any], Any, str | None]:
         """The whole of a ``lock()``, independent of the kind of I/O: yields the steps
@@ -592,13 +812,33 @@ class HandleCore:
         self._locked_name = self._settings.resource_name
         self.locked_element = granted.element
         self.lock_generation = granted.generation
+        self._lost_at = None
+        self._hold()
+        if self.on_lost is not None or self.cancel_on_loss:
+            self._watch_loss()
+        log = logs.logger(logs.DEBUG)
+        if log is not None:
+            log.debug(
+                "granted '%s'%s%s, generation %s",
+                self._locked_name,
+                f" ({self._settings.lock_mode.name})"
+                if uses_lock_mode(resource_type(self._locked_name) or "")
+                else "",
+                f", element '{granted.element}'" if granted.element is not None else "",
+                granted.generation,
+            )
         return granted.element
 
     def _unlock_request(self, rollback: bool) -> bytes:
         """The encoded unlock request; the handle counts as unlocked from here."""
         if self.state != HandleState.LOCKED or self._channel is None:
             raise InvalidSequence(f"unlock() on a handle in state {self.state.name}")
+        # A send on a UNIX socket fails once the daemon is gone (LockLost then); over
+        # TCP it may not: look at the connection first.
+        if self._lost_at is not None or not self._channel.local:  # type: ignore[attr-defined]
+            self._raise_if_lost()
         assert self._locked_name is not None and self._encoded is not None
+        self._unhold()
         self.locked_element = None
         self.lock_generation = None
         self.state = HandleState.CONNECTED
@@ -674,6 +914,12 @@ def holders_of(settings: Settings) -> list[HolderStatus] | None:
     return [holder for res in document["resources"] for holder in res["holders"]]
 
 
+_RELEASED_INSIDE = (
+    "the lock taken by the with statement was released inside its block (unlock() or "
+    "close()): let the with statement release it, or lock and unlock by hand without it"
+)
+
+
 class Handle(HandleCore):
     """One lock at a time on one resource, with libflom's properties.
 
@@ -690,6 +936,7 @@ class Handle(HandleCore):
     def _init_io(self) -> None:
         self._busy = _thread.allocate_lock()  # held while a call works on the handle
         self._channel = None
+        self._watch: LossWatch | None = None  # watches the held lock (on_lost)
         # Called once when a lock request has to wait (queued or incubated), with the
         # waiting connection and the daemon's answer (``flom -V`` says what it waits for).
         self.on_wait: Callable[[Channel, codec.LockAnswer], None] | None = None
@@ -733,6 +980,33 @@ class Handle(HandleCore):
     def _waits(self, channel: Any, answer: codec.LockAnswer) -> None:
         if self.on_wait is not None:
             self.on_wait(channel, answer)
+        if logs.logger(logs.INFO) is not None:
+            who = None
+            if answer.rc != _rc.DAEMON_STOPPING:
+                from .status import wait_report
+
+                who = wait_report(self._settings, channel)
+            self._log_wait(answer, who)
+
+    def _watch_loss(self) -> None:
+        from .losswatch import LossWatch
+
+        assert self._channel is not None
+        self._watch = LossWatch(
+            self._channel.fileno(), self, f"pyflom-loss-watch {self._locked_name}"
+        )
+
+    def _lost_seen(self) -> None:
+        """The watch saw the lock's connection end (in its thread)."""
+        callback = self.on_lost
+        if self._note_lost() and callback is not None:
+            callback(self._lost_error())
+
+    def _stop_watch(self) -> None:
+        watch = self._watch
+        if watch is not None:
+            self._watch = None
+            watch.stop()
 
     def unlock(self, rollback: bool = False) -> None:
         """Release the lock (``rollback=True``: give a transactional sequence value back)."""
@@ -748,6 +1022,8 @@ class Handle(HandleCore):
         assert self._channel is not None
         try:
             self._channel.send_bytes(request)
+        except FlomError as exc:
+            raise self._lost_on_unlock(exc) from exc
         finally:
             if not self.keep_connection:
                 self._disconnect()
@@ -770,10 +1046,18 @@ class Handle(HandleCore):
             self._busy.release()
 
     def __enter__(self) -> Handle:
+        """Lock (as ``threading.Lock``); the end of the block unlocks, with rollback
+        when it raised.  The handle stays usable (``close()`` it, or use
+        ``contextlib.closing(handle)``, to disconnect for good)."""
+        self.lock()
+        self._in_with = True
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._in_with = False
+        if self.state != HandleState.LOCKED:
+            raise InvalidSequence(_RELEASED_INSIDE)
+        self.unlock(rollback=exc_type is not None)
 
     def _connect(self) -> Channel:
         if self._channel is None:
@@ -781,10 +1065,13 @@ class Handle(HandleCore):
                 self._settings, may_start_daemon=self._settings.daemon_lifespan != 0
             )
             self.state = HandleState.CONNECTED
+            self._log_connect(self._channel)
         return self._channel
 
     def _disconnect(self, graceful: bool = True) -> None:
         if self._channel is not None:
+            self._stop_watch()
+            self._unhold()
             channel, self._channel = self._channel, None
             channel.close(graceful)
             self.state = HandleState.DISCONNECTED
@@ -810,6 +1097,7 @@ class LockArguments:
         daemon_lifespan: Seconds | None = None,
         start_daemon: bool = True,
         settings: Settings | None = None,
+        on_lost: LossCallback | None = None,
     ) -> None:
         self.handle = self._handle_class(
             resource,
@@ -823,6 +1111,43 @@ class LockArguments:
             daemon_lifespan=daemon_lifespan,
             start_daemon=start_daemon,
             settings=settings,
+        )
+        self.handle.on_lost = on_lost
+        self._guard = _thread.allocate_lock()
+        self._idle: list[Any] = [self.handle]  # handles free for the next holder
+        self._taken: dict[object, Any] = {}  # holder (thread, task) -> its handle
+
+    @staticmethod
+    def _holder() -> object:
+        """Who enters the block: this thread (asyncio: this task)."""
+        return _thread.get_ident()
+
+    def _take(self) -> Any:
+        """A handle of the entering thread (task) alone; refuses a nested ``with``."""
+        holder = self._holder()
+        with self._guard:
+            inner = self._taken.get(holder)
+            if inner is not None:
+                raise InvalidSequence(self._nested(inner))
+            handle = self._idle.pop() if self._idle else self.handle._copy()
+            self._taken[holder] = handle
+        return handle
+
+    def _give_back(self) -> Any:
+        """The handle of the leaving thread (task), free again for the next one."""
+        with self._guard:
+            handle = self._taken.pop(self._holder())
+            self._idle.append(handle)
+        return handle
+
+    def _nested(self, outer: HandleCore) -> str:
+        site = outer._holding.site if outer._holding is not None else None
+        who = outer._CALLER
+        return (
+            f"'with' on a lock object that this {who} holds already"
+            f"{f' (taken at {site})' if site else ''}: it would wait for itself. A lock "
+            f"object is held by one block per {who} at a time; nest another "
+            "pyflom.lock(...) if a second lock is really meant"
         )
 
 
@@ -840,19 +1165,37 @@ class lock(LockArguments):
     never start one).  An exception inside the block unlocks with rollback, so a
     transactional sequence value is given back.  ``settings`` gives everything else
     (e.g. ``Settings(unicast_address="10.0.0.1")`` for a daemon on the network).
+
+    Like ``threading.Lock``, one object serves many ``with`` blocks, one after the
+    other and in several threads at once (each thread locks through a handle of its
+    own, so they take turns through the daemon); a ``with`` on the object nested in
+    another one of the same thread raises :class:`InvalidSequence` at once.
+    ``on_lost(error)`` is called (from a watching thread) if the connection that holds
+    the lock ends while it is held; the end of the block then raises :class:`LockLost`.
     """
 
     handle: Handle
 
     def __enter__(self) -> Handle:
-        self.handle.lock()
-        return self.handle
+        handle = self._take()
+        try:
+            handle.lock()
+        except BaseException:
+            self._give_back()
+            raise
+        return handle  # type: ignore[no-any-return]
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        handle = self._taken[self._holder()]
         try:
-            self.handle.unlock(rollback=exc_type is not None)
+            if handle.state != HandleState.LOCKED:
+                raise InvalidSequence(_RELEASED_INSIDE)
+            handle.unlock(rollback=exc_type is not None)
         finally:
-            self.handle.close()
+            try:
+                handle._disconnect()
+            finally:
+                self._give_back()
 
 
 def _part(name: str, what: str) -> str:

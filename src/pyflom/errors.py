@@ -109,3 +109,22 @@ class InvalidSequence(FlomError):
     """The handle is not in a state where this call is allowed (e.g. unlock before lock)."""
 
     rc = _rc.API_INVALID_SEQUENCE
+
+
+class LockLost(FlomError):
+    """The connection that held the lock ended while it was held (the daemon stopped or
+    died, or the network failed): the lock may already be someone else's.
+
+    ``resource`` is the resource's name, ``lost_at`` the ``time.time()`` when the loss
+    was first known (``None`` when unknown)."""
+
+    rc = _rc.LOCK_LOST
+    resource: str | None = None
+    lost_at: float | None = None
+
+
+class SelfDeadlock(InvalidSequence):
+    """The request would wait for a lock that its own thread (asyncio: task) holds and
+    that never lets it through: it would wait on itself until its timeout."""
+
+    rc = _rc.SELF_DEADLOCK

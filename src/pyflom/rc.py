@@ -58,6 +58,11 @@ BACKEND_UNAVAILABLE = -41
 # pyflom extension: the daemon's access rules (--access-rules) do not allow the peer this
 # request (to lock that resource, read the status or stop the daemon).
 NOT_ALLOWED = -42
+# pyflom library: the connection that held a lock ended (the daemon went away), so the
+# lock may be someone else's already.
+LOCK_LOST = -43
+# pyflom library: a request would wait for a lock its own thread (or task) holds.
+SELF_DEADLOCK = -44
 
 # System-call failures, numbered in alphabetical order of the call from -100.
 _SYSCALLS = [
@@ -177,6 +182,8 @@ _TEXTS = {
     DAEMON_STOPPING: "the daemon is stopping: it waits for its holders' commands to end",
     BACKEND_UNAVAILABLE: "the daemon's lock backend (etcd) did not answer in time",
     NOT_ALLOWED: "the daemon's access rules do not allow this request",
+    LOCK_LOST: "the lock was lost: the connection to the daemon ended while it was held",
+    SELF_DEADLOCK: "the request would wait for a lock held by its own thread or task",
     G_KEY_FILE_LOAD_FROM_FILE_ERROR: "'g_key_file_load_from_file' function returned an error",
     TLS_NO_VALID_METHOD: "no valid TLS method is available",
 }

@@ -7,6 +7,7 @@ Imported by the CLI on every run: only ``socket``, ``time`` and the codec; disco
 from __future__ import annotations
 
 import os
+import select
 import socket
 import stat
 import sys
@@ -36,6 +37,7 @@ class Frames:
     whole FLoM messages out."""
 
     daemon_started = False  # True when open_channel started the daemon it reached
+    local = False  # a UNIX socket: a send fails once the daemon has gone (TCP: may not)
 
     def __init__(self) -> None:
         self._framer = codec.Framer()
@@ -97,6 +99,33 @@ class Frames:
             return codec.decode(frame)
         except codec.CodecError as exc:
             raise ProtocolError(str(exc), rc=exc.rc) from exc
+
+
+# poll() events that say a connection has ended: the peer closed it (POLLRDHUP, Linux)
+# or it broke.  0 where POLLRDHUP is missing: :func:`connection_ended` peeks instead.
+_RDHUP: int = getattr(select, "POLLRDHUP", 0)
+CONNECTION_ENDED = _RDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL if _RDHUP else 0
+
+
+def connection_ended(fd: int) -> bool:
+    """Without waiting or reading anything: has the connection on socket ``fd`` ended
+    (the peer closed or reset it)?  Works under TLS too: it looks at the socket itself,
+    not at the records it carries."""
+    if fd < 0:
+        return True
+    if CONNECTION_ENDED:
+        poller = select.poll()
+        poller.register(fd, CONNECTION_ENDED)
+        return bool(poller.poll(0))
+    sock = socket.socket(fileno=fd)  # borrowed: detached below, never closed here
+    try:
+        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()
 
 
 def time_left(deadline: float | None) -> float | None:
@@ -189,6 +218,11 @@ class Channel(Frames):
         except (OSError, AttributeError):
             return None
         return int.from_bytes(creds[:4], sys.byteorder, signed=True) or None
+
+    def peer_gone(self) -> bool:
+        """Without waiting or reading: has the connection ended (the daemon closed or
+        reset it)?  Safe from any thread while the connection is open."""
+        return connection_ended(self.sock.fileno())
 
     def peer_closed(self) -> bool:
         """Without waiting: has the daemon closed or broken the connection?  A message
@@ -390,6 +424,7 @@ def open_channel(settings: Settings, *, may_start_daemon: bool) -> Channel:
 
                 channel = open_tls(sock, files)
             channel.daemon_started = starts.started_daemon
+            channel.local = starts.local
             return channel
         from .spawn import start_daemon
 

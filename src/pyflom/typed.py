@@ -7,8 +7,10 @@ Imported by programs (and mypy), never by the ``flom`` command: it imports ``typ
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Literal, NotRequired, TypedDict
 
+from .errors import LockLost
 from .settings import Settings
 
 Seconds = float | int | datetime.timedelta
@@ -34,6 +36,9 @@ ModeName = Literal[
 ResourceKind = Literal["simple", "hierarchical", "set", "numeric", "sequence", "timestamp"]
 """A kind of resource (``kind=`` of :func:`pyflom.lock` and :class:`pyflom.Handle`)."""
 
+LossCallback = Callable[[LockLost], object]
+"""``on_lost=``: called with the :class:`pyflom.LockLost` when a held lock is lost."""
+
 
 class LockOptions(TypedDict, total=False):
     """The keyword arguments :func:`pyflom.semaphore`, :func:`pyflom.sequence`,
@@ -46,6 +51,13 @@ class LockOptions(TypedDict, total=False):
     daemon_lifespan: Seconds | None
     start_daemon: bool
     settings: Settings | None
+    on_lost: LossCallback | None
+
+
+class AsyncLockOptions(LockOptions, total=False):
+    """:class:`LockOptions` of :mod:`pyflom.aio`'s helpers."""
+
+    cancel_on_loss: bool
 
 
 class _Peer(TypedDict):
