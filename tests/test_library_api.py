@@ -206,12 +206,22 @@ def test_busy_and_timeout_share_a_timeout_error_base_naming_resource_and_holder(
         assert [(h["pid"], h["mode"], h["name"]) for h in busy.holders] == [
             (os.getpid(), "PR", "Busy")
         ]
-        with (
-            pytest.raises(TimeoutError) as info,
-            pyflom.lock("Busy", timeout=0.2, socket_name=daemon.socket),
-        ):
-            pass
-        late = info.value
+        # A request that may wait, from this thread, would wait on itself (SelfDeadlock):
+        # the timeout is met from another thread.
+        errors: list[BaseException] = []
+
+        def wait_briefly() -> None:
+            try:
+                with pyflom.lock("Busy", timeout=0.2, socket_name=daemon.socket):
+                    pass
+            except BaseException as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait_briefly)
+        waiter.start()
+        waiter.join(timeout=60)
+        assert len(errors) == 1, errors
+        late = errors[0]
         assert isinstance(late, pyflom.LockTimeout) and late.rc == 9
         assert late.resource == "Busy" and late.holders is not None and len(late.holders) == 1
 

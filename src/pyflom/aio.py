@@ -68,9 +68,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Unpack
 
-    from .durations import Seconds
     from .tls.files import TlsFiles
-    from .typed import AsyncLockOptions, LossCallback, ModeName, ResourceKind
+    from .typed import AsyncLockOptions, LockKeywords, ModeName
 
 __all__ = [
     "AsyncChannel",
@@ -657,32 +656,10 @@ class lock(LockArguments):
         resource: str = RESERVED_NAME,
         mode: LockMode | ModeName | None = None,
         *,
-        kind: ResourceKind | None = None,
-        timeout: Seconds | None = None,
-        quantity: int = 1,
-        create: bool = True,
-        idle_lifespan: Seconds = 0,
-        socket_name: str | None = None,
-        daemon_lifespan: Seconds | None = None,
-        start_daemon: bool = True,
-        settings: Settings | None = None,
-        on_lost: LossCallback | None = None,
         cancel_on_loss: bool = False,
+        **options: Unpack[LockKeywords],
     ) -> None:
-        super().__init__(
-            resource,
-            mode,
-            kind=kind,
-            timeout=timeout,
-            quantity=quantity,
-            create=create,
-            idle_lifespan=idle_lifespan,
-            socket_name=socket_name,
-            daemon_lifespan=daemon_lifespan,
-            start_daemon=start_daemon,
-            settings=settings,
-            on_lost=on_lost,
-        )
+        super().__init__(resource, mode, **options)
         self.handle.cancel_on_loss = cancel_on_loss
 
     @staticmethod

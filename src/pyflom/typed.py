@@ -54,6 +54,14 @@ class LockOptions(TypedDict, total=False):
     on_lost: LossCallback | None
 
 
+class LockKeywords(LockOptions, total=False):
+    """Every keyword argument of :func:`pyflom.lock` (:class:`LockOptions`, the kind and
+    the quantity)."""
+
+    kind: ResourceKind | None
+    quantity: int
+
+
 class AsyncLockOptions(LockOptions, total=False):
     """:class:`LockOptions` of :mod:`pyflom.aio`'s helpers."""
 
