@@ -202,6 +202,8 @@ def test_busy_and_timeout_share_a_timeout_error_base_naming_resource_and_holder(
         assert isinstance(busy, pyflom.LockBusy) and busy.rc == 4  # FLoM's reason code
         assert "INFO:" not in str(busy) and "'Busy'" in str(busy)
         assert busy.resource == "Busy"
+        # The message says who holds it (the blocking library asks on the first str()).
+        assert f"; now held by localhost/ pid {os.getpid()} (PR, for " in str(busy), str(busy)
         assert busy.holders is not None
         assert [(h["pid"], h["mode"], h["name"]) for h in busy.holders] == [
             (os.getpid(), "PR", "Busy")
@@ -235,6 +237,11 @@ def test_busy_and_timeout_share_a_timeout_error_base_naming_resource_and_holder(
 
         error = asyncio.run(refused())
         assert isinstance(error, pyflom.LockBusy) and error.resource == "Busy"
+        # asyncio: str() never blocks the loop on a query; once asked, it says who.
+        assert "now held by" not in str(error)
+        assert error.holders is not None and f"now held by localhost/ pid {os.getpid()}" in str(
+            error
+        )
     assert pyflom.LockBusy("x").holders is None  # not from a request: unknown
     copy = pickle.loads(pickle.dumps(busy))  # e.g. from a worker process
     assert (type(copy), str(copy), copy.resource, copy.holders) == (

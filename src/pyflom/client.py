@@ -768,6 +768,8 @@ class HandleCore:
         settings = self._settings.copy()
         error.resource = settings.resource_name
         error._ask_holders = lambda: holders_of(settings)
+        error._say_holders = _say_holders
+        error._query_in_str = self._CALLER == "thread"  # asyncio: never block the loop
         return error
 
     def _refusal_text(self, rc: int) -> str | None:
@@ -900,6 +902,13 @@ def granted(
         error.refused = True
         raise error
     raise _REFUSALS.get(answer.rc, FlomError)(explain(answer.rc), rc=answer.rc)
+
+
+def _say_holders(holders: list[HolderStatus]) -> str:
+    """``peer pid 4250 (EX, for 9.1s)``...: who holds a resource, for messages."""
+    from .status import describe_holders
+
+    return describe_holders(holders)
 
 
 def holders_of(settings: Settings) -> list[HolderStatus] | None:

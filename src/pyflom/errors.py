@@ -38,6 +38,21 @@ class LockUnavailable(FlomError, TimeoutError):
     resource: str | None = None
     _ask_holders: Callable[[], list[HolderStatus] | None] | None = None
     _holders: list[HolderStatus] | None = None
+    # How the message says who holds the resource (set with _ask_holders), and whether
+    # str() may ask the daemon for it (blocking library: yes; asyncio: only when known,
+    # a query would block the loop).
+    _say_holders: Callable[[list[HolderStatus]], str] | None = None
+    _query_in_str = False
+
+    def __str__(self) -> str:
+        """The message, and who holds the resource when known (the blocking library
+        asks the daemon on the first ``str()``: one status query of at most a second)."""
+        text = super().__str__()
+        say = self._say_holders
+        if say is None or (self._ask_holders is not None and not self._query_in_str):
+            return text
+        holders = self.holders
+        return f"{text}; now held by {say(holders)}" if holders else text
 
     @property
     def holders(self) -> list[HolderStatus] | None:

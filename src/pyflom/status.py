@@ -24,7 +24,7 @@ WAIT_REPORT_TIMEOUT_S = 5.0
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
     from .transport import Channel
@@ -257,18 +257,22 @@ def describe_wait(
         waiters = res["waiters"]
         for waiter in waiters:
             if is_me(waiter):
-                holders = ", ".join(
-                    f"{_who(h)} ({_what(h)}, for {_duration(float(h['held_s']))})"
-                    for h in res["holders"][:5]
-                )
-                more = len(res["holders"]) - 5
-                if more > 0:
-                    holders += f" and {more} more"
                 return (
-                    f"waiting for '{res['name']}': held by {holders or 'nobody'}; "
+                    f"waiting for '{res['name']}': held by {describe_holders(res['holders'])}; "
                     f"position {waiter['position']} of {len(waiters)} in the queue"
                 )
     return None
+
+
+def describe_holders(holders: Sequence[Mapping[str, Any]]) -> str:
+    """``peer pid 4250 (EX, for 9.1s)`` for each holder (the first five), or ``nobody``."""
+    text = ", ".join(
+        f"{_who(dict(h))} ({_what(dict(h))}, for {_duration(float(h['held_s']))})"
+        for h in holders[:5]
+    )
+    if len(holders) > 5:
+        text += f" and {len(holders) - 5} more"
+    return text or "nobody"
 
 
 def stopping_report(settings: Settings) -> str:
