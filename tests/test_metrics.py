@@ -351,6 +351,24 @@ def test_an_address_that_is_not_host_port_is_refused(
     assert said in result.stderr and "--metrics / [Daemon]/MetricsAddress" in result.stderr
 
 
+def test_a_bad_address_is_refused_by_the_command_itself(plain_sandbox: FlomSandbox) -> None:
+    """Refused when the command reads it, before any daemon: also when one runs already
+    (the option would only be reported as ignored there), and from a configuration file
+    with its line."""
+    box = plain_sandbox
+    assert box.run("-d", "30000", "--", "true").returncode == 0
+    assert box.remember_daemon() is not None
+    result = box.run("--metrics=localhost", "--", "echo", "ran")
+    assert result.returncode == 99 and result.stdout == ""
+    assert "metrics: 'localhost' is an invalid value" in result.stderr
+    assert "'localhost' has no port: write localhost:PORT" in result.stderr
+    config = box.path("metrics.conf")
+    config.write_text("[Daemon]\nMetricsAddress=9100\n")
+    result = box.run("-c", str(config), "--", "echo", "ran")
+    assert result.returncode == 99 and "ran" not in result.stdout
+    assert f"{config}:2: [Daemon] MetricsAddress='9100' is refused" in result.stderr
+
+
 def test_without_prometheus_client_the_daemon_refuses_to_start(plain_sandbox: FlomSandbox) -> None:
     box = plain_sandbox
     # An interpreter where importing prometheus_client fails, as without the extra.

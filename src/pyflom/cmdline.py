@@ -85,6 +85,7 @@ from .options import (
     DIRECTORY,
     EXISTING_FILE,
     FLAG,
+    HOST_PORT,
     INT,
     KEY_PREFIX,
     LIST,
@@ -358,7 +359,7 @@ def _command_line_refusal(option: Option, raw: str, refusal: Refused) -> CliErro
         )
     if rule == EXISTING_FILE:
         return CliError(_GENERIC, stderr=f"{name}: '{raw}' is not a valid value")
-    if rule in (BACKEND, KEY_PREFIX):
+    if rule in (BACKEND, KEY_PREFIX, HOST_PORT):
         return CliError(
             _GENERIC, stderr=_invalid_value(name, raw), explanation=f"flom: {refusal.reason}"
         )

@@ -49,6 +49,7 @@ STATE_FILE = "state file"  # stored as an absolute path; empty is none
 ABSOLUTE_ON_COMMAND_LINE = "absolute on the command line"  # -x: absolute path; Key: as given
 BACKEND = "backend"  # memory (stored as None) or an etcd:// URL (stored canonically)
 KEY_PREFIX = "key prefix"  # an etcd key prefix: starts with '/', stored ending with '/'
+HOST_PORT = "host:port"  # HOST:PORT or [IPV6]:PORT, kept as given (the metrics endpoint)
 
 # When a setting goes to the daemon's command line (``DaemonArg.when``).
 ALWAYS = "always"
@@ -305,7 +306,7 @@ OPTIONS: tuple[Option, ...] = (
                "say (docs/access.md; default: everyone may do everything)"),
        daemon_only=True),
     _O("", "metrics", STR, "HOST:PORT", "Serve Prometheus metrics at HOST:PORT (started daemon)",
-       field="metrics_address", group="Daemon", key="MetricsAddress",
+       field="metrics_address", group="Daemon", key="MetricsAddress", rule=HOST_PORT,
        daemon=_D("--metrics", IF_SET, needs="metrics_address",
                help="serve Prometheus metrics over HTTP at HOST:PORT ([::1]:9100 for IPv6; "
                "needs pyflom[metrics]; docs/service.md)"),

@@ -27,6 +27,7 @@ from .options import (
     DIRECTORY,
     EXISTING_FILE,
     GRANT_POLICY,
+    HOST_PORT,
     IDLE_LIFESPAN,
     KEY_PREFIX,
     LOCK_LOSS,
@@ -264,6 +265,13 @@ def string_value(rule: str, text: str, on_command_line: bool) -> object:
     elif rule in (BACKEND, KEY_PREFIX):
         try:
             return etcd_value(rule, text)
+        except ValueError as exc:
+            raise Refused(f"is refused: {exc}", reason=str(exc)) from None
+    elif rule == HOST_PORT:
+        from .netaddr import parse_host_port
+
+        try:
+            parse_host_port(text, "--metrics / [Daemon]/MetricsAddress")
         except ValueError as exc:
             raise Refused(f"is refused: {exc}", reason=str(exc)) from None
     elif rule == EXISTING_FILE:
