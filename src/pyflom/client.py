@@ -21,6 +21,7 @@ wait in parallel).
 from __future__ import annotations
 
 import _thread
+import os
 import time
 from enum import Enum, IntEnum
 
@@ -945,6 +946,7 @@ class Handle(HandleCore):
     def _init_io(self) -> None:
         self._busy = _thread.allocate_lock()  # held while a call works on the handle
         self._channel = None
+        self._pid = 0  # the process that opened the connection (a forked child did not)
         self._watch: LossWatch | None = None  # watches the held lock (on_lost)
         # Called once when a lock request has to wait (queued or incubated), with the
         # waiting connection and the daemon's answer (``flom -V`` says what it waits for).
@@ -1027,6 +1029,8 @@ class Handle(HandleCore):
             self._busy.release()
 
     def _unlock(self, rollback: bool) -> None:
+        if self._channel is not None and self._pid != os.getpid():
+            raise self._forked_unlock()
         request = self._unlock_request(rollback)
         assert self._channel is not None
         try:
@@ -1037,17 +1041,31 @@ class Handle(HandleCore):
             if not self.keep_connection:
                 self._disconnect()
 
+    def _forked_unlock(self) -> InvalidSequence:
+        """An unlock in a process forked while the handle was connected: the parent's
+        connection (and lock) is left alone; this process drops its copy of it."""
+        parent, name = self._pid, self._locked_name or self.resource_name
+        self._disconnect()
+        return InvalidSequence(
+            f"the lock on '{name}' belongs to process {parent}, from which this process "
+            f"(pid {os.getpid()}) was forked: only that process may release it, so this "
+            "one only closed its copy of the connection. Take locks in the child itself "
+            "(after the fork), or leave the with block in the parent only"
+        )
+
     @property
     def connection(self) -> Channel | None:
         """The connection to the daemon (while connected): the lock lives with it."""
         return self._channel
 
     def close(self) -> None:
-        """Unlock if locked, then disconnect; the handle cannot be used afterwards."""
+        """Unlock if locked, then disconnect; the handle cannot be used afterwards.  In a
+        process forked while the handle held its lock, only disconnect (the parent holds it)."""
         if not self._busy.acquire(False):
             raise self._in_use("close")
         try:
-            if self.state == HandleState.LOCKED:
+            # A forked child closes its copy of the connection only (the lock is its parent's).
+            if self.state == HandleState.LOCKED and self._pid == os.getpid():
                 self._unlock(False)
         finally:
             self._disconnect()
@@ -1073,6 +1091,7 @@ class Handle(HandleCore):
             self._channel = open_channel(
                 self._settings, may_start_daemon=self._settings.daemon_lifespan != 0
             )
+            self._pid = os.getpid()
             self.state = HandleState.CONNECTED
             self._log_connect(self._channel)
         return self._channel
@@ -1082,7 +1101,8 @@ class Handle(HandleCore):
             self._stop_watch()
             self._unhold()
             channel, self._channel = self._channel, None
-            channel.close(graceful)
+            # A forked child shares the socket: a half-close would end the parent's too.
+            channel.close(graceful and self._pid == os.getpid())
             self.state = HandleState.DISCONNECTED
 
 
