@@ -56,3 +56,23 @@ def test_a_forked_child_leaving_the_with_block_does_not_release_the_parents_lock
         assert busy(daemon, "Forked")
         assert handle.held
     assert not busy(daemon, "Forked")
+
+
+@pytest.mark.parametrize("name", [123, b"printer", None.__class__])
+def test_a_resource_name_that_is_not_a_str_is_a_type_error(name: object) -> None:
+    with pytest.raises(TypeError, match="a resource name must be a str"):
+        pyflom.lock(name)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a resource name must be a str"):
+        pyflom.Handle(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["printer", "/orders/1", "red.green"])
+def test_a_quantity_for_a_resource_without_units_is_refused(name: str) -> None:
+    # Before: silently ignored, as the mode of a set resource was (issue 17 item 1).
+    kind = "set" if "." in name else None
+    with pytest.raises(ValueError, match=r"quantity=2 .*semaphore"):
+        pyflom.lock(name, quantity=2, kind=kind)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"quantity=2 .*semaphore"):
+        pyflom.Handle(name, quantity=2, kind=kind)  # type: ignore[arg-type]
+    pyflom.lock(name, quantity=1, kind=kind)  # type: ignore[arg-type]
+    pyflom.semaphore("pool", 3, quantity=2)

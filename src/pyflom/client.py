@@ -252,6 +252,7 @@ class HandleCore:
             self.resource_timeout = _to_ms(timeout, "timeout")
         if quantity is not None:
             self.resource_quantity = quantity
+            self._check_quantity()
         if create is not None:
             self.resource_create = create
         if idle_lifespan is not None:
@@ -302,6 +303,8 @@ class HandleCore:
 
     def _check_name(self, name: str) -> None:
         """Raise :class:`InvalidResourceName` unless ``name`` is of the handle's kind."""
+        if not isinstance(name, str):
+            raise TypeError(f"a resource name must be a str, not {type(name).__name__}")
         why = kind_mismatch(name, self._kind)
         if why is not None:
             raise InvalidResourceName(why)
@@ -340,6 +343,17 @@ class HandleCore:
             raise ValueError(
                 f"mode={self.lock_mode.name!r} does not apply to '{self.resource_name}', a "
                 f"{kind} resource: it is always locked exclusively (EX); leave the mode out"
+            )
+
+    def _check_quantity(self) -> None:
+        """A quantity other than 1 given for a kind without units: refused."""
+        name = self._settings.resource_name
+        kind = resource_type(name)
+        if kind not in (None, ResourceType.NUMERIC) and self.resource_quantity != 1:
+            raise ValueError(
+                f"quantity={self.resource_quantity} does not apply to '{name}', a {kind} "
+                "resource: only a numeric one has units (pyflom.semaphore(name, units, "
+                "quantity=...)); leave the quantity out"
             )
 
     @property
