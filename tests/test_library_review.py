@@ -3,12 +3,19 @@ fails without its fix.  Real daemons, real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import threading
 
 import pytest
 
 import pyflom
-from conftest import FlomSandbox
+import pyflom.aio
+from conftest import FlomSandbox, daemon_pid, wait_for
+from pyflom.settings import Settings
+
+WIDE = 20.0  # seconds: a bound for what takes milliseconds (2 noisy cores)
 
 
 @pytest.fixture
@@ -76,3 +83,69 @@ def test_a_quantity_for_a_resource_without_units_is_refused(name: str) -> None:
         pyflom.Handle(name, quantity=2, kind=kind)  # type: ignore[arg-type]
     pyflom.lock(name, quantity=1, kind=kind)  # type: ignore[arg-type]
     pyflom.semaphore("pool", 3, quantity=2)
+
+
+def test_a_waiting_request_whose_daemon_dies_says_so_and_what_to_do(
+    daemon: FlomSandbox,
+) -> None:
+    pid = daemon_pid(daemon.socket)
+    assert pid is not None
+    errors: list[BaseException] = []
+    holder = pyflom.Handle("Waited", socket_name=daemon.socket, start_daemon=False)
+    holder.lock()
+    waiting = threading.Event()
+
+    def waiter() -> None:
+        handle = pyflom.Handle("Waited", socket_name=daemon.socket, start_daemon=False)
+        handle.on_wait = lambda channel, answer: waiting.set()
+        try:
+            handle.lock()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    try:
+        assert waiting.wait(WIDE)
+        os.kill(pid, signal.SIGKILL)
+        thread.join(WIDE)
+        assert not thread.is_alive()
+    finally:
+        holder.abandon()
+    (error,) = errors
+    assert isinstance(error, pyflom.ProtocolError)
+    # Before: "the daemon closed the connection" (what was it doing? what now?).
+    assert "while 'Waited' waited" in str(error)
+    assert "nothing is held; lock again" in str(error)
+
+
+def test_an_asyncio_request_whose_daemon_dies_says_so_too(daemon: FlomSandbox) -> None:
+    pid = daemon_pid(daemon.socket)
+    assert pid is not None
+
+    async def main() -> BaseException:
+        holder = pyflom.aio.Handle("Waited", socket_name=daemon.socket, start_daemon=False)
+        await holder.lock()
+        waiter = pyflom.aio.Handle("Waited", socket_name=daemon.socket, start_daemon=False)
+        task = asyncio.create_task(waiter.lock())
+        assert await asyncio.to_thread(wait_for, lambda: waits(daemon, "Waited"), WIDE)
+        os.kill(pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(task, WIDE)
+        except BaseException as exc:
+            return exc
+        finally:
+            holder.abandon()
+        raise AssertionError("granted")
+
+    error = asyncio.run(main())
+    assert isinstance(error, pyflom.ProtocolError)
+    assert "while 'Waited' waited" in str(error)
+
+
+def waits(box: FlomSandbox, name: str) -> bool:
+    """Is a request waiting for ``name`` (the daemon's status)?"""
+    from pyflom.status import query_status
+
+    document = query_status(Settings(socket_name=box.socket), name)
+    return any(resource["waiters"] for resource in document["resources"])

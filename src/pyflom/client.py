@@ -730,6 +730,16 @@ class HandleCore:
         except LockUnavailable as exc:
             self._disconnect()
             raise self._about_holders(exc) from None
+        except ProtocolError as exc:
+            self._disconnect(graceful=False)
+            if exc.rc != _rc.RECV_ERROR or exc.refused:
+                raise
+            raise ProtocolError(
+                f"the daemon on {self._daemon_address()} closed the connection while "
+                f"'{self._settings.resource_name}' waited (it stopped or died): nothing "
+                "is held; lock again (a new daemon is started on demand)",
+                rc=exc.rc,
+            ) from exc
         except BaseException:
             self._disconnect()  # the daemon forgets the request with the connection
             raise
