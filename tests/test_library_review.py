@@ -4,6 +4,7 @@ fails without its fix.  Real daemons, real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -149,3 +150,65 @@ def waits(box: FlomSandbox, name: str) -> bool:
 
     document = query_status(Settings(socket_name=box.socket), name)
     return any(resource["waiters"] for resource in document["resources"])
+
+
+def test_a_with_block_handed_over_to_another_thread_releases_the_lock(
+    daemon: FlomSandbox,
+) -> None:
+    lk = pyflom.lock("Handed", socket_name=daemon.socket)
+    stack = contextlib.ExitStack()
+    stack.enter_context(lk)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            stack.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join(WIDE)
+    # Before: KeyError (a thread id), and the lock stayed held for good.
+    assert errors == []
+    assert not busy(daemon, "Handed")
+    with lk:  # the object serves again
+        assert busy(daemon, "Handed")
+
+
+def test_a_with_block_ending_in_a_thread_among_several_holders_is_refused(
+    daemon: FlomSandbox,
+) -> None:
+    lk = pyflom.semaphore("Pool", 2, socket_name=daemon.socket)
+    stacks = [contextlib.ExitStack(), contextlib.ExitStack()]
+    entered = threading.Barrier(3)
+
+    def enter(stack: contextlib.ExitStack[None]) -> None:
+        stack.enter_context(lk)
+        entered.wait(WIDE)
+
+    threads = [threading.Thread(target=enter, args=(stack,)) for stack in stacks]
+    for thread in threads:
+        thread.start()
+    entered.wait(WIDE)
+    for thread in threads:
+        thread.join(WIDE)
+    with pytest.raises(pyflom.InvalidSequence, match="2 threads hold the lock"):
+        lk.__exit__(None, None, None)
+    assert busy(daemon, "Pool[2]")
+    for handle in lk._taken.values():  # the threads that entered are gone
+        handle.unlock()
+
+
+def test_an_async_with_block_handed_over_to_another_task_releases_the_lock(
+    daemon: FlomSandbox,
+) -> None:
+    lk = pyflom.aio.lock("Handed", socket_name=daemon.socket)
+
+    async def main() -> None:
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(lk)
+        await asyncio.create_task(stack.aclose())
+
+    asyncio.run(main())
+    assert not busy(daemon, "Handed")

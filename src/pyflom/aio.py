@@ -684,7 +684,8 @@ class lock(LockArguments):
         return handle  # type: ignore[no-any-return]
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        handle = self._taken[self._holder()]
+        holder = self._leaving()
+        handle = self._taken[holder]
         try:
             if handle.state != HandleState.LOCKED:
                 raise InvalidSequence(_RELEASED_INSIDE)
@@ -693,7 +694,7 @@ class lock(LockArguments):
             try:
                 await handle._close_channel()
             finally:
-                self._give_back()
+                self._give_back(holder)
 
 
 def semaphore(

@@ -1186,12 +1186,34 @@ class LockArguments:
             self._taken[holder] = handle
         return handle
 
-    def _give_back(self) -> Any:
+    def _give_back(self, holder: object = None) -> Any:
         """The handle of the leaving thread (task), free again for the next one."""
         with self._guard:
-            handle = self._taken.pop(self._holder())
+            handle = self._taken.pop(self._holder() if holder is None else holder)
             self._idle.append(handle)
         return handle
+
+    def _leaving(self) -> object:
+        """Whose block ends: this thread (task), or, when it did not enter one (an
+        ``ExitStack`` handed over to it), the only one that holds the lock through
+        this object (as ``threading.Lock`` may be released by another thread)."""
+        holder = self._holder()
+        with self._guard:
+            if holder in self._taken:
+                return holder
+            holding = [
+                key
+                for key, handle in self._taken.items()
+                if handle.state == HandleState.LOCKED and not handle._in_call()
+            ]
+        if len(holding) == 1:
+            return holding[0]
+        who = self.handle._CALLER
+        raise InvalidSequence(
+            f"a 'with' block on the lock object of '{self.handle.resource_name}' ends in a "
+            f"{who} that did not enter it, and {len(holding)} {who}s hold the lock through "
+            f"this object: nothing was released. End each block in the {who} that entered it"
+        )
 
     def _nested(self, outer: HandleCore) -> str:
         site = outer._holding.site if outer._holding is not None else None
@@ -1239,7 +1261,8 @@ class lock(LockArguments):
         return handle  # type: ignore[no-any-return]
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        handle = self._taken[self._holder()]
+        holder = self._leaving()
+        handle = self._taken[holder]
         try:
             if handle.state != HandleState.LOCKED:
                 raise InvalidSequence(_RELEASED_INSIDE)
@@ -1248,7 +1271,7 @@ class lock(LockArguments):
             try:
                 handle._disconnect()
             finally:
-                self._give_back()
+                self._give_back(holder)
 
 
 def _part(name: str, what: str) -> str:
