@@ -212,3 +212,15 @@ def test_an_async_with_block_handed_over_to_another_task_releases_the_lock(
 
     asyncio.run(main())
     assert not busy(daemon, "Handed")
+
+
+def test_a_mode_given_by_name_in_the_settings_is_a_mode(daemon: FlomSandbox) -> None:
+    settings = Settings(lock_mode="PR", socket_name=daemon.socket)  # type: ignore[arg-type]
+    readers = [pyflom.Handle("Read", settings=settings) for _ in range(2)]
+    assert readers[0].lock_mode is pyflom.LockMode.PR
+    for handle in readers:  # before: ValueError: invalid literal for int() ... 'PR'
+        handle.lock()
+    for handle in readers:
+        handle.close()
+    with pytest.raises(ValueError, match="is not a lock mode"):
+        pyflom.Handle("Read", settings=Settings(lock_mode="write"))  # type: ignore[arg-type]

@@ -246,6 +246,8 @@ class HandleCore:
         if lock_mode is not None:
             self.lock_mode = lock_mode
             self._check_mode()
+        elif not isinstance(self._settings.lock_mode, LockMode):
+            self.lock_mode = self._settings.lock_mode  # Settings(lock_mode="PR"): parsed
         if timeout is None:
             self.resource_timeout = -1
         elif not isinstance(timeout, _Default):
