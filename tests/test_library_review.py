@@ -224,3 +224,17 @@ def test_a_mode_given_by_name_in_the_settings_is_a_mode(daemon: FlomSandbox) -> 
         handle.close()
     with pytest.raises(ValueError, match="is not a lock mode"):
         pyflom.Handle("Read", settings=Settings(lock_mode="write"))  # type: ignore[arg-type]
+
+
+def test_a_name_too_long_for_the_daemon_is_refused_before_it_is_sent(
+    daemon: FlomSandbox,
+) -> None:
+    with pytest.raises(pyflom.InvalidResourceName, match="too long") as info:
+        pyflom.Handle("x" * 5000, socket_name=daemon.socket, start_daemon=False).lock()
+    # Before: ProtocolError "the daemon closed the connection without answering: the
+    # daemon probably uses TLS" (it closed it because the request was too long).
+    room = int(str(info.value).split("at most ")[1].split()[0])
+    with pyflom.lock("x" * room, socket_name=daemon.socket, start_daemon=False) as handle:
+        assert handle.held
+    with pytest.raises(pyflom.InvalidResourceName, match="too long"):
+        pyflom.Handle("x" * (room + 1), socket_name=daemon.socket, start_daemon=False).lock()

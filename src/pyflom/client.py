@@ -889,7 +889,20 @@ class HandleCore:
             quantity=settings.resource_quantity if kind == ResourceType.NUMERIC else None,
         )
         unlock = codec.UnlockRequest(settings.resource_name, False)
-        return codec.encode(request), codec.encode(unlock)
+        encoded = codec.encode(request)
+        if len(encoded) > codec.MAX_MESSAGE_BYTES:  # the daemon would close the connection
+            name = settings.resource_name
+            overhead = len(encoded) - 4 * -(-len(name.encode()) // 3)  # the name is base64
+
+            def room(cap: int) -> int:
+                return (cap - overhead) // 4 * 3
+
+            raise InvalidResourceName(
+                f"the resource name '{name[:40]}...' is too long ({len(name)} characters): "
+                f"a daemon takes names of at most {room(codec.MAX_MESSAGE_BYTES)} "
+                f"(FLoM's C daemon: {room(511)}); use a shorter name, e.g. a hash of this one"
+            )
+        return encoded, codec.encode(unlock)
 
 
 def first_answer(message: codec.Message) -> codec.LockAnswer:
