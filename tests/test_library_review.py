@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -238,3 +239,21 @@ def test_a_name_too_long_for_the_daemon_is_refused_before_it_is_sent(
         assert handle.held
     with pytest.raises(pyflom.InvalidResourceName, match="too long"):
         pyflom.Handle("x" * (room + 1), socket_name=daemon.socket, start_daemon=False).lock()
+
+
+def test_asyncio_logs_the_pid_of_the_daemon_it_starts(
+    sandbox: FlomSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pyflom")
+
+    async def main() -> int | None:
+        async with pyflom.aio.lock("Info", socket_name=sandbox.socket):
+            return sandbox.remember_daemon()
+
+    pid = asyncio.run(main())
+    # The docs: "daemons it starts (INFO: pid, socket)"; before: no pid in asyncio.
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"started a daemon (pid {pid}) on {sandbox.socket} (it lives 5 s without clients)" in (
+        messages
+    )
+    assert f"connected to the daemon on {sandbox.socket} (pid {pid})" in messages

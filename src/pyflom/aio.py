@@ -58,6 +58,7 @@ from .transport import (
     DaemonStarts,
     Frames,
     connection_ended,
+    peer_pid_of,
     time_left,
     tls_files,
     trace_sending,
@@ -138,6 +139,10 @@ class AsyncChannel(Frames):
                 raise self._receive_failed(exc) from exc
             self._received(data)
         return self._next_message()
+
+    def peer_pid(self) -> int | None:
+        """The daemon's process id, when the connection is a local (UNIX) socket."""
+        return peer_pid_of(self.writer.get_extra_info("socket"))
 
     def peer_gone(self) -> bool:
         """Without waiting: has the connection ended (the daemon closed or reset it)?"""

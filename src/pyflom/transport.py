@@ -20,6 +20,8 @@ from .settings import Settings, default_socket_name, user_label
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .tls.files import TlsFiles
 
 START_TIMEOUT_S = 15.0  # how long a client keeps trying to reach a daemon it starts
@@ -211,13 +213,7 @@ class Channel(Frames):
 
     def peer_pid(self) -> int | None:
         """The daemon's process id, when the connection is a local (UNIX) socket."""
-        try:
-            if self.sock.family != socket.AF_UNIX:
-                return None
-            creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        except (OSError, AttributeError):
-            return None
-        return int.from_bytes(creds[:4], sys.byteorder, signed=True) or None
+        return peer_pid_of(self.sock)
 
     def peer_gone(self) -> bool:
         """Without waiting or reading: has the connection ended (the daemon closed or
@@ -259,6 +255,17 @@ class Channel(Frames):
             pass
         finally:
             sock.close()
+
+
+def peer_pid_of(sock: Any) -> int | None:
+    """The process id at the other end of ``sock`` when it is a local (UNIX) socket."""
+    try:
+        if sock.family != socket.AF_UNIX:
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    except (OSError, AttributeError):
+        return None
+    return int.from_bytes(creds[:4], sys.byteorder, signed=True) or None
 
 
 def connect_unix(path: str) -> socket.socket:
