@@ -257,3 +257,13 @@ def test_asyncio_logs_the_pid_of_the_daemon_it_starts(
         messages
     )
     assert f"connected to the daemon on {sandbox.socket} (pid {pid})" in messages
+
+
+def test_a_self_deadlock_with_a_timeout_does_not_say_for_ever(daemon: FlomSandbox) -> None:
+    with pyflom.lock("Self", socket_name=daemon.socket):
+        with pytest.raises(pyflom.SelfDeadlock) as info:
+            pyflom.Handle("Self", socket_name=daemon.socket, timeout=30).lock()
+        # Before: "'Self' (EX) would wait for ever on its own thread" (with a timeout).
+        assert "would wait until its timeout (30 s) expires on its own thread" in str(info.value)
+        with pytest.raises(pyflom.SelfDeadlock, match="would wait for ever on its own thread"):
+            pyflom.Handle("Self", socket_name=daemon.socket, timeout=None).lock()

@@ -522,8 +522,10 @@ class HandleCore:
                 continue
             who = self._CALLER
             asked = f"'{name}'" + (f" ({LockMode(mode).name})" if uses_lock_mode(kind) else "")
+            ms = self._settings.resource_timeout
+            until = "for ever" if ms < 0 else f"until its timeout ({ms / 1000:g} s) expires"
             raise SelfDeadlock(
-                f"{asked} would wait for ever on its own {who}: this {who} holds "
+                f"{asked} would wait {until} on its own {who}: this {who} holds "
                 f"{holding.where()}, which it cannot release while it waits. Release that "
                 f"lock first{', ask for a compatible mode' if uses_lock_mode(kind) else ''}"
                 f", or take this lock in another {who}"
