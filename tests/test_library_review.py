@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import threading
+from typing import Any
 
 import pytest
 
@@ -267,3 +269,18 @@ def test_a_self_deadlock_with_a_timeout_does_not_say_for_ever(daemon: FlomSandbo
         assert "would wait until its timeout (30 s) expires on its own thread" in str(info.value)
         with pytest.raises(pyflom.SelfDeadlock, match="would wait for ever on its own thread"):
             pyflom.Handle("Self", socket_name=daemon.socket, timeout=None).lock()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pyflom.lock("Sent"),
+        lambda: pyflom.Handle("Sent"),
+        lambda: pyflom.aio.lock("Sent"),
+        lambda: pyflom.aio.Handle("Sent"),
+    ],
+)
+def test_pickling_a_lock_says_to_make_it_in_the_other_process(make: Any) -> None:
+    # Before: "cannot pickle '_thread.lock' object" (ProcessPoolExecutor, spawn).
+    with pytest.raises(TypeError, match=r"'Sent' cannot be pickled .* Make the lock in the other"):
+        pickle.dumps(make())

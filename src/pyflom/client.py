@@ -272,6 +272,9 @@ class HandleCore:
                 )
             self._settings.daemon_lifespan = lifespan
 
+    def __getstate__(self) -> object:
+        raise TypeError(_NOT_SENT.format(what=f"handle on '{self.resource_name}'"))
+
     # -- properties ---------------------------------------------------------------------
     def _init_io(self) -> None:
         """Set up the subclass's connection state (first thing in the constructor)."""
@@ -965,6 +968,11 @@ def holders_of(settings: Settings) -> list[HolderStatus] | None:
     return [holder for res in document["resources"] for holder in res["holders"]]
 
 
+_NOT_SENT = (
+    "a pyflom {what} cannot be pickled (sent to another process): its lock lives with "
+    "this process's connection to the daemon. Make the lock in the other process, with "
+    "the same arguments"
+)
 _RELEASED_INSIDE = (
     "the lock taken by the with statement was released inside its block (unlock() or "
     "close()): let the with statement release it, or lock and unlock by hand without it"
@@ -1186,6 +1194,9 @@ class LockArguments:
         self._guard = _thread.allocate_lock()
         self._idle: list[Any] = [self.handle]  # handles free for the next holder
         self._taken: dict[object, Any] = {}  # holder (thread, task) -> its handle
+
+    def __getstate__(self) -> object:
+        raise TypeError(_NOT_SENT.format(what=f"lock on '{self.handle.resource_name}'"))
 
     @staticmethod
     def _holder() -> object:
