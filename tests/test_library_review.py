@@ -284,3 +284,27 @@ def test_pickling_a_lock_says_to_make_it_in_the_other_process(make: Any) -> None
     # Before: "cannot pickle '_thread.lock' object" (ProcessPoolExecutor, spawn).
     with pytest.raises(TypeError, match=r"'Sent' cannot be pickled .* Make the lock in the other"):
         pickle.dumps(make())
+
+
+def test_a_forked_child_may_use_the_lock_object_its_parent_holds(daemon: FlomSandbox) -> None:
+    lk = pyflom.lock("Module", socket_name=daemon.socket, timeout=0)
+
+    def child() -> None:
+        try:
+            with lk:
+                os._exit(10)  # granted: two holders
+        except pyflom.LockBusy:
+            os._exit(20)  # the parent holds it: busy, as for any other process
+        except pyflom.InvalidSequence:
+            os._exit(30)  # before: "this thread holds already" (the parent's thread)
+
+    with lk:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            child()
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 20
+    # And once the parent released it, a child takes it.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        child()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 10

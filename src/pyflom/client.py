@@ -1194,6 +1194,15 @@ class LockArguments:
         self._guard = _thread.allocate_lock()
         self._idle: list[Any] = [self.handle]  # handles free for the next holder
         self._taken: dict[object, Any] = {}  # holder (thread, task) -> its handle
+        self._pid = os.getpid()  # the process whose blocks _taken counts
+
+    def _forked(self) -> None:
+        """In a process forked from the one that made the object: its parent's blocks
+        (and their handles, connections and guard) are not this process's."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._guard = _thread.allocate_lock()  # another thread may have held it
+            self._idle, self._taken = [], {}
 
     def __getstate__(self) -> object:
         raise TypeError(_NOT_SENT.format(what=f"lock on '{self.handle.resource_name}'"))
@@ -1205,6 +1214,7 @@ class LockArguments:
 
     def _take(self) -> Any:
         """A handle of the entering thread (task) alone; refuses a nested ``with``."""
+        self._forked()
         holder = self._holder()
         with self._guard:
             inner = self._taken.get(holder)
