@@ -308,3 +308,17 @@ def test_a_forked_child_may_use_the_lock_object_its_parent_holds(daemon: FlomSan
     if pid == 0:  # pragma: no cover - the child
         child()
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 10
+
+
+def test_a_daemon_that_cannot_start_is_a_connection_failure(sandbox: FlomSandbox) -> None:
+    # The docs: ConnectionFailed "no daemon could be reached, and none could be started";
+    # before: a plain FlomError.
+    socket_name = str(sandbox.root / "missing" / "sock")
+    with pytest.raises(pyflom.ConnectionFailed, match="the daemon did not start"):
+        pyflom.Handle("Nowhere", socket_name=socket_name, timeout=WIDE).lock()
+
+    async def main() -> None:
+        await pyflom.aio.Handle("Nowhere", socket_name=socket_name, timeout=WIDE).lock()
+
+    with pytest.raises(pyflom.ConnectionFailed, match="the daemon did not start"):
+        asyncio.run(main())

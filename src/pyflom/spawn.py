@@ -18,7 +18,7 @@ import sys
 from . import rc as _rc
 from .daemonline import cmdline as _cmdline
 from .daemonline import option_values as _option_values
-from .errors import FlomError
+from .errors import ConnectionFailed
 from .options import (
     ABSOLUTE,
     DAEMON_ARGV_ORDER,
@@ -158,18 +158,18 @@ def may_explain(code: int) -> bool:
 
 
 def start_result(code: int, reason: bytes) -> int:
-    """``code``; raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's
+    """``code``; raises :class:`ConnectionFailed` (``DAEMON_NOT_STARTED``) with the daemon's
     own words when it refused to start and said why (``reason``)."""
     text = reason.decode(errors="replace").strip()
     if text:
-        raise FlomError(f"the daemon did not start: {text}", rc=_rc.DAEMON_NOT_STARTED)
+        raise ConnectionFailed(f"the daemon did not start: {text}", rc=_rc.DAEMON_NOT_STARTED)
     return code
 
 
 def start_daemon(settings: Settings) -> int:
     """Start the daemon ``settings`` describe; return its start status (a FLoM rc).
 
-    Raises :class:`FlomError` (``DAEMON_NOT_STARTED``) with the daemon's own words when
+    Raises :class:`ConnectionFailed` (``DAEMON_NOT_STARTED``) with the daemon's own words when
     it refused to start and said why."""
     try:
         pid, read_end = spawn_daemon(settings)

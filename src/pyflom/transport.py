@@ -397,7 +397,7 @@ class DaemonStarts:
         if self.deadline is None:
             self.deadline = now + START_TIMEOUT_S
         elif now > self.deadline:
-            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+            raise ConnectionFailed(rc=_rc.DAEMON_NOT_STARTED)
 
     def started(self, status: int) -> float:
         """The start of a daemon returned ``status``: the seconds to pause before trying
@@ -408,7 +408,7 @@ class DaemonStarts:
             self.pause = min(pause * 2, 0.05)
             return pause
         if status != _rc.OK:
-            raise FlomError(rc=_rc.DAEMON_NOT_STARTED)
+            raise ConnectionFailed(rc=_rc.DAEMON_NOT_STARTED)
         self.started_daemon = True
         return 0.0
 
