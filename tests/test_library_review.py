@@ -322,3 +322,15 @@ def test_a_daemon_that_cannot_start_is_a_connection_failure(sandbox: FlomSandbox
 
     with pytest.raises(pyflom.ConnectionFailed, match="the daemon did not start"):
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("format", ["%Y [x]", "%Y-%m-%d", "%H/%M", "", "1%H"])
+def test_a_timestamp_format_the_daemon_refuses_says_what_a_format_may_hold(format: str) -> None:
+    # Before: "'_t_%Y-%m-%d[1]' is not a valid name for a resource: a resource name is
+    # ASCII letters and digits ...; write 'tYmd1'" (a simple lock, not a timestamp).
+    with pytest.raises(pyflom.InvalidResourceName, match="is not a timestamp format") as info:
+        pyflom.timestamp(format)
+    assert "write '" not in str(info.value)
+    with pytest.raises(pyflom.InvalidResourceName, match="is not a timestamp format"):
+        pyflom.aio.timestamp(format)
+    pyflom.timestamp("%H:%M:%S#fff")

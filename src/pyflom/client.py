@@ -1352,7 +1352,14 @@ def set_name(elements: tuple[str, ...]) -> str:
 
 def timestamp_name(format: str, holders: int) -> str:
     """``_t_FORMAT[holders]``: the timestamp resource of :func:`timestamp`."""
-    return f"_t_{format}[{_count(holders, 'holders')}]"
+    name = f"_t_{format}[{_count(holders, 'holders')}]"
+    if resource_type(name) != ResourceType.TIMESTAMP:
+        raise InvalidResourceName(
+            f"{format!r} is not a timestamp format a daemon takes: it starts with a letter, "
+            "'%' or '#', and has only letters, digits and the characters % # . : \\ "
+            "(e.g. '%H:%M:%S#fff', '%Y%m%d'; no spaces, '-' or '/')"
+        )
+    return name
 
 
 def semaphore(name: str, units: int, quantity: int = 1, **options: Unpack[LockOptions]) -> lock:
