@@ -334,3 +334,46 @@ def test_a_timestamp_format_the_daemon_refuses_says_what_a_format_may_hold(forma
     with pytest.raises(pyflom.InvalidResourceName, match="is not a timestamp format"):
         pyflom.aio.timestamp(format)
     pyflom.timestamp("%H:%M:%S#fff")
+
+
+def test_a_semaphore_quantity_beyond_its_units_is_refused_when_made() -> None:
+    with pytest.raises(ValueError, match=r"quantity=4 is more than the 3 units of 'pool\[3\]'"):
+        pyflom.semaphore("pool", 3, quantity=4, start_daemon=False)
+    pyflom.semaphore("pool", 3, quantity=3, start_daemon=False)  # all of them: fine
+
+
+def test_one_of_the_same_element_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"one_of\(\) got 'a' more than once"):
+        pyflom.one_of("a", "b", "a", start_daemon=False)
+
+
+def test_an_asyncio_request_under_a_blocking_lock_of_its_own_thread_is_a_self_deadlock(
+    daemon: FlomSandbox,
+) -> None:
+    """The thread holding the blocking lock runs the event loop: it cannot release the
+    lock while the task waits for it."""
+
+    async def inner() -> None:
+        async with pyflom.aio.lock("Mixed", timeout=WIDE, socket_name=daemon.socket):
+            pass
+
+    with pyflom.lock("Mixed", socket_name=daemon.socket):
+        with pytest.raises(pyflom.SelfDeadlock, match="'Mixed'"):
+            asyncio.run(inner())
+        # Another thread's task is another holder: it waits (here, it times out).
+        errors: list[BaseException] = []
+
+        def elsewhere() -> None:
+            async def brief() -> None:
+                async with pyflom.aio.lock("Mixed", timeout=0.3, socket_name=daemon.socket):
+                    pass
+
+            try:
+                asyncio.run(brief())
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join(WIDE)
+        assert len(errors) == 1 and isinstance(errors[0], pyflom.LockTimeout), errors

@@ -360,6 +360,13 @@ class HandleCore:
                 "resource: only a numeric one has units (pyflom.semaphore(name, units, "
                 "quantity=...)); leave the quantity out"
             )
+        if kind == ResourceType.NUMERIC:
+            units = int(name[name.rindex("[") + 1 : -1])
+            if self.resource_quantity > units:
+                raise ValueError(
+                    f"quantity={self.resource_quantity} is more than the {units} units of "
+                    f"'{name}': it could never be granted (ask for {units} at most)"
+                )
 
     @property
     def generation(self) -> int:
@@ -1346,6 +1353,12 @@ def set_name(elements: tuple[str, ...]) -> str:
         raise ValueError(
             f"one_of() needs two elements or more, not {len(elements)} (one resource: "
             "pyflom.lock(name))"
+        )
+    repeated = sorted({e for e in elements if elements.count(e) > 1})
+    if repeated:
+        raise ValueError(
+            f"one_of() got {', '.join(map(repr, repeated))} more than once: each element is "
+            "one holder's place, give each once"
         )
     return ".".join(_part(element, "an element of one_of()") for element in elements)
 

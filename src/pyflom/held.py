@@ -151,7 +151,13 @@ def self_deadlock(
         mine = [
             h
             for h in holders
-            if (h.task is task if task is not None else h.thread == thread)
+            # A task's request is blocked by its own holds, and by a blocking hold of
+            # its thread: that thread runs the loop, so it cannot release meanwhile.
+            if (
+                h.thread == thread
+                if task is None
+                else h.task is task or (h.task is None and h.thread == thread)
+            )
             and h.handle() is not None
             and _blocks(h, name, kind, mode)
         ]
