@@ -337,7 +337,8 @@ def test_a_timestamp_format_the_daemon_refuses_says_what_a_format_may_hold(forma
 
 
 def test_a_semaphore_quantity_beyond_its_units_is_refused_when_made() -> None:
-    with pytest.raises(ValueError, match=r"quantity=4 is more than the 3 units of 'pool\[3\]'"):
+    impossible = r"'pool\[3\]' can never grant 4 units: it has 3 "
+    with pytest.raises(pyflom.LockImpossible, match=impossible):
         pyflom.semaphore("pool", 3, quantity=4, start_daemon=False)
     pyflom.semaphore("pool", 3, quantity=3, start_daemon=False)  # all of them: fine
 

@@ -362,10 +362,10 @@ class HandleCore:
             )
         if kind == ResourceType.NUMERIC:
             units = int(name[name.rindex("[") + 1 : -1])
-            if self.resource_quantity > units:
-                raise ValueError(
-                    f"quantity={self.resource_quantity} is more than the {units} units of "
-                    f"'{name}': it could never be granted (ask for {units} at most)"
+            if self.resource_quantity > units:  # what the daemon would answer, at once
+                raise LockImpossible(
+                    f"'{name}' can never grant {self.resource_quantity} units: it has "
+                    f"{units} (ask for {units} at most)"
                 )
 
     @property
