@@ -25,6 +25,7 @@ import pytest
 from etcd_cluster import etcd_cluster, etcd_shared  # noqa: F401  (fixtures for every module)
 
 FLOM = str(Path(sys.executable).with_name("flom"))
+WIDE = 20.0  # seconds: a bound for what takes milliseconds (2 noisy cores)
 
 
 def daemon_pid(socket_path: str) -> int | None:
@@ -187,3 +188,18 @@ def new_sandbox() -> Iterator[FlomSandbox]:
 def sandbox() -> Iterator[FlomSandbox]:
     with new_sandbox() as box:
         yield box
+
+
+@pytest.fixture
+def daemon(sandbox: FlomSandbox) -> FlomSandbox:
+    """``sandbox`` with its daemon running until the test ends it."""
+    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
+    sandbox.remember_daemon()
+    return sandbox
+
+
+def busy(box: FlomSandbox, name: str) -> bool:
+    """Does another process find ``name`` locked (``flom -o 0``: 98 when busy)?"""
+    status = box.run("-r", name, "-o", "0", "--", "true").returncode
+    assert status in (0, 98)
+    return status == 98

@@ -18,7 +18,7 @@ import pytest
 
 import pyflom
 import pyflom.aio
-from conftest import FlomSandbox, process_alive, wait_for
+from conftest import WIDE, FlomSandbox, process_alive, wait_for
 from pki import NodeFiles, Standard, certs_fixture, pki_fixture, tls_options  # noqa: F401
 from pyflom import rc
 from pyflom.settings import Settings
@@ -34,7 +34,6 @@ LOOPS = [
     "asyncio",
     pytest.param("uvloop", marks=pytest.mark.skipif(uvloop is None, reason="no uvloop")),
 ]
-WIDE = 20.0  # seconds: a bound for what should take milliseconds (2 noisy cores)
 
 
 def run(main: Coroutine[Any, Any, Any], loop: str = "asyncio") -> Any:
@@ -44,13 +43,6 @@ def run(main: Coroutine[Any, Any, Any], loop: str = "asyncio") -> Any:
         if loop == "uvloop":
             assert "uvloop" in type(runner.get_loop()).__module__
         return runner.run(main)
-
-
-@pytest.fixture
-def daemon(sandbox: FlomSandbox) -> FlomSandbox:
-    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
-    sandbox.remember_daemon()
-    return sandbox
 
 
 def handle(box: FlomSandbox, name: str, **kwargs: Any) -> pyflom.aio.Handle:

@@ -13,13 +13,6 @@ from conftest import FlomSandbox, process_alive, wait_for
 from pyflom.lockmodes import LockMode
 
 
-@pytest.fixture
-def daemon(sandbox: FlomSandbox) -> FlomSandbox:
-    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
-    sandbox.remember_daemon()
-    return sandbox
-
-
 def test_handle_defaults_match_libflom(sandbox: FlomSandbox) -> None:
     handle = pyflom.Handle()
     assert handle.resource_name == "_RESOURCE"

@@ -24,14 +24,6 @@ from conftest import FlomSandbox
 from pyflom.lockmodes import LockMode
 from pyflom.status import query_status
 
-
-@pytest.fixture
-def daemon(sandbox: FlomSandbox) -> FlomSandbox:
-    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
-    sandbox.remember_daemon()
-    return sandbox
-
-
 # ------------------------------------------------------------ 1. kinds are explicit
 
 

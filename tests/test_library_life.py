@@ -18,28 +18,13 @@ import pytest
 
 import pyflom
 import pyflom.aio
-from conftest import FLOM, FlomSandbox, process_alive, wait_for
+from conftest import FLOM, WIDE, FlomSandbox, busy, process_alive, wait_for
 from pki import Standard, certs_fixture, pki_fixture  # noqa: F401
 from pyflom.settings import Settings
 from test_aio import tls_daemon
 from test_status import free_tcp_port
 
-WIDE = 20.0  # seconds: a bound for what takes milliseconds (2 noisy cores)
 HERE = Path(__file__).name
-
-
-@pytest.fixture
-def daemon(sandbox: FlomSandbox) -> FlomSandbox:
-    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
-    sandbox.remember_daemon()
-    return sandbox
-
-
-def busy(box: FlomSandbox, name: str) -> bool:
-    """Does another process find ``name`` locked (``flom -o 0``: 98 when busy)?"""
-    status = box.run("-r", name, "-o", "0", "--", "true").returncode
-    assert status in (0, 98)
-    return status == 98
 
 
 # -- 5. lock objects and handles as context managers ------------------------------------

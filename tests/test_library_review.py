@@ -16,24 +16,8 @@ import pytest
 
 import pyflom
 import pyflom.aio
-from conftest import FlomSandbox, daemon_pid, wait_for
+from conftest import WIDE, FlomSandbox, busy, daemon_pid, wait_for
 from pyflom.settings import Settings
-
-WIDE = 20.0  # seconds: a bound for what takes milliseconds (2 noisy cores)
-
-
-@pytest.fixture
-def daemon(sandbox: FlomSandbox) -> FlomSandbox:
-    assert sandbox.run("-d", "-1", "--", "true").returncode == 0
-    sandbox.remember_daemon()
-    return sandbox
-
-
-def busy(box: FlomSandbox, name: str) -> bool:
-    """Does another process find ``name`` locked (``flom -o 0``: 98 when busy)?"""
-    status = box.run("-r", name, "-o", "0", "--", "true").returncode
-    assert status in (0, 98)
-    return status == 98
 
 
 def in_child(work: object) -> int:
